@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AgentsConfig(AppConfig):
+    """bitHuman avatar agents of an organization."""
+
+    name = "agents"
+    verbose_name = "Agents"

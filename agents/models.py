@@ -1,0 +1,1 @@
+# Agent models arrive with the agents issue.

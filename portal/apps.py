@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class PortalConfig(AppConfig):
+    """Users, organizations, memberships and invitations: the tenancy core."""
+
+    name = "portal"
+    verbose_name = "Portal"

@@ -1,0 +1,37 @@
+"""Reads for organizations, memberships and invitations."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from portal.models import Invitation, Membership, Organization, User
+
+
+def membership_list_for_user(*, user: User) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(user=user)
+        .select_related("organization")
+        .order_by("organization__name")
+    )
+
+
+def membership_list(*, org: Organization) -> QuerySet[Membership]:
+    return Membership.objects.for_org(org).select_related("user").order_by("user__email")
+
+
+def invitation_list_open(*, org: Organization) -> QuerySet[Invitation]:
+    """Invitations not accepted or revoked: pending ones and expired ones that can be resent."""
+    return Invitation.objects.for_org(org).pending().select_related("invited_by")
+
+
+def organization_counts(*, org: Organization) -> dict[str, int]:
+    return {
+        "members": Membership.objects.for_org(org).count(),
+        "invitations": invitation_list_open(org=org).count(),
+        "agents": 0,
+        "sessions": 0,
+    }
+
+
+def user_exists(*, email: str) -> bool:
+    return User.objects.filter(email__iexact=email.strip()).exists()

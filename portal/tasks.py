@@ -1,0 +1,17 @@
+"""Celery tasks of the tenancy core: thin wrappers over services."""
+
+import logging
+
+from celery import shared_task
+
+from portal import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def invitations_expire() -> int:
+    deleted = services.invitations_expire()
+    if deleted:
+        logger.info("Deleted %d long-expired invitations", deleted)
+    return deleted

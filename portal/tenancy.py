@@ -1,0 +1,115 @@
+"""Tenancy in one place.
+
+- `OrgScopedModel`: the abstract base of every model that belongs to an organization; its
+  queryset has `for_org(org)`, and every lookup of tenant data goes through it.
+- `Role` and `role_at_least`: the one role hierarchy and the one role check.
+- `membership_resolve`: (user, organization slug) -> Membership, or Http404 for a foreign or
+  missing organization, identically.
+- `org_view`: the decorator every organization page uses. It resolves the organization from the
+  URL's `org_slug`, checks the role per HTTP method and hands the view its `membership`.
+
+A foreign or missing organization or object answers 404, never 403 or a redirect. A member whose
+role is too low for an action in their *own* organization gets 403: they know it exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.http import Http404, HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from portal.models import Membership, Organization
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+    VIEWER = "viewer", "Viewer"
+
+
+# What each role may do, from least to most: viewers read; members also create and operate
+# agents and sessions; admins also manage members, invitations, API keys and settings; owners
+# also rename or delete the organization and change owners.
+ROLE_RANK: dict[str, int] = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+def role_at_least(role: str, minimum: str) -> bool:
+    """The one role check: does `role` include everything `minimum` may do?"""
+    return ROLE_RANK[role] >= ROLE_RANK[minimum]
+
+
+def roles_grantable_by(role: str) -> list[str]:
+    """Nobody grants a role above their own."""
+    return [r for r in Role.values if role_at_least(role, r)]
+
+
+class OrgScopedQuerySet(models.QuerySet):
+    def for_org(self, org: Organization) -> Self:
+        return self.filter(organization=org)
+
+
+class OrgScopedModel(models.Model):
+    """Abstract base for tenant data: an organization and an opaque public id for URLs."""
+
+    organization = models.ForeignKey("portal.Organization", on_delete=models.CASCADE)
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+def membership_resolve(*, user: Any, org_slug: str) -> Membership:
+    """The user's membership in the organization named by the URL, or 404 (foreign or missing)."""
+    from portal.models import Membership
+
+    if not user.is_authenticated:
+        raise Http404("No such organization.")
+    try:
+        return Membership.objects.select_related("organization", "user").get(
+            user=user, organization__slug=org_slug
+        )
+    except Membership.DoesNotExist:
+        raise Http404("No such organization.") from None
+
+
+def role_require(membership: Membership, minimum: str) -> None:
+    if not role_at_least(membership.role, minimum):
+        raise PermissionDenied(f"This needs the {Role(minimum).label} role or higher.")
+
+
+OrgView = Callable[..., HttpResponse]
+
+
+def org_view(read: str = Role.VIEWER, write: str | None = None) -> Callable[[OrgView], OrgView]:
+    """Decorate a view under /o/<org_slug>/.
+
+    `read` is the minimum role for GET/HEAD, `write` (default: same as read) for other methods.
+    The view is called as `view(request, membership, **other_url_kwargs)`.
+    """
+    write_role = write or read
+
+    def decorator(view: OrgView) -> OrgView:
+        @login_required
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, org_slug: str, **kwargs: Any) -> HttpResponse:
+            membership = membership_resolve(user=request.user, org_slug=org_slug)
+            safe = request.method in ("GET", "HEAD", "OPTIONS")
+            role_require(membership, read if safe else write_role)
+            request.organization = membership.organization  # type: ignore[attr-defined]
+            request.membership = membership  # type: ignore[attr-defined]
+            return view(request, membership, **kwargs)
+
+        wrapper.org_scoped = True  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator

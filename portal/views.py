@@ -1,0 +1,368 @@
+"""Pages of the tenancy core: sign up, organizations, members, invitations, settings, account.
+
+Views are thin: resolve (tenancy.org_view), call a service, respond. Objects inside an
+organization are always fetched with `get_object_or_404(Model.objects.for_org(org), ...)`.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal import selectors, services
+from portal.errors import ApplicationError
+from portal.forms import (
+    AccountForm,
+    InvitationSignupForm,
+    InviteForm,
+    LoginForm,
+    OrganizationDeleteForm,
+    OrganizationForm,
+    RoleForm,
+    SignupForm,
+    apply_error,
+)
+from portal.models import Invitation, Membership
+from portal.tenancy import Role, org_view, role_at_least
+
+AUTH_BACKEND = "portal.backends.EmailBackend"
+
+
+def _base_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/")
+
+
+def _org_home(org_slug: str) -> str:
+    return reverse("org_home", kwargs={"org_slug": org_slug})
+
+
+# --- Entry, sign up, log in ---------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+    redirect_authenticated_user = True
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def home(request: HttpRequest) -> HttpResponseBase:
+    """Anonymous visitors get the login page; members go to their last (or first) organization."""
+    if not request.user.is_authenticated:
+        return LoginView.as_view()(request)
+    memberships = selectors.membership_list_for_user(user=request.user)
+    last = request.session.get("last_org")
+    chosen = memberships.filter(organization__slug=last).first() or memberships.first()
+    if chosen is None:
+        return redirect("organization_create")
+    return redirect(_org_home(chosen.organization.slug))
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user, org = services.user_signup(
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password"],
+                full_name=form.cleaned_data["full_name"],
+                organization_name=form.cleaned_data["organization_name"],
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            login(request, user, backend=AUTH_BACKEND)
+            messages.success(request, f"Welcome! {org.name} is ready.")
+            return redirect(_org_home(org.slug))
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def organization_create(request: HttpRequest) -> HttpResponse:
+    form = OrganizationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = services.organization_create(name=form.cleaned_data["name"], owner=request.user)  # type: ignore[arg-type]
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            messages.success(request, f"Created {org.name}.")
+            return redirect(_org_home(org.slug))
+    return render(request, "portal/organization_create.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    form = AccountForm(request.POST or None, instance=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Your account was updated.")
+        return redirect("account")
+    return render(request, "portal/account.html", {"form": form})
+
+
+# --- Invitations (the link in the email) --------------------------------------------------------
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = services.invitation_find(token=token)
+    problem = services.invitation_problem(invitation=invitation)
+    if problem or invitation is None:
+        status = 404 if invitation is None else 410
+        return render(
+            request, "portal/invitation_invalid.html", {"problem": problem}, status=status
+        )
+
+    context: dict[str, object] = {"invitation": invitation}
+    user = request.user
+    if user.is_authenticated:
+        if user.email != invitation.email:
+            context["problem"] = (
+                f"This invitation was sent to {invitation.email}, but you are logged in as "
+                f"{user.email}. Log out and open the link again."
+            )
+            return render(request, "portal/invitation_invalid.html", context, status=403)
+        if request.method == "POST":
+            try:
+                services.invitation_accept(invitation=invitation, user=user)
+            except ApplicationError as error:
+                context["problem"] = error.message
+                return render(request, "portal/invitation_invalid.html", context, status=410)
+            messages.success(request, f"You joined {invitation.organization.name}.")
+            return redirect(_org_home(invitation.organization.slug))
+        return render(request, "portal/invitation_accept.html", context)
+
+    if selectors.user_exists(email=invitation.email):
+        context["login_url"] = f"{reverse('login')}?next={request.path}"
+        return render(request, "portal/invitation_accept.html", context)
+
+    form = InvitationSignupForm(request.POST or None, fixed_email=invitation.email)
+    if request.method == "POST" and form.is_valid():
+        try:
+            new_user, _ = services.invitation_accept_with_signup(
+                invitation=invitation,
+                password=form.cleaned_data["password"],
+                full_name=form.cleaned_data["full_name"],
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            login(request, new_user, backend=AUTH_BACKEND)
+            messages.success(request, f"Welcome! You joined {invitation.organization.name}.")
+            return redirect(_org_home(invitation.organization.slug))
+    context["form"] = form
+    return render(request, "portal/invitation_accept.html", context)
+
+
+# --- Organization pages -------------------------------------------------------------------------
+
+
+@require_GET
+@org_view()
+def org_home(request: HttpRequest, membership: Membership) -> HttpResponse:
+    org = membership.organization
+    request.session["last_org"] = org.slug
+    counts = selectors.organization_counts(org=org)
+    return render(request, "portal/org_home.html", {"counts": counts})
+
+
+@require_GET
+@org_view()
+def members(request: HttpRequest, membership: Membership) -> HttpResponse:
+    return _members_page(request, membership)
+
+
+def _members_page(
+    request: HttpRequest,
+    membership: Membership,
+    invite_form: InviteForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    org = membership.organization
+    can_manage = role_at_least(membership.role, Role.ADMIN)
+    rows = []
+    for member in selectors.membership_list(org=org):
+        manageable = can_manage and role_at_least(membership.role, member.role)
+        rows.append(
+            {
+                "membership": member,
+                "is_me": member.pk == membership.pk,
+                "can_manage": manageable and member.pk != membership.pk,
+                "role_form": RoleForm(initial={"role": member.role}, actor_role=membership.role)
+                if manageable
+                else None,
+            }
+        )
+    context = {
+        "rows": rows,
+        "can_manage": can_manage,
+        "invitations": selectors.invitation_list_open(org=org) if can_manage else [],
+        "invite_form": invite_form or InviteForm(actor_role=membership.role),
+    }
+    return render(request, "portal/members.html", context, status=status)
+
+
+@require_POST
+@org_view(write=Role.ADMIN)
+def member_invite(request: HttpRequest, membership: Membership) -> HttpResponse:
+    form = InviteForm(request.POST, actor_role=membership.role)
+    if form.is_valid():
+        try:
+            issued = services.invitation_create(
+                actor=membership,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                base_url=_base_url(request),
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            messages.success(request, f"Invitation sent to {issued.invitation.email}.")
+            return redirect("members", org_slug=membership.organization.slug)
+    return _members_page(request, membership, invite_form=form, status=400)
+
+
+def _member_get(membership: Membership, member_id: UUID) -> Membership:
+    return get_object_or_404(
+        Membership.objects.for_org(membership.organization).select_related("user"),
+        public_id=member_id,
+    )
+
+
+@require_POST
+@org_view(write=Role.ADMIN)
+def member_role(request: HttpRequest, membership: Membership, member_id: UUID) -> HttpResponse:
+    target = _member_get(membership, member_id)
+    form = RoleForm(request.POST, actor_role=membership.role)
+    if not form.is_valid():
+        messages.error(request, "You cannot grant that role.")
+    else:
+        try:
+            services.membership_role_change(
+                actor=membership, target=target, role=form.cleaned_data["role"]
+            )
+        except ApplicationError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"{target.user.email} is now {target.get_role_display()}.")
+    return redirect("members", org_slug=membership.organization.slug)
+
+
+@require_POST
+@org_view()  # anyone may leave; removing others is checked by the service
+def member_remove(request: HttpRequest, membership: Membership, member_id: UUID) -> HttpResponse:
+    target = _member_get(membership, member_id)
+    try:
+        services.membership_remove(actor=membership, target=target)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return redirect("members", org_slug=membership.organization.slug)
+    if target.pk == membership.pk:
+        messages.success(request, f"You left {membership.organization.name}.")
+        request.session.pop("last_org", None)
+        return redirect("home")
+    messages.success(request, f"Removed {target.user.email}.")
+    return redirect("members", org_slug=membership.organization.slug)
+
+
+def _invitation_get(membership: Membership, invitation_id: UUID) -> Invitation:
+    return get_object_or_404(
+        Invitation.objects.for_org(membership.organization), public_id=invitation_id
+    )
+
+
+@require_POST
+@org_view(write=Role.ADMIN)
+def invitation_resend(
+    request: HttpRequest, membership: Membership, invitation_id: UUID
+) -> HttpResponse:
+    invitation = _invitation_get(membership, invitation_id)
+    try:
+        services.invitation_resend(
+            actor=membership, invitation=invitation, base_url=_base_url(request)
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Invitation resent to {invitation.email}.")
+    return redirect("members", org_slug=membership.organization.slug)
+
+
+@require_POST
+@org_view(write=Role.ADMIN)
+def invitation_revoke(
+    request: HttpRequest, membership: Membership, invitation_id: UUID
+) -> HttpResponse:
+    invitation = _invitation_get(membership, invitation_id)
+    try:
+        services.invitation_revoke(actor=membership, invitation=invitation)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Invitation to {invitation.email} revoked.")
+    return redirect("members", org_slug=membership.organization.slug)
+
+
+def _settings_page(
+    request: HttpRequest,
+    membership: Membership,
+    form: OrganizationForm | None = None,
+    delete_form: OrganizationDeleteForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    org = membership.organization
+    context = {
+        "form": form or OrganizationForm(initial={"name": org.name}),
+        "delete_form": delete_form or OrganizationDeleteForm(),
+        "is_owner": membership.role == Role.OWNER,
+    }
+    return render(request, "portal/org_settings.html", context, status=status)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@org_view(read=Role.ADMIN, write=Role.OWNER)
+def org_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
+    if request.method != "POST":
+        return _settings_page(request, membership)
+    form = OrganizationForm(request.POST)
+    if form.is_valid():
+        try:
+            services.organization_rename(actor=membership, name=form.cleaned_data["name"])
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("org_settings", org_slug=membership.organization.slug)
+    return _settings_page(request, membership, form=form, status=400)
+
+
+@require_POST
+@org_view(write=Role.OWNER)
+def org_delete(request: HttpRequest, membership: Membership) -> HttpResponse:
+    form = OrganizationDeleteForm(request.POST)
+    if form.is_valid():
+        name = membership.organization.name
+        try:
+            services.organization_delete(
+                actor=membership, confirm_slug=form.cleaned_data["confirm"]
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            request.session.pop("last_org", None)
+            messages.success(request, f"Deleted {name}.")
+            return redirect("home")
+    return _settings_page(request, membership, delete_form=form, status=400)

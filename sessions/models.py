@@ -1,0 +1,1 @@
+# AgentSession arrives with the live sessions issue.

@@ -1,0 +1,59 @@
+"""Factories that keep every related object inside one organization."""
+
+from datetime import timedelta
+
+import factory
+from django.utils import timezone
+
+from portal.models import Invitation, Membership, Organization, User, token_hash
+from portal.tenancy import Role
+
+PASSWORD = "correct-horse-battery-42"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    full_name = factory.Faker("name")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    name = factory.Sequence(lambda n: f"Company {n}")
+    slug = factory.Sequence(lambda n: f"company-{n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    organization = factory.SubFactory(OrganizationFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.MEMBER
+
+
+class InvitationFactory(factory.django.DjangoModelFactory):
+    """Pass `token=` to know the link's token; its hash is what gets stored."""
+
+    class Meta:
+        model = Invitation
+        exclude = ["token"]
+
+    organization = factory.SubFactory(OrganizationFactory)
+    email = factory.Sequence(lambda n: f"invitee{n}@example.com")
+    role = Role.MEMBER
+    invited_by = None
+    token = factory.Sequence(lambda n: f"token-{n}-abcdefghijklmnop")
+    token_hash = factory.LazyAttribute(lambda o: token_hash(o.token))
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))
