@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "ninja",
     "axes",
     "portal",
+    "portal.sandbox",
     "agents",
     "sessions.apps.AgentSessionsConfig",
 ]
@@ -269,6 +270,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
     },
 }
+
+# --- bitHuman API and its sandbox -------------------------------------------------------------
+# The real API. Organizations in Live mode use it with their own secret.
+BITHUMAN_API_URL = env.str("BITHUMAN_API_URL", default="https://api.bithuman.ai").rstrip("/")
+BITHUMAN_TIMEOUT = env.float("BITHUMAN_TIMEOUT", default=15.0)
+BITHUMAN_MAX_RETRIES = env.int("BITHUMAN_MAX_RETRIES", default=3)
+# The sandbox (a simulator of the API) is served at /sandbox/ when enabled. Organizations in Test
+# mode reach it over real HTTP at SANDBOX_BASE_URL.
+SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
+SANDBOX_BASE_URL = env.str("SANDBOX_BASE_URL", default=f"{SITE_URL}/sandbox").rstrip("/")
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

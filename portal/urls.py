@@ -63,6 +63,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+if settings.SANDBOX_ENABLED:
+    urlpatterns.append(path("sandbox/", include("portal.sandbox.urls")))
+
 if settings.DEBUG:
     from django.conf.urls.static import static
 
