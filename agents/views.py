@@ -2,13 +2,11 @@
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
 
 from portal.models import Membership
-from portal.tenancy import org_view
+from portal.tenancy import Role, org_view
 
 
-@require_GET
-@org_view()
+@org_view({"GET": Role.VIEWER})
 def agent_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     return render(request, "agents/list.html", {"agents": []})

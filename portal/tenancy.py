@@ -6,7 +6,8 @@
 - `membership_resolve`: (user, organization slug) -> Membership, or Http404 for a foreign or
   missing organization, identically.
 - `org_view`: the decorator every organization page uses. It resolves the organization from the
-  URL's `org_slug`, checks the role per HTTP method and hands the view its `membership`.
+  URL's `org_slug`, checks the method and the role per method (one mapping per view) and hands
+  the view its `membership`.
 
 A foreign or missing organization or object answers 404, never 403 or a redirect. A member whose
 role is too low for an action in their *own* organization gets 403: they know it exists.
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 
 if TYPE_CHECKING:
     from portal.models import Membership, Organization
@@ -90,26 +91,31 @@ def role_require(membership: Membership, minimum: str) -> None:
 OrgView = Callable[..., HttpResponse]
 
 
-def org_view(read: str = Role.VIEWER, write: str | None = None) -> Callable[[OrgView], OrgView]:
-    """Decorate a view under /o/<org_slug>/.
+def org_view(permissions: dict[str, str]) -> Callable[[OrgView], OrgView]:
+    """Decorate a view under /o/<org_slug>/ with its permissions: HTTP method -> minimum role.
 
-    `read` is the minimum role for GET/HEAD, `write` (default: same as read) for other methods.
-    The view is called as `view(request, membership, **other_url_kwargs)`.
+    The organization is resolved first (foreign or missing: 404, whatever the method), then the
+    method is checked (405), then the role (403). The view is called as
+    `view(request, membership, **other_url_kwargs)`. HEAD follows GET.
     """
-    write_role = write or read
+    allowed = {method.upper(): role for method, role in permissions.items()}
+    if "GET" in allowed:
+        allowed.setdefault("HEAD", allowed["GET"])
 
     def decorator(view: OrgView) -> OrgView:
         @login_required
         @functools.wraps(view)
         def wrapper(request: HttpRequest, org_slug: str, **kwargs: Any) -> HttpResponse:
             membership = membership_resolve(user=request.user, org_slug=org_slug)
-            safe = request.method in ("GET", "HEAD", "OPTIONS")
-            role_require(membership, read if safe else write_role)
+            method = (request.method or "GET").upper()
+            if method not in allowed:
+                return HttpResponseNotAllowed(sorted(allowed))
+            role_require(membership, allowed[method])
             request.organization = membership.organization  # type: ignore[attr-defined]
             request.membership = membership  # type: ignore[attr-defined]
             return view(request, membership, **kwargs)
 
-        wrapper.org_scoped = True  # type: ignore[attr-defined]
+        wrapper.org_permissions = allowed  # type: ignore[attr-defined]
         return wrapper
 
     return decorator

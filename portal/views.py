@@ -15,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from portal import selectors, services
 from portal.errors import ApplicationError
@@ -170,8 +170,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 # --- Organization pages -------------------------------------------------------------------------
 
 
-@require_GET
-@org_view()
+@org_view({"GET": Role.VIEWER})
 def org_home(request: HttpRequest, membership: Membership) -> HttpResponse:
     org = membership.organization
     request.session["last_org"] = org.slug
@@ -179,8 +178,7 @@ def org_home(request: HttpRequest, membership: Membership) -> HttpResponse:
     return render(request, "portal/org_home.html", {"counts": counts})
 
 
-@require_GET
-@org_view()
+@org_view({"GET": Role.VIEWER})
 def members(request: HttpRequest, membership: Membership) -> HttpResponse:
     return _members_page(request, membership)
 
@@ -215,8 +213,7 @@ def _members_page(
     return render(request, "portal/members.html", context, status=status)
 
 
-@require_POST
-@org_view(write=Role.ADMIN)
+@org_view({"POST": Role.ADMIN})
 def member_invite(request: HttpRequest, membership: Membership) -> HttpResponse:
     form = InviteForm(request.POST, actor_role=membership.role)
     if form.is_valid():
@@ -242,8 +239,7 @@ def _member_get(membership: Membership, member_id: UUID) -> Membership:
     )
 
 
-@require_POST
-@org_view(write=Role.ADMIN)
+@org_view({"POST": Role.ADMIN})
 def member_role(request: HttpRequest, membership: Membership, member_id: UUID) -> HttpResponse:
     target = _member_get(membership, member_id)
     form = RoleForm(request.POST, actor_role=membership.role)
@@ -261,8 +257,7 @@ def member_role(request: HttpRequest, membership: Membership, member_id: UUID) -
     return redirect("members", org_slug=membership.organization.slug)
 
 
-@require_POST
-@org_view()  # anyone may leave; removing others is checked by the service
+@org_view({"POST": Role.VIEWER})  # anyone may leave; the service checks removing others
 def member_remove(request: HttpRequest, membership: Membership, member_id: UUID) -> HttpResponse:
     target = _member_get(membership, member_id)
     try:
@@ -284,8 +279,7 @@ def _invitation_get(membership: Membership, invitation_id: UUID) -> Invitation:
     )
 
 
-@require_POST
-@org_view(write=Role.ADMIN)
+@org_view({"POST": Role.ADMIN})
 def invitation_resend(
     request: HttpRequest, membership: Membership, invitation_id: UUID
 ) -> HttpResponse:
@@ -301,8 +295,7 @@ def invitation_resend(
     return redirect("members", org_slug=membership.organization.slug)
 
 
-@require_POST
-@org_view(write=Role.ADMIN)
+@org_view({"POST": Role.ADMIN})
 def invitation_revoke(
     request: HttpRequest, membership: Membership, invitation_id: UUID
 ) -> HttpResponse:
@@ -332,8 +325,7 @@ def _settings_page(
     return render(request, "portal/org_settings.html", context, status=status)
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
-@org_view(read=Role.ADMIN, write=Role.OWNER)
+@org_view({"GET": Role.ADMIN, "POST": Role.OWNER})
 def org_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
     if request.method != "POST":
         return _settings_page(request, membership)
@@ -349,8 +341,7 @@ def org_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
     return _settings_page(request, membership, form=form, status=400)
 
 
-@require_POST
-@org_view(write=Role.OWNER)
+@org_view({"POST": Role.OWNER})
 def org_delete(request: HttpRequest, membership: Membership) -> HttpResponse:
     form = OrganizationDeleteForm(request.POST)
     if form.is_valid():
