@@ -156,8 +156,9 @@ INVITATION_TTL = timedelta(days=7)
 INVITATION_RETENTION = timedelta(days=30)
 
 # --- Email --------------------------------------------------------------------------------------
-# consolemail:// prints messages (invitation and reset links) to the terminal; smtp+tls://... sends.
-_email = env.email_url("EMAIL_URL", default="consolemail://")
+# consolemail:// prints messages (invitation and reset links) to the terminal (the local default);
+# smtp+tls://user:password@host:587 sends (production defaults to an SMTP relay on localhost).
+_email = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
 _email_options = {
     "host": _email.get("EMAIL_HOST"),
     "port": _email.get("EMAIL_PORT"),
