@@ -1,1 +1,52 @@
-"""The only code that speaks HTTP to bitHuman: a typed client and its errors."""
+"""The only code that speaks HTTP to bitHuman: a typed client and its errors.
+
+    from portal import bithuman
+
+    with bithuman.BithumanClient(base_url=url, api_secret=secret) as client:
+        started = client.agent_generate(prompt="...", image=image_url)
+        status = client.agent_status_get(agent_id=started.agent_id)
+
+Results live in `portal.bithuman.types`, errors in `portal.bithuman.errors`, webhook signatures in
+`portal.bithuman.webhooks`.
+"""
+
+from portal.bithuman.client import AsyncBithumanClient, BithumanClient
+from portal.bithuman.errors import (
+    AgentNotFoundError,
+    AuthenticationError,
+    BithumanError,
+    ConcurrencyLimitError,
+    ConflictError,
+    InsufficientCreditsError,
+    MalformedResponseError,
+    NoActiveRoomsError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    TransportError,
+    UpstreamError,
+    ValidationError,
+)
+from portal.bithuman.types import AGENT_STATUSES, TERMINAL_STATUSES, AgentStatus
+
+__all__ = [
+    "AGENT_STATUSES",
+    "TERMINAL_STATUSES",
+    "AgentNotFoundError",
+    "AgentStatus",
+    "AsyncBithumanClient",
+    "AuthenticationError",
+    "BithumanClient",
+    "BithumanError",
+    "ConcurrencyLimitError",
+    "ConflictError",
+    "InsufficientCreditsError",
+    "MalformedResponseError",
+    "NoActiveRoomsError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "TransportError",
+    "UpstreamError",
+    "ValidationError",
+]

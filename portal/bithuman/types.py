@@ -94,9 +94,7 @@ class AgentStatus(_Result):
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
-    _supported_models_default = field_validator("supported_models", mode="before")(
-        _none_as_empty
-    )
+    _supported_models_default = field_validator("supported_models", mode="before")(_none_as_empty)
 
     @property
     def is_terminal(self) -> bool:
@@ -139,9 +137,7 @@ class Agent(_Result):
     updated_at: datetime | None = None
     dynamics: dict[str, Any] | None = None
 
-    _supported_models_default = field_validator("supported_models", mode="before")(
-        _none_as_empty
-    )
+    _supported_models_default = field_validator("supported_models", mode="before")(_none_as_empty)
 
     @model_validator(mode="before")
     @classmethod
@@ -208,9 +204,7 @@ class EmbedToken(_Result):
     model: str | None = None
     supported_models: tuple[str, ...] = ()
 
-    _supported_models_default = field_validator("supported_models", mode="before")(
-        _none_as_empty
-    )
+    _supported_models_default = field_validator("supported_models", mode="before")(_none_as_empty)
 
 
 class RuntimeToken(_Result):
