@@ -1,1 +1,182 @@
-# Agent models arrive with the agents issue.
+"""bitHuman avatar agents of an organization, their status history and prompt revisions.
+
+An agent's status only moves forward: `ready` and `failed` absorb, and among the intermediate
+values (whose names do not sort: `completed` shows up at ~5 %) progress decides what is newer.
+Writes that race (poller vs webhook) are compare-and-set updates in agents.services.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from portal.tenancy import OrgScopedModel, OrgScopedQuerySet
+
+
+class AgentStatus(models.TextChoices):
+    SUBMITTING = "submitting", "Submitting"
+    PROCESSING = "processing", "Processing"
+    GENERATING = "generating", "Generating"
+    COMPLETED = "completed", "Generating"  # intermediate upstream value, not an ending
+    SUCCESS = "success", "Generating"  # intermediate upstream value, not an ending
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+TERMINAL_STATUSES = frozenset({AgentStatus.READY, AgentStatus.FAILED})
+IN_FLIGHT_STATUSES = frozenset(set(AgentStatus.values) - TERMINAL_STATUSES)
+
+
+class AgentModel(models.TextChoices):
+    EXPRESSION_1 = "expression-1", "Expression 1"
+    ESSENCE_1 = "essence-1", "Essence 1"
+    ESSENCE_2 = "essence-2", "Essence 2"
+    EXPRESSION_2 = "expression-2", "Expression 2"
+
+
+class AspectRatio(models.TextChoices):
+    LANDSCAPE = "16:9", "16:9 landscape"
+    PORTRAIT = "9:16", "9:16 portrait"
+    SQUARE = "1:1", "1:1 square"
+
+
+class Framing(models.TextChoices):
+    PORTRAIT = "portrait", "Portrait (head and shoulders)"
+    FULL_BODY = "full_body", "Full body"
+
+
+class AgentQuerySet(OrgScopedQuerySet):
+    def active(self) -> AgentQuerySet:
+        return self.filter(archived_at__isnull=True)
+
+    def in_flight(self) -> AgentQuerySet:
+        return self.filter(status__in=IN_FLIGHT_STATUSES)
+
+    def due_for_poll(self, now: datetime | None = None) -> AgentQuerySet:
+        now = now or timezone.now()
+        return (
+            self.in_flight()
+            .exclude(status=AgentStatus.SUBMITTING)
+            .filter(next_poll_at__lte=now)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+        )
+
+
+def image_upload_to(instance: Agent, filename: str) -> str:
+    return f"orgs/{instance.organization_id}/agents/{instance.public_id}/image/{filename}"
+
+
+def audio_upload_to(instance: Agent, filename: str) -> str:
+    return f"orgs/{instance.organization_id}/agents/{instance.public_id}/audio/{filename}"
+
+
+class Agent(OrgScopedModel):
+    name = models.CharField(max_length=100)
+    system_prompt = models.TextField(blank=True)
+    model = models.CharField(
+        max_length=20, choices=AgentModel.choices, default=AgentModel.EXPRESSION_1
+    )
+    aspect_ratio = models.CharField(
+        max_length=5, choices=AspectRatio.choices, default=AspectRatio.LANDSCAPE
+    )
+    framing = models.CharField(max_length=10, choices=Framing.choices, default=Framing.PORTRAIT)
+    transparency = models.BooleanField(default=False)
+    image = models.FileField(upload_to=image_upload_to, blank=True, max_length=300)
+    image_url = models.URLField(blank=True, max_length=1000)
+    audio = models.FileField(upload_to=audio_upload_to, blank=True, max_length=300)
+    audio_url = models.URLField(blank=True, max_length=1000)
+
+    # bitHuman's identifier (agent id and code are the same string).
+    code = models.CharField(max_length=20, blank=True, db_index=True)
+    status = models.CharField(
+        max_length=12, choices=AgentStatus.choices, default=AgentStatus.SUBMITTING, db_index=True
+    )
+    progress = models.FloatField(default=0.0)  # 0..1
+    current_step = models.CharField(max_length=30, blank=True)
+    progress_message = models.CharField(max_length=300, blank=True)
+    error_message = models.TextField(blank=True)
+    supported_models = models.JSONField(default=list, blank=True)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    # The poller's bookkeeping.
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    consecutive_errors = models.PositiveIntegerField(default=0)
+    submit_attempts = models.PositiveIntegerField(default=0)
+
+    objects = AgentQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            models.Index(fields=["status", "next_poll_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code or self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == AgentStatus.READY
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == AgentStatus.FAILED
+
+
+class StatusSource(models.TextChoices):
+    SUBMIT = "submit", "Submit"
+    POLL = "poll", "Poll"
+    WEBHOOK = "webhook", "Webhook"
+    MANUAL = "manual", "Manual"
+
+
+class AgentStatusChange(models.Model):
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=12, blank=True)
+    to_status = models.CharField(max_length=12)
+    progress = models.FloatField(default=0.0)
+    current_step = models.CharField(max_length=30, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    source = models.CharField(max_length=10, choices=StatusSource.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} -> {self.to_status} ({self.source})"
+
+
+class PromptRevision(models.Model):
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="prompt_revisions")
+    text = models.TextField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted = models.BooleanField(default=False)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Revision of {self.agent_id} at {self.created_at:%Y-%m-%d %H:%M}"

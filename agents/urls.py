@@ -4,4 +4,15 @@ from agents import views
 
 urlpatterns = [
     path("", views.agent_list, name="agent_list"),
+    path("new/", views.agent_new, name="agent_new"),
+    path("notices/", views.agent_notices, name="agent_notices"),
+    path("<uuid:agent_id>/", views.agent_detail, name="agent_detail"),
+    path("<uuid:agent_id>/prompt/", views.agent_prompt, name="agent_prompt"),
+    path(
+        "<uuid:agent_id>/prompt/<int:revision_id>/restore/",
+        views.agent_prompt_restore,
+        name="agent_prompt_restore",
+    ),
+    path("<uuid:agent_id>/delete/", views.agent_delete, name="agent_delete"),
+    path("<uuid:agent_id>/retry/", views.agent_retry, name="agent_retry"),
 ]

@@ -1,12 +1,241 @@
-"""Agent pages. The list is an empty state until the agents issue lands."""
+"""Agent pages and their HTMX fragments. Views: resolve (org_view), act (services), respond.
 
+One view serves a page and its fragment: with `request.htmx` it renders the inline partial
+(`"agents/detail.html#progress"`), which carries its polling trigger only while the agent is in
+flight, so polling stops by itself at a terminal state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 
+from agents import selectors, services
+from agents.forms import AgentDeleteForm, AgentForm, PromptForm
+from agents.models import Agent, AgentModel, AgentStatus, PromptRevision
+from agents.preflight import MediaSource, PreflightReport, preflight_run
+from portal.errors import ApplicationError
+from portal.forms import apply_error
 from portal.models import Membership
-from portal.tenancy import Role, org_view
+from portal.tenancy import Role, org_view, role_at_least
+
+PAGE_SIZE = 25
+
+
+def _agent_get(membership: Membership, agent_id: UUID) -> Agent:
+    return get_object_or_404(
+        Agent.objects.for_org(membership.organization).active(), public_id=agent_id
+    )
 
 
 @org_view({"GET": Role.VIEWER})
 def agent_list(request: HttpRequest, membership: Membership) -> HttpResponse:
-    return render(request, "agents/list.html", {"agents": []})
+    org = membership.organization
+    query = request.GET.get("q", "").strip()
+    status = request.GET.get("status", "")
+    model = request.GET.get("model", "")
+    agents = selectors.agent_list(org=org, query=query, status=status, model=model)
+    page = Paginator(agents, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    context = {
+        "page": page,
+        "agents": rows,
+        "any_in_flight": any(not a.is_terminal for a in rows),
+        "query": query,
+        "status": status,
+        "model": model,
+        "statuses": [("in_flight", "In progress"), ("ready", "Ready"), ("failed", "Failed")],
+        "models": AgentModel.choices,
+        "can_create": role_at_least(membership.role, Role.MEMBER),
+        "filtered": bool(query or status or model),
+    }
+    template = "agents/list.html#rows" if getattr(request, "htmx", False) else "agents/list.html"
+    return render(request, template, context)
+
+
+def _new_page(
+    request: HttpRequest,
+    membership: Membership,
+    form: AgentForm,
+    report: PreflightReport | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    return render(request, "agents/new.html", {"form": form, "report": report}, status=status)
+
+
+@org_view({"GET": Role.MEMBER, "POST": Role.MEMBER})
+def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
+    org = membership.organization
+    choices = selectors.model_choices(org=org)
+    if request.method != "POST":
+        return _new_page(request, membership, AgentForm(model_choices=choices))
+    form = AgentForm(request.POST, request.FILES, model_choices=choices)
+    if not form.is_valid():
+        return _new_page(request, membership, form, status=400)
+    data = form.cleaned_data
+    image = MediaSource(upload=data["image"], url=data["image_url"] or "")
+    audio = MediaSource(upload=data["audio"], url=data["audio_url"] or "")
+    report = preflight_run(prompt=data["system_prompt"], image=image, audio=audio)
+    if not report.ok:
+        for check in report.failures:
+            field = {"image": "image", "audio": "audio", "prompt": "system_prompt"}.get(check.field)
+            if check.field == "image" and data["image_url"]:
+                field = "image_url"
+            if check.field == "audio" and data["audio_url"]:
+                field = "audio_url"
+            form.add_error(field if field in form.fields else None, check.message)
+        return _new_page(request, membership, form, report=report, status=400)
+    try:
+        agent = services.agent_create(
+            actor=membership,
+            name=data["name"],
+            system_prompt=data["system_prompt"],
+            model=data["model"],
+            aspect_ratio=data["aspect_ratio"],
+            framing=data["framing"],
+            transparency=data["transparency"],
+            image=image,
+            audio=audio,
+            public_id=data["submission_id"],
+        )
+    except ApplicationError as error:
+        apply_error(form, error)
+        return _new_page(request, membership, form, report=report, status=400)
+    for check in report.warnings:
+        messages.warning(request, check.message)
+    messages.success(request, f"Generating {agent.name}. You can follow its progress here.")
+    return redirect("agent_detail", org_slug=org.slug, agent_id=agent.public_id)
+
+
+def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
+    return {
+        "agent": agent,
+        "progress": selectors.agent_progress(agent=agent),
+        "fix": selectors.failure_fix(agent=agent) if agent.is_failed else "",
+        "can_operate": role_at_least(membership.role, Role.MEMBER),
+    }
+
+
+@org_view({"GET": Role.VIEWER})
+def agent_detail(request: HttpRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    agent = _agent_get(membership, agent_id)
+    context = _detail_context(membership, agent)
+    if getattr(request, "htmx", False):
+        return render(request, "agents/detail.html#progress", context)
+    context |= {
+        "prompt_form": PromptForm(initial={"system_prompt": agent.system_prompt}),
+        "revisions": selectors.revision_history(agent=agent),
+        "history": agent.status_changes.all(),
+        "delete_form": AgentDeleteForm(),
+    }
+    return render(request, "agents/detail.html", context)
+
+
+def _detail_with_errors(
+    request: HttpRequest,
+    membership: Membership,
+    agent: Agent,
+    *,
+    prompt_form: PromptForm | None = None,
+    delete_form: AgentDeleteForm | None = None,
+) -> HttpResponse:
+    context = _detail_context(membership, agent) | {
+        "prompt_form": prompt_form or PromptForm(initial={"system_prompt": agent.system_prompt}),
+        "revisions": selectors.revision_history(agent=agent),
+        "history": agent.status_changes.all(),
+        "delete_form": delete_form or AgentDeleteForm(),
+    }
+    return render(request, "agents/detail.html", context, status=400)
+
+
+@org_view({"POST": Role.MEMBER})
+def agent_prompt(request: HttpRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    agent = _agent_get(membership, agent_id)
+    form = PromptForm(request.POST)
+    if form.is_valid():
+        try:
+            services.agent_prompt_update(
+                actor=membership, agent=agent, text=form.cleaned_data["system_prompt"]
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            messages.success(request, "Prompt saved and sent to bitHuman.")
+            return redirect(
+                "agent_detail", org_slug=membership.organization.slug, agent_id=agent_id
+            )
+    return _detail_with_errors(request, membership, agent, prompt_form=form)
+
+
+@org_view({"POST": Role.MEMBER})
+def agent_prompt_restore(
+    request: HttpRequest, membership: Membership, agent_id: UUID, revision_id: int
+) -> HttpResponse:
+    agent = _agent_get(membership, agent_id)
+    revision = get_object_or_404(PromptRevision.objects.filter(agent=agent), pk=revision_id)
+    try:
+        services.agent_prompt_update(actor=membership, agent=agent, text=revision.text)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "The earlier prompt was restored and sent to bitHuman.")
+    return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
+
+
+@org_view({"POST": Role.MEMBER})
+def agent_delete(request: HttpRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    agent = _agent_get(membership, agent_id)
+    form = AgentDeleteForm(request.POST)
+    if form.is_valid() and form.cleaned_data["confirm"].strip() != agent.name:
+        form.add_error("confirm", f"Type {agent.name} to confirm.")
+    if form.is_valid():
+        try:
+            services.agent_archive(actor=membership, agent=agent)
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            messages.success(request, f"Deleted {agent.name}. Its history is kept.")
+            return redirect("agent_list", org_slug=membership.organization.slug)
+    return _detail_with_errors(request, membership, agent, delete_form=form)
+
+
+@org_view({"POST": Role.MEMBER})
+def agent_retry(request: HttpRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    agent = _agent_get(membership, agent_id)
+    try:
+        retry = services.agent_retry(actor=membership, agent=agent)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
+    messages.success(request, f"Retrying {agent.name} with the same inputs.")
+    return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=retry.public_id)
+
+
+NOTICE_SESSION_KEY = "agent_notices_since:{org}"
+
+
+@org_view({"GET": Role.VIEWER})
+def agent_notices(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """Agents this user started that became ready or failed since the last look (any page)."""
+    key = NOTICE_SESSION_KEY.format(org=membership.organization_id)
+    now = timezone.now()
+    since_raw = request.session.get(key)
+    request.session[key] = now.isoformat()
+    finished: list[Agent] = []
+    if since_raw:
+        since = datetime.fromisoformat(since_raw)
+        finished = list(
+            Agent.objects.for_org(membership.organization)
+            .filter(
+                created_by_id=request.user.pk, status__in=[AgentStatus.READY, AgentStatus.FAILED]
+            )
+            .filter(Q(ready_at__gt=since) | Q(failed_at__gt=since))[:5]
+        )
+    return render(request, "agents/notices.html", {"finished": finished})

@@ -107,3 +107,12 @@ class AccountForm(forms.ModelForm):
         model = User
         fields = ["full_name"]
         labels = {"full_name": "Your name"}
+
+
+class LiveConnectionForm(forms.Form):
+    api_secret = forms.CharField(
+        label="bitHuman API secret",
+        max_length=500,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+        help_text="From your bitHuman account. It is checked with bitHuman before it is saved.",
+    )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from portal.crypto import EncryptedTextField, mask
 from portal.tenancy import OrgScopedModel, OrgScopedQuerySet, Role
 
 
@@ -156,3 +159,78 @@ class Invitation(OrgScopedModel):
         if self.is_expired:
             return "expired"
         return "pending"
+
+
+class ConnectionMode(models.TextChoices):
+    TEST = "test", "Test (sandbox)"
+    LIVE = "live", "Live (bitHuman API)"
+
+
+def _receiver_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class BithumanConnection(models.Model):
+    """How an organization reaches bitHuman: its own sandbox account (Test) or a live secret.
+
+    Secrets are encrypted at rest (portal.crypto) and only ever shown masked.
+    """
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="bithuman_connection"
+    )
+    mode = models.CharField(
+        max_length=10, choices=ConnectionMode.choices, default=ConnectionMode.TEST
+    )
+    sandbox_secret = EncryptedTextField(blank=True)
+    live_secret = EncryptedTextField(blank=True)
+    # The webhook bitHuman delivers to (registered when a live secret is saved).
+    webhook_id = models.CharField(max_length=100, blank=True)
+    webhook_secret = EncryptedTextField(blank=True)
+    # The unguessable path segment of this organization's webhook receiver URL.
+    receiver_token = models.CharField(max_length=64, unique=True, default=_receiver_token)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.organization} ({self.mode})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.mode == ConnectionMode.LIVE
+
+    @property
+    def api_secret(self) -> str:
+        return self.live_secret if self.is_live else self.sandbox_secret
+
+    @property
+    def base_url(self) -> str:
+        return settings.BITHUMAN_API_URL if self.is_live else settings.SANDBOX_BASE_URL
+
+    @property
+    def live_secret_masked(self) -> str:
+        return mask(self.live_secret)
+
+
+class WebhookDelivery(models.Model):
+    """A bitHuman webhook delivery, kept once per delivery id (duplicates are ignored)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    delivery_id = models.CharField(max_length=100)
+    event = models.CharField(max_length=50)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "delivery_id"], name="webhook_delivery_unique"
+            )
+        ]
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.delivery_id}"

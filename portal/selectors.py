@@ -25,10 +25,12 @@ def invitation_list_open(*, org: Organization) -> QuerySet[Invitation]:
 
 
 def organization_counts(*, org: Organization) -> dict[str, int]:
+    from agents.models import Agent
+
     return {
         "members": Membership.objects.for_org(org).count(),
         "invitations": invitation_list_open(org=org).count(),
-        "agents": 0,
+        "agents": Agent.objects.for_org(org).active().count(),
         "sessions": 0,
     }
 

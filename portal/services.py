@@ -7,10 +7,14 @@ them, only owners touch owners, and the last owner can neither leave nor be demo
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
@@ -18,9 +22,26 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from portal.bithuman import webhooks
+from portal.bithuman.client import BithumanClient
+from portal.bithuman.errors import BithumanError
+from portal.bithuman.types import Account, WebhookEvent, WebhookWithSecret
 from portal.errors import ApplicationError
-from portal.models import Invitation, Membership, Organization, User, email_normalize, token_hash
+from portal.models import (
+    BithumanConnection,
+    ConnectionMode,
+    Invitation,
+    Membership,
+    Organization,
+    User,
+    WebhookDelivery,
+    email_normalize,
+    token_hash,
+)
+from portal.sandbox import services as sandbox_services
 from portal.tenancy import ROLE_RANK, Role, role_at_least, roles_grantable_by
+
+logger = logging.getLogger(__name__)
 
 # --- Users and organizations --------------------------------------------------------------------
 
@@ -40,6 +61,7 @@ def organization_create(*, name: str, owner: User) -> Organization:
         raise ApplicationError("Give the organization a name.", field="name")
     org = Organization.objects.create(name=name, slug=_slug_unique(name))
     Membership.objects.create(organization=org, user=owner, role=Role.OWNER)
+    connection_create(org=org)
     return org
 
 
@@ -284,3 +306,189 @@ def invitations_expire() -> int:
     cutoff = timezone.now() - settings.INVITATION_RETENTION
     deleted, _ = Invitation.objects.filter(accepted_at__isnull=True, expires_at__lt=cutoff).delete()
     return deleted
+
+
+# --- bitHuman connection ------------------------------------------------------------------------
+
+WEBHOOK_EVENTS: list[WebhookEvent] = ["agent.ready", "agent.failed"]
+ACCOUNT_CACHE_SECONDS = 60
+
+
+def connection_get(*, org: Organization) -> BithumanConnection:
+    """The organization's connection; organizations made before connections existed get one."""
+    connection = BithumanConnection.objects.filter(organization=org).first()
+    return connection or connection_create(org=org)
+
+
+def connection_create(*, org: Organization) -> BithumanConnection:
+    """Every organization starts in Test mode with its own sandbox account."""
+    _account, secret = sandbox_services.sandbox_account_create(label=f"org:{org.slug}")
+    connection, _created = BithumanConnection.objects.get_or_create(
+        organization=org, defaults={"mode": ConnectionMode.TEST, "sandbox_secret": secret}
+    )
+    return connection
+
+
+def client_for(
+    *, connection: BithumanConnection, timeout: float | None = None, max_retries: int | None = None
+) -> BithumanClient:
+    """The client for the organization's current mode (its sandbox account or live secret)."""
+    return BithumanClient(
+        base_url=connection.base_url,
+        api_secret=connection.api_secret,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
+def connection_account(*, connection: BithumanConnection) -> Account | None:
+    """Plan and credit balance from /v1/me, cached briefly; None when bitHuman cannot say."""
+    key = f"bithuman:account:{connection.pk}:{connection.mode}:{connection.updated_at.timestamp()}"
+    cached = cache.get(key)
+    if cached is not None:
+        return Account.model_validate(cached)
+    try:
+        # A page waits for this: one quick try, no retries.
+        with client_for(connection=connection, timeout=3, max_retries=0) as client:
+            account = client.account_get()
+    except BithumanError as error:
+        logger.warning("bitHuman /v1/me failed for org %s: %s", connection.organization_id, error)
+        return None
+    cache.set(key, account.model_dump(mode="json"), ACCOUNT_CACHE_SECONDS)
+    return account
+
+
+@dataclass(frozen=True)
+class ConnectionSaved:
+    connection: BithumanConnection
+    webhook_registered: bool
+    webhook_problem: str = ""
+
+
+def connection_live_save(
+    *, actor: Membership, api_secret: str, receiver_url: str
+) -> ConnectionSaved:
+    """Check a live secret with POST /v1/validate, save it encrypted, register our webhook.
+
+    An invalid secret saves nothing. A webhook that cannot be registered does not undo the
+    connection (polling still works); the caller shows why.
+    """
+    _require(actor, Role.ADMIN, "change the bitHuman connection")
+    api_secret = api_secret.strip()
+    if not api_secret:
+        raise ApplicationError("Paste your bitHuman API secret.", field="api_secret")
+    try:
+        with BithumanClient(base_url=settings.BITHUMAN_API_URL, api_secret=api_secret) as client:
+            valid = client.validate()
+            webhook: WebhookWithSecret | None = None
+            webhook_problem = ""
+            if valid:
+                try:
+                    webhook = client.webhook_create(url=receiver_url, events=WEBHOOK_EVENTS)
+                except BithumanError as error:
+                    webhook_problem = error.message
+    except BithumanError as error:
+        raise ApplicationError(
+            f"bitHuman could not be reached to check this secret ({error.message}). "
+            "Nothing was saved; try again.",
+            field="api_secret",
+        ) from None
+    if not valid:
+        raise ApplicationError(
+            "bitHuman does not accept this API secret. Nothing was saved.", field="api_secret"
+        )
+    connection = connection_get(org=actor.organization)
+    previous_webhook = (connection.webhook_id, connection.live_secret)
+    connection.mode = ConnectionMode.LIVE
+    connection.live_secret = api_secret
+    connection.webhook_id = webhook.id if webhook else ""
+    connection.webhook_secret = webhook.secret if webhook else ""
+    connection.updated_by = actor.user
+    connection.save()
+    _webhook_forget(webhook_id=previous_webhook[0], api_secret=previous_webhook[1])
+    return ConnectionSaved(
+        connection=connection,
+        webhook_registered=webhook is not None,
+        webhook_problem=webhook_problem,
+    )
+
+
+def _webhook_forget(*, webhook_id: str, api_secret: str) -> None:
+    """Best effort: remove the webhook an older live secret registered."""
+    if not webhook_id or not api_secret:
+        return
+    try:
+        with BithumanClient(base_url=settings.BITHUMAN_API_URL, api_secret=api_secret) as client:
+            client.webhook_delete(webhook_id=webhook_id)
+    except BithumanError as error:
+        logger.info("Could not delete old webhook %s: %s", webhook_id, error)
+
+
+def connection_test_use(*, actor: Membership) -> BithumanConnection:
+    """Back to Test mode (the sandbox). The live secret is kept for switching back."""
+    _require(actor, Role.ADMIN, "change the bitHuman connection")
+    connection = connection_get(org=actor.organization)
+    connection.mode = ConnectionMode.TEST
+    connection.updated_by = actor.user
+    connection.save(update_fields=["mode", "updated_by", "updated_at"])
+    return connection
+
+
+@dataclass(frozen=True)
+class WebhookReceived:
+    delivery: WebhookDelivery
+    duplicate: bool
+
+
+def webhook_receive(
+    *, receiver_token: str, raw_body: bytes, headers: Mapping[str, str]
+) -> WebhookReceived:
+    """Verify and record a bitHuman delivery. Raises ApplicationError for anything not genuine."""
+    connection = (
+        BithumanConnection.objects.select_related("organization")
+        .filter(receiver_token=receiver_token)
+        .first()
+    )
+    if connection is None or not connection.webhook_secret:
+        raise ApplicationError("Unknown webhook endpoint.")
+    try:
+        webhooks.signature_verify(
+            secret=connection.webhook_secret, raw_body=raw_body, headers=headers
+        )
+    except webhooks.WebhookSignatureError as error:
+        raise ApplicationError(f"Bad signature: {error}") from None
+    try:
+        payload = json.loads(raw_body)
+        event = str(payload["event"])
+        delivery_id = str(headers.get(webhooks.DELIVERY_HEADER) or payload["id"])
+    except (ValueError, KeyError, TypeError):
+        raise ApplicationError("Malformed delivery body.") from None
+    delivery, created = WebhookDelivery.objects.get_or_create(
+        organization=connection.organization,
+        delivery_id=delivery_id,
+        defaults={"event": event, "payload": payload},
+    )
+    return WebhookReceived(delivery=delivery, duplicate=not created)
+
+
+def webhook_delivery_process(*, delivery_id: int) -> None:
+    """Act on a delivery: `agent.ready` / `agent.failed` make the poller refresh that agent now
+    (the status itself always comes from a poll, which the compare-and-set write orders), then
+    mark the delivery handled. The agent is looked up inside the delivery's organization only."""
+    from agents import services as agent_services  # agents imports this module
+    from agents.models import Agent
+
+    delivery = WebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).first()
+    if delivery is None:
+        return
+    if delivery.event in WEBHOOK_EVENTS:
+        data = delivery.payload.get("data") if isinstance(delivery.payload, dict) else None
+        if not isinstance(data, dict):
+            data = {}
+        code = str(data.get("code") or data.get("agent_id") or "")
+        agent = Agent.objects.for_org(delivery.organization).filter(code=code).first()
+        if code and agent is not None:
+            agent_services.agent_refresh_now(agent=agent)
+    WebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).update(
+        processed_at=timezone.now()
+    )

@@ -5,6 +5,8 @@ Every variable is documented in the README's "Configuration" table. Local runs (
 production) defaults to false and then refuses to start without a real secret key and hosts.
 """
 
+import base64
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -271,6 +273,20 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
     },
 }
+# The agent poller and the submit sweeper are added below, with their settings.
+
+# --- Encryption of stored secrets --------------------------------------------------------------
+# Fernet keys, comma-separated, newest first (see README "Key rotation"). Local runs derive one
+# from the secret key; production must set its own.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+if not FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS must be set when DJANGO_DEBUG is false; make a key with "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'"
+        )
+    _digest = hashlib.sha256(b"field-encryption:" + SECRET_KEY.encode()).digest()
+    FIELD_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_digest).decode()]
 
 # --- bitHuman API and its sandbox -------------------------------------------------------------
 # The real API. Organizations in Live mode use it with their own secret.
@@ -281,6 +297,42 @@ BITHUMAN_MAX_RETRIES = env.int("BITHUMAN_MAX_RETRIES", default=3)
 # mode reach it over real HTTP at SANDBOX_BASE_URL.
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
 SANDBOX_BASE_URL = env.str("SANDBOX_BASE_URL", default=f"{SITE_URL}/sandbox").rstrip("/")
+# The sandbox's main knobs (the rest, and per-account overrides: README "The sandbox").
+SANDBOX_TIME_SCALE = env.float("SANDBOX_TIME_SCALE", default=3.0)
+SANDBOX_DEFAULT_PLAN = env.str("SANDBOX_DEFAULT_PLAN", default="pro")
+SANDBOX_DEFAULT_CREDITS = env.int("SANDBOX_DEFAULT_CREDITS", default=10000)
+SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=0)
+SANDBOX_ERROR_RATE = env.float("SANDBOX_ERROR_RATE", default=0.0)
+SANDBOX_FORCE_429_RATE = env.float("SANDBOX_FORCE_429_RATE", default=0.0)
+SANDBOX_ROOM_TTL = env.int("SANDBOX_ROOM_TTL", default=30)
+if SANDBOX_ENABLED:
+    # Finishes sandbox generations nobody polls and fires their webhooks.
+    CELERY_BEAT_SCHEDULE["sandbox-advance"] = {
+        "task": "portal.sandbox.tasks.sandbox_generations_advance",
+        "schedule": timedelta(seconds=5),
+        "options": {"expires": 5},
+    }
+
+# --- Agents: generation and the status poller ---------------------------------------------------
+AGENT_POLL_INTERVAL = env.float("AGENT_POLL_INTERVAL", default=5.0)  # seconds between poller ticks
+AGENT_POLL_BATCH = env.int("AGENT_POLL_BATCH", default=200)  # agents claimed per batch
+AGENT_POLL_CONCURRENCY = env.int("AGENT_POLL_CONCURRENCY", default=16)  # HTTP requests in flight
+AGENT_POLL_LEASE = env.float("AGENT_POLL_LEASE", default=60.0)  # seconds a claim lasts
+AGENT_DEADLINE_FACTOR = env.float("AGENT_DEADLINE_FACTOR", default=6.0)  # x typical duration
+AGENT_SUBMIT_MAX_ATTEMPTS = env.int("AGENT_SUBMIT_MAX_ATTEMPTS", default=8)
+CELERY_BEAT_SCHEDULE |= {
+    "agents-poll": {
+        "task": "agents.tasks.agents_poll_tick",
+        "schedule": timedelta(seconds=AGENT_POLL_INTERVAL),
+        # A backlog of ticks (worker busy or down) is dropped, not replayed.
+        "options": {"expires": AGENT_POLL_INTERVAL},
+    },
+    "agents-submit-sweep": {
+        "task": "agents.tasks.agents_submit_sweep",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 30},
+    },
+}
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

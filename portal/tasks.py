@@ -15,3 +15,8 @@ def invitations_expire() -> int:
     if deleted:
         logger.info("Deleted %d long-expired invitations", deleted)
     return deleted
+
+
+@shared_task
+def webhook_delivery_process(delivery_id: int) -> None:
+    services.webhook_delivery_process(delivery_id=delivery_id)

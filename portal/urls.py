@@ -25,6 +25,8 @@ org_patterns: list[URLPattern | URLResolver] = [
     ),
     path("settings/", views.org_settings, name="org_settings"),
     path("settings/delete/", views.org_delete, name="org_delete"),
+    path("settings/connection/live/", views.connection_live, name="connection_live"),
+    path("settings/connection/test/", views.connection_test, name="connection_test"),
     path("agents/", include("agents.urls")),
     path("sessions/", include("sessions.urls")),
 ]
@@ -59,6 +61,11 @@ urlpatterns = [
     ),
     path("orgs/new/", views.organization_create, name="organization_create"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path(
+        "webhooks/bithuman/<str:receiver_token>/",
+        views.bithuman_webhook,
+        name="bithuman_webhook",
+    ),
     path("o/<slug:org_slug>/", include(org_patterns)),
     path("admin/", admin.site.urls),
 ]

@@ -12,17 +12,20 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
 
-from portal import selectors, services
+from portal import selectors, services, tasks
 from portal.errors import ApplicationError
 from portal.forms import (
     AccountForm,
     InvitationSignupForm,
     InviteForm,
+    LiveConnectionForm,
     LoginForm,
     OrganizationDeleteForm,
     OrganizationForm,
@@ -30,7 +33,7 @@ from portal.forms import (
     SignupForm,
     apply_error,
 )
-from portal.models import Invitation, Membership
+from portal.models import BithumanConnection, Invitation, Membership
 from portal.tenancy import Role, org_view, role_at_least
 
 AUTH_BACKEND = "portal.backends.EmailBackend"
@@ -314,13 +317,19 @@ def _settings_page(
     membership: Membership,
     form: OrganizationForm | None = None,
     delete_form: OrganizationDeleteForm | None = None,
+    live_form: LiveConnectionForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     org = membership.organization
+    connection = services.connection_get(org=org)
     context = {
         "form": form or OrganizationForm(initial={"name": org.name}),
         "delete_form": delete_form or OrganizationDeleteForm(),
+        "live_form": live_form or LiveConnectionForm(),
         "is_owner": membership.role == Role.OWNER,
+        "connection": connection,
+        "account": services.connection_account(connection=connection),
+        "receiver_url": _receiver_url(request, connection),
     }
     return render(request, "portal/org_settings.html", context, status=status)
 
@@ -357,3 +366,59 @@ def org_delete(request: HttpRequest, membership: Membership) -> HttpResponse:
             messages.success(request, f"Deleted {name}.")
             return redirect("home")
     return _settings_page(request, membership, delete_form=form, status=400)
+
+
+def _receiver_url(request: HttpRequest, connection: BithumanConnection) -> str:
+    return request.build_absolute_uri(
+        reverse("bithuman_webhook", kwargs={"receiver_token": connection.receiver_token})
+    )
+
+
+@org_view({"POST": Role.ADMIN})
+def connection_live(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """Save a live bitHuman secret (validated first) and register our webhook."""
+    form = LiveConnectionForm(request.POST)
+    if form.is_valid():
+        connection = services.connection_get(org=membership.organization)
+        try:
+            saved = services.connection_live_save(
+                actor=membership,
+                api_secret=form.cleaned_data["api_secret"],
+                receiver_url=_receiver_url(request, connection),
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            messages.success(request, "Live mode is on: the portal now uses your bitHuman account.")
+            if not saved.webhook_registered:
+                messages.warning(
+                    request,
+                    "bitHuman did not register the portal's webhook "
+                    f"({saved.webhook_problem or 'no reason given'}); status updates will come "
+                    "from polling only.",
+                )
+            return redirect("org_settings", org_slug=membership.organization.slug)
+    return _settings_page(request, membership, live_form=form, status=400)
+
+
+@org_view({"POST": Role.ADMIN})
+def connection_test(request: HttpRequest, membership: Membership) -> HttpResponse:
+    services.connection_test_use(actor=membership)
+    messages.success(request, "Test mode is on: the portal now uses the sandbox.")
+    return redirect("org_settings", org_slug=membership.organization.slug)
+
+
+@csrf_exempt
+@require_POST
+def bithuman_webhook(request: HttpRequest, receiver_token: str) -> HttpResponse:
+    """bitHuman's deliveries: verified by HMAC signature, recorded once, processed by a task."""
+    try:
+        received = services.webhook_receive(
+            receiver_token=receiver_token, raw_body=request.body, headers=request.headers
+        )
+    except ApplicationError as error:
+        return JsonResponse({"ok": False, "error": error.message}, status=400)
+    if not received.duplicate:
+        delivery_pk = received.delivery.pk
+        transaction.on_commit(lambda: tasks.webhook_delivery_process.delay(delivery_pk))
+    return JsonResponse({"ok": True, "duplicate": received.duplicate})

@@ -57,3 +57,25 @@ class InvitationFactory(factory.django.DjangoModelFactory):
     token = factory.Sequence(lambda n: f"token-{n}-abcdefghijklmnop")
     token_hash = factory.LazyAttribute(lambda o: token_hash(o.token))
     expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))
+
+
+class AgentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agents.Agent"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Agent {n}")
+    system_prompt = "You are a friendly guide."
+    model = "expression-1"
+    code = factory.Sequence(lambda n: f"A{n % 100:02d}TST{n % 10000:04d}")
+    status = "ready"
+    progress = 1.0
+
+
+class PromptRevisionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agents.PromptRevision"
+
+    agent = factory.SubFactory(AgentFactory)
+    text = factory.Sequence(lambda n: f"Prompt version {n}")
+    accepted = True

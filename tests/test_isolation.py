@@ -28,7 +28,12 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from portal.models import Organization
 from portal.tenancy import Role
 from tests.conftest import client_for
-from tests.factories import InvitationFactory, MembershipFactory
+from tests.factories import (
+    AgentFactory,
+    InvitationFactory,
+    MembershipFactory,
+    PromptRevisionFactory,
+)
 
 ORG_PREFIX = "o/<slug:org_slug>/"
 
@@ -47,6 +52,7 @@ NON_TENANT_NAMES = {
     "password_reset_complete": "static confirmation",
     "organization_create": "creates a new organization",
     "invitation_accept": "secret token, bound to the invited email",
+    "bithuman_webhook": "unguessable per-organization token plus an HMAC signature",
 }
 NON_TENANT_PREFIXES = {
     "admin/": "staff only (Django admin checks is_staff)",
@@ -89,6 +95,8 @@ def classify(route: Route) -> str:
 PARAMETERS: dict[str, Callable[[Organization], Any]] = {
     "member_id": lambda org: MembershipFactory(organization=org, role=Role.MEMBER).public_id,
     "invitation_id": lambda org: InvitationFactory(organization=org).public_id,
+    "agent_id": lambda org: AgentFactory(organization=org).public_id,
+    "revision_id": lambda org: PromptRevisionFactory(agent__organization=org).pk,
 }
 
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
@@ -140,8 +148,9 @@ def test_walker_finds_the_org_routes_and_each_goes_through_org_view():
 
 
 def _placeholder(match: re.Match[str]) -> str:
-    converter = match.group("converter")
-    return "00000000-0000-0000-0000-000000000000" if converter == "uuid" else "x"
+    return {"uuid": "00000000-0000-0000-0000-000000000000", "int": "1"}.get(
+        match.group("converter"), "x"
+    )
 
 
 _FORM_BODY = "role=viewer&name=x&email=intruder%40example.com&confirm=acme"

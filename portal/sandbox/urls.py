@@ -1,4 +1,42 @@
-from django.urls import URLPattern, URLResolver
+"""The sandbox, mounted at /sandbox/: bitHuman's API under v1/, its hosted embed page, and the
+sandbox's own control API (knobs, test clock, rooms)."""
 
-# Filled by the sandbox: the bitHuman API paths (v1/...) and the hosted embed page.
-urlpatterns: list[URLPattern | URLResolver] = []
+from django.urls import URLPattern, URLResolver, path, re_path
+
+from portal.sandbox import views
+
+app_name = "sandbox"
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    # bitHuman's REST API (openapi.yaml)
+    path("v1/validate", views.validate, name="validate"),
+    path("v1/agent/generate", views.agent_generate, name="agent_generate"),
+    path("v1/agent/status/<str:agent_id>", views.agent_status, name="agent_status"),
+    path("v1/agent/<str:code>", views.agent_detail, name="agent_detail"),
+    path("v1/agent/<str:code>/speak", views.agent_speak, name="agent_speak"),
+    path("v1/agent/<str:code>/add-context", views.agent_add_context, name="agent_add_context"),
+    path("v1/agents", views.agent_list, name="agent_list"),
+    path("v1/embed-tokens/request", views.embed_token_request, name="embed_token_request"),
+    path("v1/runtime-tokens/request", views.runtime_token_request, name="runtime_token_request"),
+    path("v1/me", views.me, name="me"),
+    path("v1/pricing", views.pricing, name="pricing"),
+    path("v1/webhooks", views.webhooks, name="webhooks"),
+    path("v1/webhooks/<str:webhook_id>", views.webhook_detail, name="webhook_detail"),
+    path("v1/webhooks/<str:webhook_id>/test", views.webhook_test, name="webhook_test"),
+    path(
+        "v1/webhooks/<str:webhook_id>/deliveries",
+        views.webhook_deliveries,
+        name="webhook_deliveries",
+    ),
+    re_path(r"^v1/(?P<path>.*)$", views.not_found, name="not_found"),
+    # The hosted embed page and the files it and the API point at
+    path("embed/<str:code>", views.embed_page, name="embed"),
+    path("embed/<str:code>/live", views.embed_live, name="embed_live"),
+    path("embed/<str:code>/face.svg", views.face, name="face"),
+    path("files/<str:code>.imx", views.model_file, name="model_file"),
+    # The sandbox's own control API (api-secret auth; not part of bitHuman's API)
+    path("control/account", views.control_account, name="control_account"),
+    path("control/clock", views.control_clock, name="control_clock"),
+    path("control/rooms", views.control_rooms, name="control_rooms"),
+    path("control/rooms/<str:room_id>/end", views.control_room_end, name="control_room_end"),
+]

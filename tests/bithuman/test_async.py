@@ -11,6 +11,7 @@ from portal.bithuman import (
     AsyncBithumanClient,
     RateLimitedError,
     UpstreamError,
+    aio,
 )
 from tests.bithuman.conftest import BASE_URL, SECRET, envelope
 
@@ -53,7 +54,7 @@ def test_statuses_fetch_keeps_at_most_concurrency_requests_in_flight(api, concur
         async with async_client() as client:
             return await client.statuses_fetch(agent_ids, concurrency=concurrency)
 
-    results = asyncio.run(run())
+    results = aio.run(run())
 
     # Equal, not just at most: the bound is reached, so the fetches really are concurrent.
     assert peak == concurrency
@@ -77,7 +78,7 @@ def test_statuses_fetch_returns_a_result_or_an_error_per_id(api):
                 ["A11AAA1111", "A00MIS0000", "A00BRK0000", "A11AAA1111"], concurrency=2
             )
 
-    results = asyncio.run(run())
+    results = aio.run(run())
 
     assert set(results) == {"A11AAA1111", "A00MIS0000", "A00BRK0000"}
     ready = results["A11AAA1111"]
@@ -103,7 +104,7 @@ def test_async_retries_honour_retry_after(api):
         async with async_client(sleeps=sleeps) as client:
             return await client.agent_status_get(agent_id="A11AAA1111")
 
-    status = asyncio.run(run())
+    status = aio.run(run())
 
     assert status.status == "generating"
     assert sleeps == [4.0]
@@ -118,7 +119,7 @@ def test_async_gives_up_with_the_rate_limit_error(api):
         async with async_client(max_retries=1) as client:
             return await client.statuses_fetch(["A11AAA1111"])
 
-    results = asyncio.run(run())
+    results = aio.run(run())
 
     assert isinstance(results["A11AAA1111"], RateLimitedError)
     assert results["A11AAA1111"].retry_after == 1.0
@@ -130,7 +131,7 @@ def test_concurrency_must_be_positive():
             await client.statuses_fetch(["A11AAA1111"], concurrency=0)
 
     with pytest.raises(ValueError, match="concurrency"):
-        asyncio.run(run())
+        aio.run(run())
 
 
 def test_async_repr_masks_the_secret():
@@ -138,4 +139,4 @@ def test_async_repr_masks_the_secret():
 
     assert SECRET not in repr(client)
     assert repr(client).endswith(f"api_secret='****{SECRET[-4:]}')")
-    asyncio.run(client.aclose())
+    aio.run(client.aclose())

@@ -12,6 +12,7 @@ PROD_ENV = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "p" * 20 + "-production-secret-key-that-is-long-and-random-1234567890",
     "DJANGO_ALLOWED_HOSTS": "portal.example.com",
+    "FIELD_ENCRYPTION_KEYS": "0YXN8x3YqlKGxHfhCy1AU3Fh5jXy1Q2xbyWmK2QnJ3E=",
     "DATABASE_URL": "sqlite:////tmp/portal-deploy-check.sqlite3",
 }
 
@@ -41,6 +42,7 @@ def test_production_settings_pass_check_deploy():
         ({"DJANGO_SECRET_KEY": ""}, "DJANGO_SECRET_KEY must be set"),
         ({"DJANGO_SECRET_KEY": "short"}, "DJANGO_SECRET_KEY must be set"),
         ({"DJANGO_ALLOWED_HOSTS": ""}, "DJANGO_ALLOWED_HOSTS must be set"),
+        ({"FIELD_ENCRYPTION_KEYS": ""}, "FIELD_ENCRYPTION_KEYS must be set"),
     ],
 )
 def test_without_debug_the_app_refuses_to_start_without_key_or_hosts(override, message):

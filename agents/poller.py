@@ -1,0 +1,489 @@
+"""The status poller: brings in-flight agents up to date with bitHuman.
+
+One tick (beat runs one every AGENT_POLL_INTERVAL seconds, never two at once) makes one pass
+over the agents that are due, in batches:
+
+1. Claim: in a short transaction, `SELECT ... FOR UPDATE SKIP LOCKED` the due agents (in flight,
+   next poll time passed, no live lease), stamp a lease (`lease_until`, unique to this batch) and
+   set `next_poll_at` to the lease's end, then commit. Another tick or worker skips these rows;
+   if this one dies, the agents fall due again when the lease ends.
+2. Budget: group the agents by bitHuman account (a hash of the API secret). An account deferred
+   by a 429 is skipped until its Retry-After has passed; otherwise the shared token bucket
+   (agents.ratelimit) grants at most the plan's Read budget, and agents beyond it keep their
+   place in line for the next tick.
+3. Fetch: outside any transaction, one event loop fetches every granted status concurrently
+   (AGENT_POLL_CONCURRENCY at most), with the async client's own retries off: the next poll is
+   the retry. The first 429 of an account stops its remaining requests.
+4. Apply: `agents.services.agent_status_apply`, the compare-and-set write (forward only, terminal
+   absorbs, duplicates write nothing). Then each lease this batch still holds (compared by its
+   value) is released with the next poll time: the cadence after an answer, a backoff after a
+   transient error (429, 5xx, timeouts never fail an agent), the deferral after a 429. A time
+   set by someone else meanwhile (a webhook asking for an immediate refresh) is kept.
+5. Deadline: an agent still unfinished long after its model's typical duration
+   (TYPICAL_SECONDS x AGENT_DEADLINE_FACTOR) fails with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, DateTimeField, F, Value, When
+from django.db.models.expressions import Combinable
+from django.utils import timezone
+
+from agents import ratelimit, services
+from agents.models import TERMINAL_STATUSES, Agent, StatusSource
+from portal import services as portal_services
+from portal.bithuman import errors as bh_errors
+from portal.bithuman import types as bh
+from portal.bithuman.client import AsyncBithumanClient, BithumanClient
+from portal.models import BithumanConnection, Organization
+
+logger = logging.getLogger(__name__)
+
+# Seconds to stay away from an account that answered 429 without a Retry-After.
+DEFAULT_RETRY_AFTER = 5.0
+# Consecutive "agent not found" answers after which the agent fails (it was deleted upstream, or
+# the organization's connection now points at another bitHuman account).
+NOT_FOUND_LIMIT = 5
+
+
+class _Unsent:
+    """A request not sent because its account answered 429 meanwhile."""
+
+
+_UNSENT = _Unsent()
+
+
+# --- Settings -----------------------------------------------------------------------------------
+
+
+def _interval() -> float:
+    return float(settings.AGENT_POLL_INTERVAL)
+
+
+def _lease_seconds() -> float:
+    return float(settings.AGENT_POLL_LEASE)
+
+
+def _max_interval() -> float:
+    """The slowest cadence, also the cap of the error backoff."""
+    return max(float(getattr(settings, "AGENT_POLL_MAX_INTERVAL", 60.0)), _interval())
+
+
+def _fetch_deadline() -> float:
+    """Seconds one batch may spend fetching: well inside its lease, so its writes come first."""
+    return _lease_seconds() / 4
+
+
+def tick_worst_case_seconds() -> float:
+    """How long a tick can run: it stops claiming after one fetch deadline, and the batch it
+    started then may fetch for one more (plus database time)."""
+    return 2 * _fetch_deadline() + 2.0
+
+
+# --- Cadence and deadline -----------------------------------------------------------------------
+
+
+def _started_at(agent: Agent) -> datetime:
+    return agent.submitted_at or agent.created_at
+
+
+def _typical_seconds(agent: Agent) -> int:
+    return services.TYPICAL_SECONDS.get(agent.model, max(services.TYPICAL_SECONDS.values()))
+
+
+def cadence_seconds(*, agent: Agent, now: datetime) -> float:
+    """Seconds until the next poll after an answer.
+
+    Every AGENT_POLL_INTERVAL (5 s) early on and for short models; long models (essence-2,
+    expression-2: 40-90 min) are polled every typical/60 seconds later in their run, at most
+    AGENT_POLL_MAX_INTERVAL. A webhook still brings any of them in at once.
+    """
+    interval = _interval()
+    typical = _typical_seconds(agent)
+    elapsed = (now - _started_at(agent)).total_seconds()
+    if typical <= 300 or elapsed < max(60.0, typical * 0.05):
+        return interval
+    return min(max(interval, typical / 60), _max_interval())
+
+
+def _backoff_seconds(errors: int) -> float:
+    """After `errors` consecutive transient errors: exponential, capped, with jitter."""
+    delay = min(_interval() * 2 ** max(errors - 1, 0), _max_interval())
+    return delay * random.uniform(0.8, 1.2)  # noqa: S311 - spreads retries, not security
+
+
+def deadline_of(agent: Agent) -> datetime:
+    factor = float(settings.AGENT_DEADLINE_FACTOR)
+    return _started_at(agent) + timedelta(seconds=_typical_seconds(agent) * factor)
+
+
+def _duration_words(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{max(minutes, 1)} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def _deadline_reason(agent: Agent, now: datetime) -> str:
+    waited = (now - _started_at(agent)).total_seconds()
+    return (
+        f"bitHuman did not finish this agent in time: {agent.model} usually takes about "
+        f"{_duration_words(_typical_seconds(agent))}, and it was still unfinished after "
+        f"{_duration_words(waited)}. Retry it to start a new generation."
+    )
+
+
+# --- Claim and release --------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """Agents leased by one claim; `lease` is the value this batch wrote to `lease_until`."""
+
+    lease: datetime
+    agents: list[Agent]
+    # Each agent's next_poll_at before the claim: an agent left out for budget keeps its place.
+    due_at: dict[int, datetime]
+
+
+def agents_claim(
+    *,
+    limit: int,
+    now: datetime | None = None,
+    pks: Iterable[int] | None = None,
+    exclude_organizations: Iterable[int] = (),
+) -> Batch | None:
+    """Lease up to `limit` due agents (oldest due first) and commit; None when none is due."""
+    now = now or timezone.now()
+    due = Agent.objects.due_for_poll(now).exclude(code="")
+    if pks is not None:
+        due = due.filter(pk__in=list(pks))
+    excluded = list(exclude_organizations)
+    if excluded:
+        due = due.exclude(organization_id__in=excluded)
+    # The microseconds make the lease value this batch's own, to release only what it holds.
+    lease = timezone.now() + timedelta(
+        seconds=_lease_seconds(),
+        microseconds=random.randrange(1_000_000),  # noqa: S311
+    )
+    with transaction.atomic():
+        rows = list(
+            due.order_by("next_poll_at", "pk")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "next_poll_at")[:limit]
+        )
+        if not rows:
+            return None
+        # next_poll_at = the lease's end: if this tick dies, the agent is due when it expires.
+        Agent.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+            lease_until=lease, next_poll_at=lease
+        )
+    agents = list(Agent.objects.filter(pk__in=[pk for pk, _ in rows]))
+    due_at = {pk: due_time for pk, due_time in rows}
+    agents.sort(key=lambda agent: (due_at[agent.pk], agent.pk))
+    return Batch(lease=lease, agents=agents, due_at=due_at)
+
+
+def _release(
+    *, agent: Agent, batch: Batch, next_poll_at: datetime, errors: int | Combinable | None = None
+) -> None:
+    """Give up this batch's lease (if still ours) and schedule the next poll.
+
+    A next_poll_at somebody else changed during the lease (`agent_refresh_now`) is kept.
+    """
+    fields: dict[str, object] = {
+        "lease_until": None,
+        "next_poll_at": Case(
+            When(pk=agent.pk, then=Value(next_poll_at)),
+            default=F("next_poll_at"),
+            output_field=DateTimeField(),
+        ),
+    }
+    if errors is not None:
+        fields["consecutive_errors"] = errors
+    Agent.objects.filter(pk=agent.pk, lease_until=batch.lease).exclude(
+        status__in=TERMINAL_STATUSES
+    ).update(**fields)
+
+
+# --- Accounts -----------------------------------------------------------------------------------
+
+
+@dataclass
+class AccountGroup:
+    """The claimed agents that one bitHuman account answers for."""
+
+    key: str
+    base_url: str
+    api_secret: str = field(repr=False)
+    organization_ids: set[int] = field(default_factory=set)
+    agents: list[Agent] = field(default_factory=list)
+
+
+def _groups(agents: Sequence[Agent]) -> list[AccountGroup]:
+    org_ids = {agent.organization_id for agent in agents}
+    connections = {
+        connection.organization_id: connection
+        for connection in BithumanConnection.objects.filter(organization_id__in=org_ids)
+    }
+    groups: dict[str, AccountGroup] = {}
+    for agent in agents:
+        connection = connections.get(agent.organization_id)
+        if connection is None:
+            org = Organization.objects.get(pk=agent.organization_id)
+            connection = connections[org.pk] = portal_services.connection_get(org=org)
+        key = ratelimit.account_key(connection.api_secret)
+        group = groups.setdefault(
+            key,
+            AccountGroup(key=key, base_url=connection.base_url, api_secret=connection.api_secret),
+        )
+        group.organization_ids.add(agent.organization_id)
+        group.agents.append(agent)
+    return list(groups.values())
+
+
+def _read_limit(group: AccountGroup) -> int:
+    """The account's read budget per minute; learns its plan from /v1/me once an hour."""
+    if ratelimit.plan_lookup_claim(key=group.key):
+        free = ratelimit.read_limit(key=group.key)
+        if ratelimit.tokens_take(key=group.key, wanted=1, per_minute=free):
+            try:
+                with BithumanClient(
+                    base_url=group.base_url,
+                    api_secret=group.api_secret,
+                    timeout=min(5.0, _fetch_deadline()),
+                    max_retries=0,
+                ) as client:
+                    account = client.account_get()
+            except bh_errors.RateLimitedError as error:
+                ratelimit.account_defer(
+                    key=group.key, seconds=error.retry_after or DEFAULT_RETRY_AFTER
+                )
+            except bh_errors.BithumanError as error:
+                logger.info("bitHuman /v1/me failed (plan unknown, Free limits): %s", error)
+            else:
+                plan = ratelimit.plan_from_names(account.plan, account.plan_code)
+                ratelimit.plan_remember(key=group.key, plan=plan or ratelimit.DEFAULT_PLAN)
+    return ratelimit.read_limit(key=group.key)
+
+
+# --- Fetch (the only part that waits on the network) --------------------------------------------
+
+type FetchResult = bh.AgentStatus | bh_errors.BithumanError | _Unsent
+
+
+async def _statuses_fetch(
+    plan: Sequence[tuple[AccountGroup, Sequence[Agent]]],
+) -> tuple[dict[int, FetchResult], dict[str, float]]:
+    """Every planned status, concurrently; and the Retry-After of each account that said 429."""
+    deadline = _fetch_deadline()
+    request_timeout = min(float(settings.BITHUMAN_TIMEOUT), deadline)
+    slots = asyncio.Semaphore(max(1, int(settings.AGENT_POLL_CONCURRENCY)))
+    results: dict[int, FetchResult] = {}
+    limited: dict[str, float] = {}
+    clients = {
+        group.key: AsyncBithumanClient(
+            base_url=group.base_url,
+            api_secret=group.api_secret,
+            timeout=request_timeout,
+            max_retries=0,
+        )
+        for group, _agents in plan
+    }
+
+    async def fetch_one(group: AccountGroup, agent: Agent) -> None:
+        async with slots:
+            if group.key in limited:
+                results[agent.pk] = _UNSENT
+                return
+            try:
+                results[agent.pk] = await clients[group.key].agent_status_get(agent_id=agent.code)
+            except bh_errors.RateLimitedError as error:
+                limited[group.key] = max(
+                    limited.get(group.key, 0.0), error.retry_after or DEFAULT_RETRY_AFTER
+                )
+                results[agent.pk] = error
+            except bh_errors.BithumanError as error:
+                results[agent.pk] = error
+
+    try:
+        tasks = [
+            asyncio.create_task(fetch_one(group, agent))
+            for group, agents in plan
+            for agent in agents
+        ]
+        _done, pending = await asyncio.wait(tasks, timeout=deadline) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients.values()))
+    return results, limited
+
+
+# --- One batch ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PollReport:
+    claimed: int = 0
+    requested: int = 0
+    changed: int = 0
+    over_budget: int = 0
+    deferred: int = 0
+    errors: int = 0
+    failed: int = 0
+
+
+def _batch_process(batch: Batch, report: PollReport) -> set[int]:
+    """Budget, fetch and apply one claimed batch. Returns the organizations whose account is
+    out of budget or deferred (not worth claiming again in this tick)."""
+    report.claimed += len(batch.agents)
+    exhausted: set[int] = set()
+    plan: list[tuple[AccountGroup, list[Agent]]] = []
+    for group in _groups(batch.agents):
+        limit = 0
+        remaining = ratelimit.account_deferral_remaining(key=group.key)
+        if remaining <= 0:
+            limit = _read_limit(group)
+            # Learning the plan may itself have met a 429.
+            remaining = ratelimit.account_deferral_remaining(key=group.key)
+        if remaining > 0:
+            exhausted |= group.organization_ids
+            until = timezone.now() + timedelta(seconds=remaining)
+            for agent in group.agents:
+                _release(agent=agent, batch=batch, next_poll_at=until)
+            report.deferred += len(group.agents)
+            continue
+        granted = ratelimit.tokens_take(key=group.key, wanted=len(group.agents), per_minute=limit)
+        if granted < len(group.agents):
+            exhausted |= group.organization_ids
+            for agent in group.agents[granted:]:
+                _release(agent=agent, batch=batch, next_poll_at=batch.due_at[agent.pk])
+            report.over_budget += len(group.agents) - granted
+        if granted:
+            plan.append((group, group.agents[:granted]))
+    if not plan:
+        return exhausted
+
+    # No transaction and no row lock is held here: only the leases, which are committed.
+    results, limited = asyncio.run(_statuses_fetch(plan))
+    deferred_for = {
+        key: ratelimit.account_defer(key=key, seconds=seconds) for key, seconds in limited.items()
+    }
+    for group, agents in plan:
+        if group.key in deferred_for:
+            exhausted |= group.organization_ids
+        for agent in agents:
+            result = results.get(agent.pk)
+            if result is None:
+                result = bh_errors.TransportError(
+                    message="no answer within the poller's deadline", request_may_have_arrived=True
+                )
+            _result_apply(
+                agent=agent,
+                batch=batch,
+                result=result,
+                deferral=deferred_for.get(group.key, 0.0),
+                report=report,
+            )
+    return exhausted
+
+
+def _result_apply(
+    *, agent: Agent, batch: Batch, result: FetchResult, deferral: float, report: PollReport
+) -> None:
+    now = timezone.now()
+    if isinstance(result, _Unsent | bh_errors.RateLimitedError):
+        # Not the agent's fault: no error counted; nothing goes to the account until then.
+        if isinstance(result, bh_errors.RateLimitedError):
+            report.requested += 1
+        report.deferred += 1
+        _release(agent=agent, batch=batch, next_poll_at=now + timedelta(seconds=deferral))
+        return
+    report.requested += 1
+    if isinstance(result, bh.AgentStatus):
+        if services.agent_status_apply(agent=agent, status=result, source=StatusSource.POLL):
+            report.changed += 1
+        if result.is_terminal:
+            return  # the write above ended polling (or the agent had already ended)
+        if now >= deadline_of(agent):
+            _deadline_fail(agent=agent, now=now, report=report)
+            return
+        _release(
+            agent=agent,
+            batch=batch,
+            next_poll_at=now + timedelta(seconds=cadence_seconds(agent=agent, now=now)),
+            errors=0,
+        )
+        return
+    report.errors += 1
+    errors = agent.consecutive_errors + 1
+    logger.info("Polling agent %s failed (%d in a row): %s", agent.pk, errors, result)
+    if now >= deadline_of(agent):
+        _deadline_fail(agent=agent, now=now, report=report)
+        return
+    if isinstance(result, bh_errors.AgentNotFoundError) and errors >= NOT_FOUND_LIMIT:
+        if services.agent_fail(
+            agent=agent,
+            reason=(
+                f"bitHuman no longer knows agent {agent.code}: it was deleted there, or this "
+                "organization's bitHuman connection changed to another account."
+            ),
+            source=StatusSource.POLL,
+        ):
+            report.failed += 1
+        return
+    _release(
+        agent=agent,
+        batch=batch,
+        next_poll_at=now + timedelta(seconds=_backoff_seconds(errors)),
+        errors=F("consecutive_errors") + 1,
+    )
+
+
+def _deadline_fail(*, agent: Agent, now: datetime, report: PollReport) -> None:
+    if services.agent_fail(
+        agent=agent, reason=_deadline_reason(agent, now), source=StatusSource.POLL
+    ):
+        report.failed += 1
+
+
+# --- Entry points -------------------------------------------------------------------------------
+
+
+def tick() -> PollReport:
+    """One pass over the due agents, batch after batch (call under the task's lock)."""
+    started = time.monotonic()
+    # Agents rescheduled during this pass are due after `now`, so no agent is polled twice.
+    now = timezone.now()
+    batch_size = max(1, int(settings.AGENT_POLL_BATCH))
+    report = PollReport()
+    skipped_organizations: set[int] = set()
+    while time.monotonic() - started < _fetch_deadline():
+        batch = agents_claim(limit=batch_size, now=now, exclude_organizations=skipped_organizations)
+        if batch is None:
+            break
+        skipped_organizations |= _batch_process(batch, report)
+    if report.claimed:
+        logger.info("Poller tick: %s", report)
+    return report
+
+
+def poll_one(*, agent_pk: int) -> PollReport:
+    """Poll one agent now if it is due and not leased (a webhook said it changed)."""
+    report = PollReport()
+    batch = agents_claim(limit=1, pks=[agent_pk])
+    if batch is not None:
+        _batch_process(batch, report)
+    return report

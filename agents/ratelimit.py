@@ -1,0 +1,281 @@
+"""Read budgets per bitHuman account, shared by every worker: a token bucket and Retry-After.
+
+bitHuman limits each account (not each API key user) with a token bucket per kind of request;
+the poller's GETs spend the plan's Read bucket (NOTES.md: 120 a minute on Free, up to 2880 on
+Enterprise, burst = the per-minute limit). Every poller process takes tokens from one bucket per
+account before it sends, so all of them together stay under the plan, and a 429's Retry-After
+defers the whole account, for every process, until it has passed.
+
+- Accounts are named by a hash of their API secret (`account_key`): the secret itself never
+  reaches the cache, keys or logs.
+- With the Redis cache, each operation is one small Lua script: atomic across processes and
+  timed by the Redis server's clock (workers' clocks may disagree). With any other cache, a
+  fallback keeps the state in the cache and serializes access with a database lock (a
+  PostgreSQL advisory lock, or SQLite's immediate write transaction) plus a process lock.
+- The plan is learned from GET /v1/me (by the poller) and remembered for an hour; until it is
+  known the account gets the Free limit, the smallest one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+from django.conf import settings
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
+from django.db import connection, transaction
+
+__all__ = [
+    "DEFAULT_PLAN",
+    "READ_LIMITS",
+    "account_defer",
+    "account_deferral_remaining",
+    "account_key",
+    "lock_acquire",
+    "lock_release",
+    "plan_from_names",
+    "plan_lookup_claim",
+    "plan_remember",
+    "read_limit",
+    "tokens_take",
+]
+
+# Read requests per minute (= burst) per plan, from bitHuman's published limits (NOTES.md).
+READ_LIMITS: Final = {
+    "free": 120,
+    "creator": 240,
+    "pro": 720,
+    "business": 1440,
+    "enterprise": 2880,
+}
+DEFAULT_PLAN: Final = "free"
+PLAN_CACHE_SECONDS: Final = 3600
+# After a failed /v1/me, wait this long before asking again (Free limits meanwhile).
+PLAN_RETRY_SECONDS: Final = 300
+_PREFIX: Final = "bithuman:ratelimit"
+
+
+def account_key(api_secret: str) -> str:
+    """A stable, non-reversible name for the bitHuman account behind a secret."""
+    return hashlib.sha256(b"bithuman-account:" + api_secret.encode()).hexdigest()[:32]
+
+
+def _poll_share() -> float:
+    # Headroom for the portal's other reads on the same account (settings page, agent pages).
+    return min(max(float(getattr(settings, "AGENT_POLL_READ_SHARE", 0.8)), 0.01), 1.0)
+
+
+# --- Plans --------------------------------------------------------------------------------------
+
+
+def plan_from_names(*names: str | None) -> str | None:
+    """Our plan name for what /v1/me says (`plan` "pro", `plan_code` "membership_pro", ...)."""
+    for name in names:
+        lowered = (name or "").strip().lower()
+        for plan in READ_LIMITS:
+            if lowered == plan or lowered.endswith(("_" + plan, "-" + plan, " " + plan)):
+                return plan
+    return None
+
+
+def _plan_cache_key(key: str) -> str:
+    return f"{_PREFIX}:plan:{key}"
+
+
+def plan_remember(*, key: str, plan: str) -> None:
+    cache.set(_plan_cache_key(key), plan, PLAN_CACHE_SECONDS)
+
+
+def plan_lookup_claim(*, key: str) -> bool:
+    """Whether this caller should ask /v1/me now: one caller per account per retry period."""
+    if cache.get(_plan_cache_key(key)) is not None:
+        return False
+    return bool(cache.add(f"{_PREFIX}:plan-lookup:{key}", 1, PLAN_RETRY_SECONDS))
+
+
+def read_limit(*, key: str) -> int:
+    """The poller's reads per minute for the account: its plan's Read limit times the share
+    (AGENT_POLL_READ_SHARE), Free until the plan is known."""
+    plan = cache.get(_plan_cache_key(key)) or DEFAULT_PLAN
+    return max(1, math.floor(READ_LIMITS.get(plan, READ_LIMITS[DEFAULT_PLAN]) * _poll_share()))
+
+
+# --- Redis scripts ------------------------------------------------------------------------------
+
+# KEYS[1] bucket hash; ARGV capacity, refill per second, wanted. Returns the tokens granted.
+_TAKE_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = capacity
+  at = now
+end
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+local granted = math.max(0, math.min(wanted, math.floor(tokens)))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at',
+  string.format('%.6f', now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
+return granted
+"""
+
+# KEYS[1] deferral; ARGV seconds. Only ever extends. Returns the remaining seconds (a string:
+# Lua numbers come back as integers).
+_DEFER_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local untl = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untl > current then
+  redis.call('SET', KEYS[1], string.format('%.6f', untl), 'PX',
+    math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+  current = untl
+end
+return string.format('%.6f', current - now)
+"""
+
+_REMAINING_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local untl = tonumber(redis.call('GET', KEYS[1]) or '0')
+return string.format('%.6f', math.max(0, untl - now))
+"""
+
+_RELEASE_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _redis() -> Any | None:
+    """The redis-py client behind Django's Redis cache, or None for any other cache backend."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        return backend._cache.get_client(write=True)
+    return None
+
+
+def _key(name: str) -> str:
+    return f"{_PREFIX}:{name}"
+
+
+def _raw_key(name: str) -> str:
+    # For direct Redis calls: Django's key function adds KEY_PREFIX and VERSION, as the cache
+    # API would, so several sites can share one Redis.
+    return cache.make_key(_key(name))
+
+
+# --- Fallback: cache state under a database lock -----------------------------------------------
+
+_process_lock = threading.Lock()
+
+
+@contextmanager
+def _fallback_locked(name: str) -> Iterator[None]:
+    """Serialize read-modify-write of one cache entry across threads and processes."""
+    with _process_lock, transaction.atomic():
+        if connection.vendor == "postgresql":
+            lock_id = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+        # SQLite: settings open every transaction IMMEDIATE, i.e. with the database write lock.
+        yield
+
+
+# --- Token bucket -------------------------------------------------------------------------------
+
+
+def tokens_take(*, key: str, wanted: int, per_minute: int) -> int:
+    """Take up to `wanted` read tokens from the account's bucket; return how many were granted.
+
+    The bucket holds `per_minute` tokens (bitHuman's burst equals its per-minute limit) and
+    refills continuously at `per_minute / 60` a second.
+    """
+    if wanted <= 0:
+        return 0
+    capacity = max(1, per_minute)
+    rate = capacity / 60.0
+    bucket = f"bucket:{key}"
+    client = _redis()
+    if client is not None:
+        granted = client.eval(_TAKE_LUA, 1, _raw_key(bucket), capacity, rate, wanted)
+        return int(granted)
+    with _fallback_locked(bucket):
+        now = time.time()
+        state = cache.get(_key(bucket)) or {"tokens": float(capacity), "at": now}
+        tokens = min(float(capacity), state["tokens"] + max(0.0, now - state["at"]) * rate)
+        granted = max(0, min(wanted, math.floor(tokens)))
+        cache.set(
+            _key(bucket),
+            {"tokens": tokens - granted, "at": now},
+            math.ceil(capacity / rate) + 60,
+        )
+        return granted
+
+
+# --- Deferral (Retry-After) ---------------------------------------------------------------------
+
+
+def account_defer(*, key: str, seconds: float) -> float:
+    """Send nothing to the account for `seconds` (never shortens a longer deferral).
+
+    Returns the seconds the account is now deferred for.
+    """
+    seconds = max(0.0, float(seconds))
+    name = f"defer:{key}"
+    client = _redis()
+    if client is not None:
+        return float(client.eval(_DEFER_LUA, 1, _raw_key(name), seconds))
+    with _fallback_locked(name):
+        now = time.time()
+        until = max(float(cache.get(_key(name)) or 0.0), now + seconds)
+        cache.set(_key(name), until, math.ceil(until - now) + 1)
+        return until - now
+
+
+def account_deferral_remaining(*, key: str) -> float:
+    """Seconds until the account may be called again (0 when it may be called now)."""
+    name = f"defer:{key}"
+    client = _redis()
+    if client is not None:
+        return float(client.eval(_REMAINING_LUA, 1, _raw_key(name)))
+    until = float(cache.get(_key(name)) or 0.0)
+    return max(0.0, until - time.time())
+
+
+# --- A lock with an owner -----------------------------------------------------------------------
+
+
+def lock_acquire(*, name: str, seconds: float) -> str | None:
+    """Take a named lock for at most `seconds`; return its token, or None if someone holds it."""
+    token = uuid.uuid4().hex
+    client = _redis()
+    if client is not None:
+        taken = client.set(_raw_key(f"lock:{name}"), token, nx=True, px=math.ceil(seconds * 1000))
+        return token if taken else None
+    return token if cache.add(_key(f"lock:{name}"), token, math.ceil(seconds)) else None
+
+
+def lock_release(*, name: str, token: str) -> None:
+    """Release the lock only if it is still ours (it may have expired and been taken since)."""
+    client = _redis()
+    if client is not None:
+        client.eval(_RELEASE_LUA, 1, _raw_key(f"lock:{name}"), token)
+        return
+    if cache.get(_key(f"lock:{name}")) == token:
+        cache.delete(_key(f"lock:{name}"))

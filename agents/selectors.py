@@ -1,0 +1,166 @@
+"""Reads for agents: lists, the progress view-model, pricing for the form."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from agents.models import Agent, AgentModel, AgentStatus, PromptRevision
+from agents.services import TYPICAL_SECONDS
+from portal import services as portal_services
+from portal.bithuman.errors import BithumanError
+from portal.models import Organization
+
+# Credits per model as documented by bitHuman; used when /v1/pricing cannot be reached.
+DOCUMENTED_COST = {"expression-1": 250, "essence-1": 250, "essence-2": 500, "expression-2": 2000}
+TYPICAL_LABEL = {
+    "expression-1": "about 1-2 min",
+    "essence-1": "about 2-5 min",
+    "essence-2": "about 25-40 min",
+    "expression-2": "about 1-1.5 h",
+}
+PRICING_CACHE_SECONDS = 3600
+
+
+def agent_list(
+    *, org: Organization, query: str = "", status: str = "", model: str = ""
+) -> QuerySet[Agent]:
+    agents = Agent.objects.for_org(org).active()
+    if query:
+        agents = agents.filter(Q(name__icontains=query) | Q(code__iexact=query.strip()))
+    if status == "in_flight":
+        agents = agents.in_flight()
+    elif status:
+        agents = agents.filter(status=status)
+    if model:
+        agents = agents.filter(model=model)
+    return agents.order_by("-created_at")
+
+
+def model_costs(*, org: Organization) -> dict[str, int]:
+    """Credits per model from GET /v1/pricing (cached an hour), else the documented table."""
+    key = "bithuman:pricing:v1"
+    costs = cache.get(key)
+    if costs is None:
+        try:
+            connection = portal_services.connection_get(org=org)
+            with portal_services.client_for(
+                connection=connection, timeout=3, max_retries=0
+            ) as client:
+                pricing = client.pricing_get()
+            by_model = pricing.agent_generation.by_model if pricing.agent_generation else {}
+            costs = {**DOCUMENTED_COST, **by_model}
+            cache.set(key, costs, PRICING_CACHE_SECONDS)
+        except BithumanError:
+            costs = DOCUMENTED_COST
+    return costs
+
+
+def model_choices(*, org: Organization) -> list[tuple[str, str]]:
+    costs = model_costs(org=org)
+    return [
+        (value, f"{label} · {costs.get(value, '?')} credits · {TYPICAL_LABEL[value]}")
+        for value, label in AgentModel.choices
+    ]
+
+
+STEPS = [
+    ("payment", "Payment"),
+    ("persona", "Persona"),
+    ("voice_image", "Voice and image"),
+    ("video", "Video"),
+    ("lip_sync", "Lip sync"),
+    ("done", "Ready"),
+]
+_STEP_INDEX = {key: i for i, (key, _label) in enumerate(STEPS)}
+
+
+@dataclass(frozen=True)
+class StepView:
+    key: str
+    label: str
+    state: str  # "done", "current", "todo", "failed"
+
+
+@dataclass(frozen=True)
+class Progress:
+    percent: int
+    steps: list[StepView]
+    elapsed_seconds: int | None
+    eta_seconds: int | None
+
+
+def agent_progress(*, agent: Agent) -> Progress:
+    """The step timeline, percent, elapsed time and ETA: computed, never stored."""
+    current = len(STEPS) - 1 if agent.is_ready else _STEP_INDEX.get(agent.current_step, 0)
+    steps = []
+    for i, (key, label) in enumerate(STEPS):
+        if agent.is_ready or i < current:
+            state = "done"
+        elif i == current:
+            state = "failed" if agent.is_failed else "current"
+        else:
+            state = "todo"
+        steps.append(StepView(key=key, label=label, state=state))
+    started = agent.submitted_at or agent.created_at
+    end = agent.ready_at or agent.failed_at or timezone.now()
+    elapsed = int((end - started).total_seconds())
+    eta = None
+    if not agent.is_terminal:
+        typical = TYPICAL_SECONDS.get(agent.model, 300)
+        if agent.progress > 0.02:
+            eta = max(0, int(elapsed / agent.progress - elapsed))
+        else:
+            eta = max(0, typical - elapsed)
+    return Progress(
+        percent=100 if agent.is_ready else round(agent.progress * 100),
+        steps=steps,
+        elapsed_seconds=elapsed,
+        eta_seconds=eta,
+    )
+
+
+FAILURE_FIXES = [
+    ("image", "Use a clear, front-facing photo of one person (JPEG/PNG/WebP, under 10 MB)."),
+    ("download", "Make sure the image and audio links are public https URLs that download."),
+    ("lip", "Try a cleaner voice sample: 3-10 s of speech without music or noise."),
+    ("credit", "Top up your bitHuman credits, or pick a cheaper model."),
+    ("secret", "An admin can check the bitHuman connection in Settings."),
+]
+
+
+def failure_fix(*, agent: Agent) -> str:
+    message = agent.error_message.lower()
+    for needle, fix in FAILURE_FIXES:
+        if needle in message:
+            return fix
+    return "Retry with the same inputs; if it fails again, try another image or voice sample."
+
+
+@dataclass(frozen=True)
+class RevisionView:
+    revision: PromptRevision
+    diff: list[tuple[str, str]]  # (kind, line) with kind in "add", "del", "same"
+
+
+def revision_history(*, agent: Agent) -> list[RevisionView]:
+    revisions = list(agent.prompt_revisions.select_related("author"))
+    views = []
+    for i, revision in enumerate(revisions):
+        previous = revisions[i + 1].text if i + 1 < len(revisions) else ""
+        lines = []
+        for line in difflib.ndiff(previous.splitlines(), revision.text.splitlines()):
+            if line.startswith("? "):
+                continue
+            kind = {"+ ": "add", "- ": "del"}.get(line[:2], "same")
+            lines.append((kind, line[2:]))
+        views.append(RevisionView(revision=revision, diff=lines))
+    return views
+
+
+def agent_statuses_in_flight() -> list[str]:
+    return [s for s in AgentStatus.values if s not in (AgentStatus.READY, AgentStatus.FAILED)]

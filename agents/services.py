@@ -1,0 +1,407 @@
+"""Writes for agents: the generate outbox, status changes, prompt revisions, deletion.
+
+- Generate is an outbox: the row is committed first (`submitting`), then a task calls bitHuman
+  with the agent's own public id as `Idempotency-Key`. Any number of re-sends (task retries, the
+  sweeper after a killed worker) replay the first answer upstream, so one row never makes two
+  upstream agents.
+- Status writes are compare-and-set: a terminal agent never changes, and an intermediate answer
+  only applies when its progress is not behind what we already have (answers can arrive out of
+  order from the poller and webhooks).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.fields.files import FieldFile
+from django.utils import timezone
+
+from agents.models import (
+    TERMINAL_STATUSES,
+    Agent,
+    AgentStatus,
+    AgentStatusChange,
+    PromptRevision,
+    StatusSource,
+)
+from agents.preflight import MediaSource
+from portal import services as portal_services
+from portal.bithuman import errors as bh_errors
+from portal.bithuman import types as bh
+from portal.errors import ApplicationError
+from portal.models import Membership, Organization
+from portal.tenancy import Role, role_at_least
+
+logger = logging.getLogger(__name__)
+
+# Typical upstream durations (seconds) per model, from bitHuman's documentation: used for the
+# ETA, the polling cadence, and (times AGENT_DEADLINE_FACTOR) the deadline that fails an agent.
+TYPICAL_SECONDS = {
+    "expression-1": 120,
+    "essence-1": 300,
+    "essence-2": 40 * 60,
+    "expression-2": 90 * 60,
+}
+
+
+def _require_member(actor: Membership, action: str) -> None:
+    if not role_at_least(actor.role, Role.MEMBER):
+        raise ApplicationError(f"Viewers cannot {action}.")
+
+
+@transaction.atomic
+def agent_create(
+    *,
+    actor: Membership,
+    name: str,
+    system_prompt: str,
+    model: str,
+    aspect_ratio: str,
+    framing: str,
+    transparency: bool,
+    image: MediaSource,
+    audio: MediaSource,
+    public_id: uuid.UUID | None = None,
+) -> Agent:
+    """Record the agent and queue its submission (after commit). Pre-flight ran before this.
+
+    `public_id` comes from the form: submitting the same form twice finds the first agent
+    instead of paying for a second one.
+    """
+    _require_member(actor, "create agents")
+    if public_id is not None:
+        existing = Agent.objects.for_org(actor.organization).filter(public_id=public_id).first()
+        if existing is not None:
+            return existing
+    agent = Agent(
+        public_id=public_id or uuid.uuid4(),
+        organization=actor.organization,
+        name=name.strip(),
+        system_prompt=system_prompt.strip(),
+        model=model,
+        aspect_ratio=aspect_ratio,
+        framing=framing,
+        transparency=transparency,
+        image_url=image.url if not image.upload else "",
+        audio_url=audio.url if not audio.upload else "",
+        created_by=actor.user,
+    )
+    if image.upload:
+        agent.image.save(image.upload.name or "image", image.upload, save=False)
+    if audio.upload:
+        agent.audio.save(audio.upload.name or "audio", audio.upload, save=False)
+    try:
+        with transaction.atomic():
+            agent.save()
+    except IntegrityError:  # the same form, submitted twice at the same moment
+        duplicate = Agent.objects.for_org(actor.organization).filter(public_id=agent.public_id)
+        if duplicate.exists():
+            return duplicate.get()
+        raise ApplicationError(
+            "This form was already used. Reload the page and try again."
+        ) from None
+    _history(agent, from_status="", source=StatusSource.SUBMIT)
+    _submit_enqueue(agent)
+    return agent
+
+
+def _submit_enqueue(agent: Agent) -> None:
+    from agents import tasks
+
+    agent_pk = agent.pk
+    transaction.on_commit(lambda: tasks.agent_submit.delay(agent_pk))
+
+
+def _history(agent: Agent, *, from_status: str, source: str) -> None:
+    AgentStatusChange.objects.create(
+        agent=agent,
+        from_status=from_status,
+        to_status=agent.status,
+        progress=agent.progress,
+        current_step=agent.current_step,
+        message=(agent.error_message or agent.progress_message)[:300],
+        source=source,
+    )
+
+
+def _media_value(file_field: FieldFile, url: str) -> str | None:
+    """bitHuman takes a public URL or the file's bytes in base64."""
+    if url:
+        return url
+    if not file_field:
+        return None
+    file_field.open("rb")
+    try:
+        return base64.b64encode(file_field.read()).decode()
+    finally:
+        file_field.close()
+
+
+# Refusals that no retry will fix: the agent fails with bitHuman's reason.
+_REFUSALS = (
+    bh_errors.ValidationError,
+    bh_errors.InsufficientCreditsError,
+    bh_errors.AuthenticationError,
+    bh_errors.PermissionDeniedError,
+    bh_errors.ConcurrencyLimitError,
+    bh_errors.ConflictError,
+    bh_errors.MalformedResponseError,
+)
+
+
+def _refusal_message(error: bh_errors.BithumanError) -> str:
+    if isinstance(error, bh_errors.InsufficientCreditsError):
+        return (
+            "Not enough bitHuman credits for this model. Top up your bitHuman account "
+            "(or choose a cheaper model) and retry."
+        )
+    if isinstance(error, bh_errors.AuthenticationError):
+        return "bitHuman rejected the organization's API secret. An admin can fix it in Settings."
+    return f"bitHuman refused the request: {error.message}"
+
+
+def agent_submit(*, agent_pk: int) -> Agent | None:
+    """Send the generate request for an agent still `submitting` (safe to repeat).
+
+    Transient errors (429, 5xx, network) are raised for the task to retry; refusals fail the agent.
+    """
+    agent = Agent.objects.select_related("organization").filter(pk=agent_pk).first()
+    if agent is None or agent.status != AgentStatus.SUBMITTING:
+        return agent
+    Agent.objects.filter(pk=agent.pk).update(submit_attempts=agent.submit_attempts + 1)
+    connection = portal_services.connection_get(org=agent.organization)
+    try:
+        with portal_services.client_for(connection=connection) as client:
+            started = client.agent_generate(
+                prompt=agent.system_prompt or None,
+                image=_media_value(agent.image, agent.image_url),
+                audio=_media_value(agent.audio, agent.audio_url),
+                aspect_ratio=agent.aspect_ratio,  # type: ignore[arg-type]
+                framing=agent.framing,  # type: ignore[arg-type]
+                transparency=agent.transparency,
+                model=agent.model,  # type: ignore[arg-type]
+                idempotency_key=str(agent.public_id),
+            )
+    except _REFUSALS as error:
+        agent_fail(agent=agent, reason=_refusal_message(error), source=StatusSource.SUBMIT)
+        return agent
+    now = timezone.now()
+    claimed = Agent.objects.filter(pk=agent.pk, status=AgentStatus.SUBMITTING).update(
+        code=started.agent_id,
+        status=AgentStatus.PROCESSING,
+        submitted_at=now,
+        next_poll_at=now + timedelta(seconds=settings.AGENT_POLL_INTERVAL),
+        lease_until=None,
+        consecutive_errors=0,
+    )
+    agent.refresh_from_db()
+    if claimed:
+        _history(agent, from_status=AgentStatus.SUBMITTING, source=StatusSource.SUBMIT)
+    return agent
+
+
+def agents_submit_sweep(*, older_than: timedelta | None = None) -> list[int]:
+    """Re-queue rows stuck in `submitting` (a worker died, a lost message): the key replays."""
+    cutoff = timezone.now() - (older_than or timedelta(seconds=60))
+    stuck = list(
+        Agent.objects.filter(status=AgentStatus.SUBMITTING, created_at__lt=cutoff)
+        .filter(submit_attempts__lt=settings.AGENT_SUBMIT_MAX_ATTEMPTS)
+        .values_list("pk", flat=True)[:500]
+    )
+    from agents import tasks
+
+    for pk in stuck:
+        tasks.agent_submit.delay(pk)
+    given_up = Agent.objects.filter(
+        status=AgentStatus.SUBMITTING,
+        created_at__lt=cutoff,
+        submit_attempts__gte=settings.AGENT_SUBMIT_MAX_ATTEMPTS,
+    )
+    for agent in given_up:
+        agent_fail(
+            agent=agent,
+            reason="bitHuman could not be reached to start this agent. Retry it.",
+            source=StatusSource.SUBMIT,
+        )
+    return stuck
+
+
+def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
+    """Fail a non-terminal agent (compare-and-set). Returns whether it changed."""
+    previous = agent.status
+    now = timezone.now()
+    changed = (
+        Agent.objects.filter(pk=agent.pk)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .update(
+            status=AgentStatus.FAILED,
+            error_message=reason,
+            failed_at=now,
+            lease_until=None,
+            next_poll_at=None,
+        )
+    )
+    if changed:
+        agent.refresh_from_db()
+        _history(agent, from_status=previous, source=source)
+    return bool(changed)
+
+
+def agent_status_apply(*, agent: Agent, status: bh.AgentStatus, source: str) -> bool:
+    """Apply an upstream status answer if it is news. Returns whether the row changed.
+
+    Terminal agents absorb everything; an intermediate answer whose progress is behind ours is
+    stale (out of order) and ignored; an identical answer writes nothing.
+    """
+    new_status = status.status if status.status in AgentStatus.values else None
+    if new_status is None or new_status == AgentStatus.SUBMITTING:
+        logger.warning("Ignoring unknown upstream status %r for agent %s", status.status, agent.pk)
+        return False
+    progress = 1.0 if new_status == AgentStatus.READY else float(status.progress or 0.0)
+    step = (status.current_step or "")[:30]
+    message = (status.progress_msg or "")[:300]
+    now = timezone.now()
+    fields: dict[str, object] = {
+        "status": new_status,
+        "progress": progress,
+        "current_step": step,
+        "progress_message": message,
+        "consecutive_errors": 0,
+    }
+    if status.supported_models:
+        fields["supported_models"] = list(status.supported_models)
+    if new_status == AgentStatus.READY:
+        fields.update(ready_at=now, next_poll_at=None, lease_until=None)
+    elif new_status == AgentStatus.FAILED:
+        fields.update(
+            failed_at=now,
+            next_poll_at=None,
+            lease_until=None,
+            error_message=status.error_message or "bitHuman reported the generation failed.",
+        )
+    query = Agent.objects.filter(pk=agent.pk).exclude(status__in=TERMINAL_STATUSES)
+    if new_status not in TERMINAL_STATUSES:
+        query = query.filter(progress__lte=progress)
+    # Only changed rows are written: skip when nothing visible differs.
+    query = query.filter(
+        ~Q(status=new_status)
+        | ~Q(progress=progress)
+        | ~Q(current_step=step)
+        | ~Q(progress_message=message)
+    )
+    previous = agent.status
+    changed = query.update(**fields)
+    if changed:
+        agent.refresh_from_db()
+        if agent.status != previous or agent.current_step != step or source == StatusSource.WEBHOOK:
+            _history(agent, from_status=previous, source=source)
+    return bool(changed)
+
+
+# --- Prompt, deletion ---------------------------------------------------------------------------
+
+
+def agent_prompt_update(*, actor: Membership, agent: Agent, text: str) -> PromptRevision:
+    """Send the new system prompt to bitHuman, then record the revision (accepted or not)."""
+    _require_member(actor, "edit prompts")
+    if not agent.is_ready:
+        raise ApplicationError("The prompt can be changed once the agent is ready.")
+    text = text.strip()
+    if not text:
+        raise ApplicationError("The prompt cannot be empty.", field="system_prompt")
+    connection = portal_services.connection_get(org=agent.organization)
+    try:
+        with portal_services.client_for(connection=connection) as client:
+            client.agent_prompt_update(code=agent.code, system_prompt=text)
+    except bh_errors.BithumanError as error:
+        PromptRevision.objects.create(
+            agent=agent, text=text, author=actor.user, accepted=False, error_message=error.message
+        )
+        raise ApplicationError(
+            f"bitHuman did not accept the prompt: {error.message}", field="system_prompt"
+        ) from None
+    with transaction.atomic():
+        revision = PromptRevision.objects.create(
+            agent=agent, text=text, author=actor.user, accepted=True
+        )
+        Agent.objects.filter(pk=agent.pk).update(system_prompt=text)
+    agent.system_prompt = text
+    return revision
+
+
+def agent_archive(*, actor: Membership, agent: Agent) -> Agent:
+    """Delete upstream (if it exists there) and keep the history locally as archived."""
+    _require_member(actor, "delete agents")
+    if agent.code:
+        connection = portal_services.connection_get(org=agent.organization)
+        try:
+            with portal_services.client_for(connection=connection) as client:
+                client.agent_delete(code=agent.code)
+        except bh_errors.AgentNotFoundError:
+            pass  # already gone upstream (or a retried delete whose first answer was lost)
+        except bh_errors.BithumanError as error:
+            raise ApplicationError(
+                f"bitHuman could not delete the agent: {error.message}"
+            ) from None
+    Agent.objects.filter(pk=agent.pk).update(
+        archived_at=timezone.now(), next_poll_at=None, lease_until=None
+    )
+    agent.refresh_from_db()
+    return agent
+
+
+def agent_retry(*, actor: Membership, agent: Agent) -> Agent:
+    """A new agent with the same inputs (a failed generation cannot be resumed upstream)."""
+    _require_member(actor, "create agents")
+    if not agent.is_failed:
+        raise ApplicationError("Only a failed agent can be retried.")
+    with transaction.atomic():
+        retry = Agent.objects.create(
+            organization=agent.organization,
+            name=agent.name,
+            system_prompt=agent.system_prompt,
+            model=agent.model,
+            aspect_ratio=agent.aspect_ratio,
+            framing=agent.framing,
+            transparency=agent.transparency,
+            image=agent.image.name,
+            image_url=agent.image_url,
+            audio=agent.audio.name,
+            audio_url=agent.audio_url,
+            created_by=actor.user,
+        )
+        _history(retry, from_status="", source=StatusSource.SUBMIT)
+        _submit_enqueue(retry)
+    return retry
+
+
+def organization_agent_counts(*, org: Organization) -> dict[str, int]:
+    agents = Agent.objects.for_org(org).active()
+    return {"agents": agents.count(), "in_flight": agents.in_flight().count()}
+
+
+# --- Polling ------------------------------------------------------------------------------------
+
+
+def agent_refresh_now(*, agent: Agent) -> None:
+    """Poll the agent at once rather than at its next turn (a webhook said it changed).
+
+    Only `next_poll_at` moves: an agent leased by a running tick keeps the new time when that
+    tick lets go, so the next tick polls it even if this one-agent poll finds it busy.
+    """
+    moved = (
+        Agent.objects.filter(pk=agent.pk)
+        .exclude(status__in=[*TERMINAL_STATUSES, AgentStatus.SUBMITTING])
+        .update(next_poll_at=timezone.now())
+    )
+    if moved:
+        from agents import tasks
+
+        agent_pk = agent.pk
+        transaction.on_commit(lambda: tasks.agent_poll_one.delay(agent_pk))

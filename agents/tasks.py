@@ -1,0 +1,60 @@
+"""Celery tasks for agents: thin wrappers that take ids and call one service."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+
+from agents import services
+from portal.bithuman import errors as bh_errors
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, max_retries=6)
+def agent_submit(self: Task, agent_pk: int) -> None:
+    """Send an agent's generate request. Transient bitHuman errors retry with backoff; the same
+    Idempotency-Key makes every re-send safe."""
+    try:
+        services.agent_submit(agent_pk=agent_pk)
+    except (bh_errors.RateLimitedError, bh_errors.UpstreamError, bh_errors.TransportError) as error:
+        countdown = error.retry_after or min(2 ** (self.request.retries + 1), 60)
+        logger.info("agent %s submit deferred %ss: %s", agent_pk, countdown, error.code)
+        raise self.retry(countdown=countdown, exc=error) from None
+
+
+@shared_task
+def agents_submit_sweep() -> int:
+    return len(services.agents_submit_sweep())
+
+
+# --- The status poller --------------------------------------------------------------------------
+
+_POLL_TICK_LOCK = "agents-poll-tick"
+
+
+@shared_task
+def agents_poll_tick() -> int:
+    """One poller pass (beat, every AGENT_POLL_INTERVAL). A tick still running elsewhere makes
+    this one a no-op; a backlog of ticks expires in the queue (the beat entry's `expires`)."""
+    from agents import poller, ratelimit
+
+    token = ratelimit.lock_acquire(
+        name=_POLL_TICK_LOCK, seconds=poller.tick_worst_case_seconds() + 5
+    )
+    if token is None:
+        logger.debug("Poller tick skipped: another tick is running")
+        return 0
+    try:
+        return poller.tick().requested
+    finally:
+        ratelimit.lock_release(name=_POLL_TICK_LOCK, token=token)
+
+
+@shared_task
+def agent_poll_one(agent_pk: int) -> int:
+    """Poll one agent now (after a webhook), if no tick holds it."""
+    from agents import poller
+
+    return poller.poll_one(agent_pk=agent_pk).requested

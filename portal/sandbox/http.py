@@ -1,0 +1,123 @@
+"""The HTTP edge of the sandbox API: envelopes, the request pipeline and body parsing.
+
+Every bitHuman endpoint goes through `api_endpoint`, in this order: authentication (401),
+simulated latency, forced 429s, the account's token bucket (429), injected errors (503), the
+handler. A `SandboxError` from anywhere becomes bitHuman's error envelope; nothing leaks a 500
+page.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from portal.sandbox import selectors, services
+from portal.sandbox.errors import SandboxError
+from portal.sandbox.models import SandboxAccount
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[..., HttpResponse]
+
+
+def error_response(error: SandboxError) -> JsonResponse:
+    response = JsonResponse(
+        {
+            "error": {"code": error.code, "message": error.message, "httpStatus": error.status},
+            "status": "error",
+            "status_code": error.status,
+        },
+        status=error.status,
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def not_found_response() -> JsonResponse:
+    """What an unknown route answers (the API's framework default)."""
+    return JsonResponse({"detail": "Not Found"}, status=404)
+
+
+def method_not_allowed_response() -> JsonResponse:
+    return JsonResponse({"detail": "Method Not Allowed"}, status=405)
+
+
+def api_secret(request: HttpRequest) -> str:
+    return request.headers.get("api-secret", "").strip()
+
+
+def account_authenticate(request: HttpRequest) -> SandboxAccount:
+    secret = api_secret(request)
+    if not secret:
+        raise SandboxError(401, "MISSING_AUTH", "Missing api-secret header")
+    account = selectors.account_by_secret(secret=secret)
+    if account is None:
+        raise SandboxError(401, "UNAUTHORIZED", "Invalid API secret")
+    if account.suspended:
+        raise SandboxError(401, "ACCOUNT_SUSPENDED", "This account is suspended")
+    return account
+
+
+def api_endpoint(bucket: str | None, *, faults: bool = True) -> Callable[[Handler], Handler]:
+    """Wrap a handler `(request, account, **url_kwargs)`.
+
+    `bucket` None skips rate limiting; `faults=False` (the sandbox's control API) also skips
+    latency and injected errors.
+    """
+
+    def decorator(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            limit_headers: dict[str, str] = {}
+            try:
+                account = account_authenticate(request)
+                if faults:
+                    latency = services.knob_latency_ms(account=account)
+                    if latency:
+                        time.sleep(latency / 1000)
+                    services.fault_forced_429_check(account=account)
+                if bucket is not None:
+                    limit = services.rate_limit_consume(account=account, bucket=bucket)
+                    limit_headers = limit.headers() if limit else {}
+                if faults:
+                    services.fault_error_check(account=account)
+                response = handler(request, account, **kwargs)
+            except SandboxError as error:
+                response = error_response(error)
+            except Exception:
+                # The real API answers its envelope even for its own bugs; log ours loudly.
+                logger.exception("Sandbox handler failed")
+                response = error_response(
+                    SandboxError(500, "INTERNAL_ERROR", "Internal server error")
+                )
+            for name, value in limit_headers.items():
+                response.setdefault(name, value)
+            return response
+
+        return csrf_exempt(view)
+
+    return decorator
+
+
+def method_router(**handlers: Handler) -> Handler:
+    """One URL, one handler per HTTP method; other methods answer 405."""
+
+    @csrf_exempt
+    def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        handler = handlers.get(request.method or "")
+        if handler is None:
+            return method_not_allowed_response()
+        return handler(request, **kwargs)
+
+    return view
+
+
+def json_response(payload: dict[str, Any], *, status: int = 200) -> JsonResponse:
+    return JsonResponse(payload, status=status)

@@ -1,0 +1,748 @@
+"""Writes of the sandbox: accounts and knobs, faults and rate limits, generations, rooms, webhooks.
+
+Reads that only read live in selectors.py. Reading an agent is a write here (`agent_refresh`):
+its state is derived from the clock and each new phase is persisted with a compare-and-set, so
+exactly one reader refunds a failure and fires the webhooks.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import json
+import math
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from portal.bithuman import webhooks as bithuman_webhooks
+from portal.sandbox import catalog, conf, schemas, selectors, simulation, tokens
+from portal.sandbox.errors import SandboxError, agent_not_found, invalid, no_active_rooms
+from portal.sandbox.models import (
+    SandboxAccount,
+    SandboxAgent,
+    SandboxIdempotencyKey,
+    SandboxRateBucket,
+    SandboxRoom,
+    SandboxRoomMessage,
+    SandboxWebhook,
+    SandboxWebhookDelivery,
+)
+from portal.sandbox.simulation import AgentState
+
+SECRET_PREFIX = "sbx_"  # noqa: S105 (a prefix, not a secret)
+_random = secrets.SystemRandom()
+
+# --- Accounts -----------------------------------------------------------------------------------
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def sandbox_account_create(
+    *, plan: str | None = None, credits: int | None = None, label: str = ""
+) -> tuple[SandboxAccount, str]:
+    """A new sandbox account and its API secret (shown once; only its hash is stored).
+
+    `plan` defaults to SANDBOX_DEFAULT_PLAN, `credits` to SANDBOX_DEFAULT_CREDITS.
+    """
+    plan = plan or conf.default_plan()
+    if plan not in catalog.PLANS:
+        raise invalid(f"Unknown plan '{plan}'; must be one of: {', '.join(catalog.PLANS)}")
+    credits = conf.default_credits() if credits is None else credits
+    if credits < 0:
+        raise invalid("Credits cannot be negative")
+    secret = SECRET_PREFIX + secrets.token_urlsafe(30)
+    account = SandboxAccount.objects.create(
+        label=label[:200],
+        secret_prefix=secret[:8],
+        secret_hash=secret_hash(secret),
+        plan=plan,
+        credits=credits,
+    )
+    return account, secret
+
+
+def _optional_number(value: Any, name: str, *, maximum: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"Field '{name}' must be a number or null")
+    if not 0 <= value <= maximum:
+        raise invalid(f"Field '{name}' must be between 0 and {maximum:g}")
+    return float(value)
+
+
+def sandbox_account_configure(
+    *, account: SandboxAccount, changes: Mapping[str, Any]
+) -> SandboxAccount:
+    """Change an account's plan, credits, suspension or knobs (null resets a knob to settings)."""
+    allowed = {"plan", "credits", "suspended", "latency_ms", "error_rate", "force_429_rate"}
+    allowed |= {"time_scale"}
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise invalid(f"Unknown field '{unknown[0]}'; must be one of: {', '.join(sorted(allowed))}")
+    if "plan" in changes:
+        if changes["plan"] not in catalog.PLANS:
+            raise invalid(f"Field 'plan' must be one of: {', '.join(catalog.PLANS)}")
+        account.plan = changes["plan"]
+    if "credits" in changes:
+        credits = changes["credits"]
+        if isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
+            raise invalid("Field 'credits' must be a non-negative integer")
+        account.credits = credits
+    if "suspended" in changes:
+        if not isinstance(changes["suspended"], bool):
+            raise invalid("Field 'suspended' must be a boolean")
+        account.suspended = changes["suspended"]
+    if "latency_ms" in changes:
+        latency = _optional_number(changes["latency_ms"], "latency_ms", maximum=60_000)
+        account.latency_ms = None if latency is None else int(latency)
+    for rate in ("error_rate", "force_429_rate"):
+        if rate in changes:
+            setattr(account, rate, _optional_number(changes[rate], rate, maximum=1))
+    if "time_scale" in changes:
+        account.time_scale = _optional_number(changes["time_scale"], "time_scale", maximum=1e9)
+    account.save(update_fields=[field for field in allowed if field in changes])
+    return account
+
+
+def sandbox_clock_advance(*, account: SandboxAccount, seconds: float) -> float:
+    """Move the account's simulated clock forward (a test clock); return the total offset."""
+    if seconds < 0:
+        raise invalid("The clock only moves forward")
+    SandboxAccount.objects.filter(pk=account.pk).update(
+        clock_offset_seconds=F("clock_offset_seconds") + seconds
+    )
+    account.refresh_from_db(fields=["clock_offset_seconds"])
+    return account.clock_offset_seconds
+
+
+# --- Faults and rate limits ---------------------------------------------------------------------
+
+
+def _knob(account_value: float | None, default: float) -> float:
+    return default if account_value is None else account_value
+
+
+def knob_latency_ms(*, account: SandboxAccount) -> int:
+    return int(_knob(account.latency_ms, conf.latency_ms()))
+
+
+def fault_forced_429_check(*, account: SandboxAccount) -> None:
+    rate = _knob(account.force_429_rate, conf.force_429_rate())
+    if rate > 0 and _random.random() < rate:
+        raise SandboxError(
+            429,
+            "RATE_LIMITED",
+            "Rate limit exceeded (forced by the sandbox)",
+            headers={"Retry-After": str(conf.forced_retry_after())},
+        )
+
+
+def fault_error_check(*, account: SandboxAccount) -> None:
+    rate = _knob(account.error_rate, conf.error_rate())
+    if rate > 0 and _random.random() < rate:
+        raise SandboxError(
+            503, "NO_AVAILABLE_WORKERS", "No available workers, please retry (injected fault)"
+        )
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int
+    remaining: int
+    reset_at: int  # unix seconds at which the bucket is full again
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
+
+
+def rate_limit_consume(*, account: SandboxAccount, bucket: str) -> RateLimit | None:
+    """Take one token from the account's bucket, or raise 429 with Retry-After.
+
+    The bucket is a database row locked with SELECT ... FOR UPDATE (an IMMEDIATE transaction
+    on SQLite), so web processes, workers and benchmark clients share one exact count.
+    """
+    if not conf.rate_limits_enabled():
+        return None
+    capacity = catalog.RATE_LIMITS[account.plan][bucket]
+    per_second = capacity / 60.0
+    with transaction.atomic():
+        row, _ = SandboxRateBucket.objects.select_for_update().get_or_create(
+            account=account,
+            bucket=bucket,
+            defaults={"tokens": float(capacity), "refilled_at": timezone.now()},
+        )
+        now = timezone.now()
+        elapsed = max((now - row.refilled_at).total_seconds(), 0.0)
+        tokens = min(float(capacity), row.tokens + elapsed * per_second)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        row.tokens, row.refilled_at = tokens, now
+        row.save(update_fields=["tokens", "refilled_at"])
+    limit = RateLimit(
+        limit=capacity,
+        remaining=int(tokens),
+        reset_at=math.ceil(time.time() + (capacity - tokens) / per_second),
+    )
+    if not allowed:
+        retry_after = max(1, math.ceil((1.0 - tokens) / per_second))
+        raise SandboxError(
+            429,
+            "RATE_LIMITED",
+            f"Rate limit exceeded: {capacity} {bucket} requests per minute on the "
+            f"{account.plan} plan. Retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after), **limit.headers()},
+        )
+    return limit
+
+
+# --- Generation ---------------------------------------------------------------------------------
+
+_FIRST_NAMES = ("Ava", "Leo", "Mia", "Noah", "Iris", "Kai", "Nora", "Omar", "Lena", "Theo")
+_LAST_NAMES = ("Reed", "Quinn", "Hale", "Moss", "Vale", "Park", "Stone", "Lund", "Cruz", "Wren")
+
+
+def _code_new() -> str:
+    digits, letters = "0123456789", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    while True:
+        code = "A" + "".join(
+            [_random.choice(digits) for _ in range(2)]
+            + [_random.choice(letters) for _ in range(3)]
+            + [_random.choice(digits) for _ in range(4)]
+        )
+        if not SandboxAgent.objects.filter(code=code).exists():
+            return code
+
+
+def _name_for(code: str) -> str:
+    number = int(hashlib.sha256(code.encode()).hexdigest(), 16)
+    return f"{_FIRST_NAMES[number % 10]} {_LAST_NAMES[(number // 10) % 10]}"
+
+
+def _stylized(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in catalog.STYLIZED_WORDS)
+
+
+def model_resolve(*, model: str | None, version: str | None, subject: str) -> str:
+    """The engine a generate request runs: family + version, a full name, or `auto` routing."""
+    family = model or "expression"
+    if family in ("expression", "essence"):
+        return f"{family}-{'2' if version == 'v2' else '1'}"
+    if family == "auto":
+        return "expression-2" if _stylized(subject) else "essence-2"
+    if family == "essence-2-max":  # delivered by the combined essence-2 creation
+        family = "essence-2"
+    if family == "essence-2" and _stylized(subject):
+        raise SandboxError(
+            422,
+            "MODEL_SUBJECT_MISMATCH",
+            "essence-2 requires a photorealistic human subject; this input looks stylized "
+            "— use expression-2",
+        )
+    return family
+
+
+def scenario_detect(*, data: schemas.GenerateIn) -> tuple[str, str]:
+    """The documented failure triggers: (scenario, the error_message the agent will fail with)."""
+    for kind, media in (("Image", data.image), ("Audio", data.audio)):
+        if media and schemas.is_url(media):
+            host = (urlsplit(media).hostname or "").lower()
+            if host.endswith(".invalid") or "fail-early" in media.lower():
+                return (
+                    SandboxAgent.Scenario.FAIL_EARLY,
+                    f"{kind} processing failed: Failed to download after 3 attempts: 404",
+                )
+    prompt = (data.prompt or "").lower()
+    if "[fail-early]" in prompt:
+        return (
+            SandboxAgent.Scenario.FAIL_EARLY,
+            "Image processing failed: Failed to download after 3 attempts: 404",
+        )
+    if "[fail-late]" in prompt or (data.image and "fail-late" in data.image.lower()):
+        return (
+            SandboxAgent.Scenario.FAIL_LATE,
+            "Lip sync failed: the identity model did not converge (sandbox scenario)",
+        )
+    return SandboxAgent.Scenario.NONE, ""
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """A JSON answer exactly as first sent, for Idempotency-Key replays."""
+
+    status: int
+    body: str
+    replayed: bool
+
+
+def agent_generate(
+    *, account: SandboxAccount, data: schemas.GenerateIn, idempotency_key: str | None
+) -> StoredAnswer:
+    """Charge the model's price and start a generation; replay the first answer for a known key."""
+    now = timezone.now()
+    with transaction.atomic():
+        # One generate at a time per account: the balance and the key cannot race.
+        locked = SandboxAccount.objects.select_for_update().get(pk=account.pk)
+        if idempotency_key:
+            stored = SandboxIdempotencyKey.objects.filter(
+                account=locked, key=idempotency_key
+            ).first()
+            if stored and stored.created_at >= now - timedelta(seconds=conf.idempotency_ttl()):
+                return StoredAnswer(status=stored.status_code, body=stored.body, replayed=True)
+            if stored:
+                stored.delete()
+        # The "classifier" reads the prompt and an image URL (never base64 data).
+        image_url = data.image if data.image and schemas.is_url(data.image) else ""
+        subject = f"{data.prompt or ''} {image_url}"
+        engine = model_resolve(model=data.model, version=data.version, subject=subject)
+        cost = catalog.CREATION_COST[engine]
+        if locked.credits < cost:
+            raise SandboxError(
+                402,
+                "INSUFFICIENT_BALANCE",
+                f"Insufficient credits: {engine} costs {cost} credits, the balance is "
+                f"{locked.credits}",
+            )
+        if data.agent_id and SandboxAgent.objects.filter(code=data.agent_id).exists():
+            raise invalid(f"agent_id {data.agent_id} is already in use")
+        scenario, failure_message = scenario_detect(data=data)
+        code = data.agent_id or _code_new()
+        first = catalog.PHASES[0]
+        SandboxAccount.objects.filter(pk=locked.pk).update(credits=F("credits") - cost)
+        SandboxAgent.objects.create(
+            account=locked,
+            code=code,
+            name=_name_for(code),
+            description=(data.prompt or "")[:300],
+            system_prompt=data.prompt or "",
+            model=engine,
+            image_url=image_url,
+            audio_url=data.audio if data.audio and schemas.is_url(data.audio) else "",
+            aspect_ratio=data.aspect_ratio,
+            framing=data.framing,
+            transparency=data.transparency,
+            scenario=scenario,
+            failure_message=failure_message,
+            cost=cost,
+            duration_seconds=catalog.NOMINAL_DURATION[engine],
+            time_scale=_knob(locked.time_scale, conf.time_scale()),
+            clock_offset_at_submit=locked.clock_offset_seconds,
+            phase=0,
+            status=first.status,
+            current_step=first.step,
+            progress=first.progress_from,
+            progress_msg=first.message,
+            event_type=first.event_type,
+            created_at=now,
+            updated_at=now,
+        )
+        body = json.dumps(
+            {
+                "success": True,
+                "message": "Agent generation started",
+                "agent_id": code,
+                "status": first.status,
+            }
+        )
+        if idempotency_key:
+            SandboxIdempotencyKey.objects.create(
+                account=locked, key=idempotency_key, status_code=200, body=body, created_at=now
+            )
+    return StoredAnswer(status=200, body=body, replayed=False)
+
+
+def agent_refresh(*, agent: SandboxAgent, now: datetime | None = None) -> AgentState:
+    """The agent's current state, persisting a new phase (and, once, a refund and webhooks)."""
+    persisted = simulation.persisted_state(agent=agent)
+    if persisted.terminal:
+        return persisted
+    now = now or timezone.now()
+    live = simulation.state_at(
+        agent=agent,
+        elapsed=simulation.elapsed_seconds(agent=agent, account=agent.account, now=now),
+    )
+    if live.phase < persisted.phase:
+        return persisted
+    if live.phase == persisted.phase:
+        return live  # progress within a phase is derived, not stored
+    with transaction.atomic():
+        won = SandboxAgent.objects.filter(
+            pk=agent.pk, phase__lt=live.phase, finished_at__isnull=True
+        ).update(
+            phase=live.phase,
+            status=live.status,
+            current_step=live.current_step,
+            progress=live.progress,
+            progress_msg=live.progress_msg,
+            event_type=live.event_type,
+            error_message=live.error_message,
+            updated_at=now,
+            finished_at=now if live.terminal else None,
+        )
+        if won and live.terminal:
+            if live.status == "failed" and agent.cost:
+                refunded = SandboxAgent.objects.filter(pk=agent.pk, refunded=False).update(
+                    refunded=True
+                )
+                if refunded:
+                    SandboxAccount.objects.filter(pk=agent.account_id).update(
+                        credits=F("credits") + agent.cost
+                    )
+            webhook_event_enqueue(
+                agent=agent, event="agent.ready" if live.status == "ready" else "agent.failed"
+            )
+    agent.refresh_from_db()
+    return simulation.persisted_state(agent=agent) if agent.finished_at else live
+
+
+def agents_advance() -> int:
+    """Bring every unfinished generation up to date (fires webhooks nobody polled for)."""
+    finished = 0
+    unfinished = SandboxAgent.objects.filter(finished_at__isnull=True).select_related("account")
+    for agent in unfinished.iterator():
+        if agent_refresh(agent=agent).terminal:
+            finished += 1
+    return finished
+
+
+def agent_list(
+    *, account: SandboxAccount, limit: int, offset: int, status: str | None
+) -> tuple[list[tuple[SandboxAgent, AgentState]], int]:
+    """A page of the account's agents, newest first, with their current states, and the total."""
+    for agent in selectors.agents_unfinished(account=account):
+        agent_refresh(agent=agent)
+    agents = selectors.agents_of(account=account)
+    if status:
+        agents = agents.filter(status=status)
+    total = agents.count()
+    page = list(agents[offset : offset + limit])
+    return [(agent, agent_refresh(agent=agent)) for agent in page], total
+
+
+def agent_prompt_update(*, account: SandboxAccount, code: str, system_prompt: str) -> SandboxAgent:
+    agent = selectors.agent_owned(account=account, code=code)
+    agent.system_prompt = system_prompt
+    agent.updated_at = timezone.now()
+    agent.save(update_fields=["system_prompt", "updated_at"])
+    return agent
+
+
+def agent_delete(*, account: SandboxAccount, code: str) -> None:
+    selectors.agent_owned(account=account, code=code).delete()
+
+
+def _agent_ready(agent: SandboxAgent) -> None:
+    state = agent_refresh(agent=agent)
+    if state.status != "ready":
+        raise SandboxError(
+            409, "AGENT_NOT_READY", f"Agent {agent.code} is not ready (status: {state.status})"
+        )
+
+
+# --- Rooms and tokens ---------------------------------------------------------------------------
+
+
+def model_family(name: str) -> str | None:
+    """Fold a model name or force-tier slug (`expression-2-gpu`) onto its family."""
+    for suffix in ("-gpu", "-cpu", "-ane"):
+        name = name.removesuffix(suffix)
+    if name.startswith("essence-2-light"):
+        return "essence-2"
+    return name if name in (*catalog.ENGINES, "essence-2-max") else None
+
+
+def _room_register(*, agent: SandboxAgent, name: str, kind: str, ttl: float) -> SandboxRoom:
+    """Open (or revive, or keep alive) a live room, within the plan's concurrency limit."""
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=ttl)
+    live_rooms = SandboxRoom.objects.filter(ended_at__isnull=True, expires_at__gt=now)
+    if live_rooms.filter(agent=agent, name=name).update(last_seen_at=now, expires_at=expires_at):
+        return SandboxRoom.objects.get(agent=agent, name=name)
+    with transaction.atomic():
+        account = SandboxAccount.objects.select_for_update().get(pk=agent.account_id)
+        limit = catalog.CONCURRENCY[account.plan]
+        if live_rooms.filter(account=account).count() >= limit:
+            raise SandboxError(
+                403,
+                "CONCURRENCY_LIMIT_REACHED",
+                f"Concurrent session limit reached ({limit} on the {account.plan} plan)",
+            )
+        room, _ = SandboxRoom.objects.update_or_create(
+            agent=agent,
+            name=name,
+            defaults={
+                "account": account,
+                "kind": kind,
+                "last_seen_at": now,
+                "expires_at": expires_at,
+                "ended_at": None,
+            },
+        )
+    return room
+
+
+def embed_token_issue(*, account: SandboxAccount, data: schemas.EmbedTokenIn) -> dict[str, Any]:
+    agent = selectors.agent_owned(account=account, code=data.agent_id)
+    _agent_ready(agent)
+    supported = catalog.SUPPORTED_MODELS[agent.model]
+    if data.model is not None:
+        family = model_family(data.model)
+        if family is None:
+            names = ", ".join((*catalog.ENGINES, "essence-2-max"))
+            raise invalid(f"Invalid model '{data.model}'; must be one of: {names}")
+        if family not in supported:
+            raise SandboxError(
+                409,
+                "MODEL_NOT_GENERATED",
+                f"agent {agent.code}'s {family} model hasn't been generated yet",
+            )
+    sid = uuid.uuid4().hex
+    issued = int(time.time())
+    claims = {
+        "iss": "bithuman-sandbox",
+        "aud": "embed",
+        "sub": agent.code,
+        "acc": account.public_id.hex,
+        "sid": sid,
+        "fp": data.fingerprint,
+        "iat": issued,
+        "exp": issued + conf.embed_token_ttl(),
+    }
+    result: dict[str, Any] = {"sid": sid, "supported_models": supported}
+    if data.model is not None:
+        claims["model"] = data.model
+        result["model"] = data.model
+    result["token"] = tokens.token_encode(claims=claims)
+    return result
+
+
+def embed_room_touch(*, code: str, token: str) -> SandboxRoom:
+    """The live room of an open embed page (its heartbeat), from the page's token."""
+    claims = tokens.token_decode(token=token)
+    if claims is None or claims.get("aud") != "embed" or claims.get("sub") != code:
+        raise SandboxError(401, "UNAUTHORIZED", "Invalid or expired embed token")
+    agent = selectors.agent_by_code(code=code, account_public_id=str(claims.get("acc", "")))
+    if agent is None:
+        raise agent_not_found(code)
+    return _room_register(
+        agent=agent, name=f"embed-{claims['sid']}", kind=SandboxRoom.Kind.EMBED, ttl=conf.room_ttl()
+    )
+
+
+def runtime_token_issue(*, account: SandboxAccount, data: schemas.RuntimeTokenIn) -> dict[str, Any]:
+    """A runtime token; with an agent it also registers the LiveKit room the avatar joins."""
+    if account.credits <= 0:
+        raise SandboxError(402, "INSUFFICIENT_BALANCE", "Not enough credits to start a session")
+    transaction_id = str(uuid.uuid4())
+    room_name = data.room_name
+    if data.agent_code:
+        agent = selectors.agent_owned(account=account, code=data.agent_code)
+        _agent_ready(agent)
+        room_name = room_name or f"room-{secrets.token_hex(6)}"
+        _room_register(
+            agent=agent,
+            name=room_name,
+            kind=SandboxRoom.Kind.RUNTIME,
+            ttl=conf.runtime_room_ttl(),
+        )
+    issued = int(time.time())
+    claims = {
+        "iss": "bithuman-sandbox",
+        "aud": "runtime",
+        "sub": data.agent_code or "",
+        "acc": account.public_id.hex,
+        "room": room_name or "",
+        "txn": transaction_id,
+        "iat": issued,
+        "exp": issued + 3600,
+    }
+    return {"token": tokens.token_encode(claims=claims), "transaction_id": transaction_id}
+
+
+def room_end(*, account: SandboxAccount, room_id: str) -> int:
+    """End a live room now (what a LiveKit session ending does); return how many ended."""
+    return SandboxRoom.objects.filter(account=account, name=room_id, ended_at__isnull=True).update(
+        ended_at=timezone.now()
+    )
+
+
+def agent_message_deliver(
+    *, account: SandboxAccount, code: str, kind: str, text: str, room_id: str | None
+) -> int:
+    """Deliver speech or context to the agent's live rooms; return how many received it."""
+    agent = selectors.agent_owned(account=account, code=code)
+    rooms = list(selectors.rooms_live(agent=agent, name=room_id))
+    if not rooms:
+        raise no_active_rooms(agent.code)
+    SandboxRoomMessage.objects.bulk_create(
+        SandboxRoomMessage(room=room, kind=kind, text=text) for room in rooms
+    )
+    return len(rooms)
+
+
+# --- Webhooks -----------------------------------------------------------------------------------
+
+
+def _host_is_local(host: str) -> bool:
+    """Does the host name a loopback, private, link-local or otherwise non-public address?"""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return False  # unresolvable: the delivery fails on its own
+    for address in addresses:
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
+        if not ip.is_global:
+            return True
+    return False
+
+
+def webhook_create(*, account: SandboxAccount, data: schemas.WebhookIn) -> SandboxWebhook:
+    if not conf.webhook_allow_local():
+        parts = urlsplit(data.url)
+        if parts.scheme != "https":
+            raise invalid("Field 'url' must be an HTTPS URL")
+        host = parts.hostname or ""
+        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+            raise invalid("Field 'url' must be a public HTTPS endpoint")
+        try:
+            if not ipaddress.ip_address(host).is_global:
+                raise invalid("Field 'url' must be a public HTTPS endpoint")
+        except ValueError:
+            pass  # a host name: checked again at delivery time
+    return SandboxWebhook.objects.create(
+        account=account,
+        url=data.url,
+        events=data.events,
+        description=data.description or "",
+        secret="whsec_" + secrets.token_hex(24),
+    )
+
+
+def webhook_delete(*, account: SandboxAccount, webhook_id: str) -> None:
+    selectors.webhook_owned(account=account, webhook_id=webhook_id).delete()
+
+
+def webhook_event_enqueue(*, agent: SandboxAgent, event: str) -> list[str]:
+    """Record one delivery per subscribed endpoint and send each after the commit."""
+    from portal.sandbox import tasks  # tasks import this module
+
+    delivery_ids = []
+    for webhook in SandboxWebhook.objects.filter(account_id=agent.account_id, active=True):
+        if webhook.events and event not in webhook.events:
+            continue
+        event_id = "evt_" + secrets.token_hex(12)
+        body = json.dumps(
+            {
+                "id": event_id,
+                "event": event,
+                "created": int(time.time()),
+                "data": {"agent_id": agent.code, "code": agent.code},
+            }
+        )
+        delivery = SandboxWebhookDelivery.objects.create(
+            webhook=webhook, event_id=event_id, event_type=event, body=body
+        )
+        delivery_ids.append(str(delivery.id))
+    for delivery_id in delivery_ids:
+        transaction.on_commit(
+            functools.partial(tasks.sandbox_webhook_deliver.delay, delivery_id), robust=True
+        )
+    return delivery_ids
+
+
+def _webhook_post(
+    *, webhook: SandboxWebhook, delivery: SandboxWebhookDelivery
+) -> tuple[int | None, str]:
+    """One signed POST: (the endpoint's status or None, an error text)."""
+    raw = delivery.body.encode()
+    if not conf.webhook_allow_local() and _host_is_local(urlsplit(webhook.url).hostname or ""):
+        return None, "Blocked: the endpoint resolves to a non-public address"
+    headers = bithuman_webhooks.delivery_headers_build(
+        secret=webhook.secret,
+        raw_body=raw,
+        event=delivery.event_type,
+        delivery_id=delivery.event_id,
+    )
+    headers |= {"Content-Type": "application/json", "User-Agent": "bitHuman-Webhooks/1 (sandbox)"}
+    try:
+        with httpx.Client(timeout=conf.webhook_timeout(), follow_redirects=False) as client:
+            response = client.post(webhook.url, content=raw, headers=headers)
+    except httpx.HTTPError as error:
+        return None, f"{type(error).__name__}: {error}"[:500]
+    ok = 200 <= response.status_code < 300
+    return response.status_code, "" if ok else f"HTTP {response.status_code}"
+
+
+def webhook_delivery_attempt(*, delivery_id: str) -> float | None:
+    """Make one attempt; return seconds until the next one, or None when there is none."""
+    delivery = (
+        SandboxWebhookDelivery.objects.select_related("webhook")
+        .filter(pk=delivery_id, delivered=False)
+        .first()
+    )
+    if delivery is None or not delivery.webhook.active:
+        return None
+    status_code, error = _webhook_post(webhook=delivery.webhook, delivery=delivery)
+    attempts = delivery.attempts + 1
+    delivered = status_code is not None and 200 <= status_code < 300
+    SandboxWebhookDelivery.objects.filter(pk=delivery.pk).update(
+        attempts=attempts,
+        status_code=status_code,
+        delivered=delivered,
+        last_error=error,
+        updated_at=timezone.now(),
+    )
+    if delivered or attempts > conf.webhook_max_retries():
+        return None
+    return conf.webhook_backoff() * 2 ** (attempts - 1)
+
+
+def webhook_ping(*, account: SandboxAccount, webhook_id: str) -> SandboxWebhookDelivery:
+    """Send a one-off `ping` event now (one attempt) and return its delivery record."""
+    webhook = selectors.webhook_owned(account=account, webhook_id=webhook_id)
+    event_id = "evt_" + secrets.token_hex(12)
+    body = json.dumps({"id": event_id, "event": "ping", "created": int(time.time()), "data": {}})
+    delivery = SandboxWebhookDelivery.objects.create(
+        webhook=webhook, event_id=event_id, event_type="ping", body=body
+    )
+    status_code, error = _webhook_post(webhook=webhook, delivery=delivery)
+    delivery.attempts = 1
+    delivery.status_code = status_code
+    delivery.delivered = status_code is not None and 200 <= status_code < 300
+    delivery.last_error = error
+    delivery.updated_at = timezone.now()
+    delivery.save()
+    return delivery
+
+
+# --- Housekeeping -------------------------------------------------------------------------------
+
+
+def sandbox_housekeeping() -> None:
+    """Forget expired idempotency keys and rooms that ended long ago."""
+    now = timezone.now()
+    SandboxIdempotencyKey.objects.filter(
+        created_at__lt=now - timedelta(seconds=conf.idempotency_ttl())
+    ).delete()
+    SandboxRoom.objects.filter(expires_at__lt=now - timedelta(days=1)).delete()

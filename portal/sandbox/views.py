@@ -1,0 +1,383 @@
+"""Thin views: parse, call one service or selector, answer the spec's shape.
+
+The bitHuman API views receive `(request, account)` from `http.api_endpoint`, which handles
+authentication, latency, faults, rate limits and the error envelope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from html import escape
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csp import get_nonce
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.csp import CSP, build_policy
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from portal.sandbox import catalog, conf, payloads, schemas, selectors, services
+from portal.sandbox.catalog import BUCKET_GENERATE, BUCKET_READ, BUCKET_WRITE
+from portal.sandbox.errors import SandboxError, agent_not_found
+from portal.sandbox.fields import body_object, field_number, query_int
+from portal.sandbox.http import (
+    account_authenticate,
+    api_endpoint,
+    error_response,
+    method_not_allowed_response,
+    method_router,
+    not_found_response,
+)
+from portal.sandbox.models import SandboxAccount
+
+# --- Authentication and account -----------------------------------------------------------------
+
+
+@csrf_exempt
+def validate(request: HttpRequest) -> HttpResponse:
+    """Always 200: `{"valid": false}` rather than a 401 for a missing or wrong secret."""
+    if request.method != "POST":
+        return method_not_allowed_response()
+    try:
+        account_authenticate(request)
+    except SandboxError:
+        return JsonResponse({"valid": False})
+    return JsonResponse({"valid": True})
+
+
+@api_endpoint(BUCKET_READ)
+def me(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    account.refresh_from_db()
+    return JsonResponse(
+        {"data": payloads.me_data(request, account), "status": "success", "status_code": 200}
+    )
+
+
+@api_endpoint(BUCKET_READ)
+def pricing(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    return JsonResponse({"success": True, "data": catalog.PRICING})
+
+
+# --- Agents -------------------------------------------------------------------------------------
+
+
+@api_endpoint(BUCKET_GENERATE)
+def agent_generate(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    data = schemas.generate_in(body_object(request))
+    answer = services.agent_generate(
+        account=account,
+        data=data,
+        idempotency_key=request.headers.get("Idempotency-Key", "").strip()[:255] or None,
+    )
+    response = HttpResponse(answer.body, status=answer.status, content_type="application/json")
+    if answer.replayed:
+        response["Idempotency-Replayed"] = "true"
+    return response
+
+
+@api_endpoint(BUCKET_READ)
+def agent_status(request: HttpRequest, account: SandboxAccount, agent_id: str) -> HttpResponse:
+    agent = selectors.agent_owned(account=account, code=agent_id)
+    state = services.agent_refresh(agent=agent)
+    return JsonResponse(
+        {"success": True, "data": payloads.agent_status_data(request, agent, state)}
+    )
+
+
+@api_endpoint(BUCKET_READ)
+def agent_get(request: HttpRequest, account: SandboxAccount, code: str) -> HttpResponse:
+    agent = selectors.agent_owned(account=account, code=code)
+    state = services.agent_refresh(agent=agent)
+    return JsonResponse({"success": True, "data": payloads.agent_data(request, agent, state)})
+
+
+@api_endpoint(BUCKET_WRITE)
+def agent_update(request: HttpRequest, account: SandboxAccount, code: str) -> HttpResponse:
+    system_prompt = schemas.system_prompt_in(body_object(request))
+    agent = services.agent_prompt_update(account=account, code=code, system_prompt=system_prompt)
+    return JsonResponse({"agent_code": agent.code, "updated": True})
+
+
+@api_endpoint(BUCKET_WRITE)
+def agent_delete(request: HttpRequest, account: SandboxAccount, code: str) -> HttpResponse:
+    services.agent_delete(account=account, code=code)
+    return JsonResponse({"success": True, "agent_code": code, "deleted": True})
+
+
+@api_endpoint(BUCKET_READ)
+def agent_list(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    limit = query_int(request, "limit", default=20, minimum=1, maximum=100)
+    offset = query_int(request, "offset", default=0, minimum=0, maximum=10**9)
+    status = request.GET.get("status") or None
+    page, total = services.agent_list(account=account, limit=limit, offset=offset, status=status)
+    return JsonResponse(
+        {
+            "success": True,
+            "data": [payloads.agent_data(request, agent, state) for agent, state in page],
+            "pagination": {
+                "limit": limit,
+                "offset": offset,
+                "total": total,
+                "has_more": offset + len(page) < total,
+            },
+        }
+    )
+
+
+def _deliver(account: SandboxAccount, code: str, message: schemas.MessageIn) -> JsonResponse:
+    count = services.agent_message_deliver(
+        account=account,
+        code=code,
+        kind=message.context_type,
+        text=message.text,
+        room_id=message.room_id,
+    )
+    return JsonResponse(
+        {"agent_code": code, "context_type": message.context_type, "delivered_to_rooms": count}
+    )
+
+
+@api_endpoint(BUCKET_WRITE)
+def agent_speak(request: HttpRequest, account: SandboxAccount, code: str) -> HttpResponse:
+    return _deliver(account, code, schemas.speak_in(body_object(request)))
+
+
+@api_endpoint(BUCKET_WRITE)
+def agent_add_context(request: HttpRequest, account: SandboxAccount, code: str) -> HttpResponse:
+    return _deliver(account, code, schemas.add_context_in(body_object(request)))
+
+
+# --- Tokens -------------------------------------------------------------------------------------
+
+
+@api_endpoint(BUCKET_WRITE)
+def embed_token_request(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    data = services.embed_token_issue(
+        account=account, data=schemas.embed_token_in(body_object(request))
+    )
+    return JsonResponse({"status": "success", "status_code": 200, "data": data})
+
+
+@api_endpoint(BUCKET_WRITE)
+def runtime_token_request(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    data = services.runtime_token_issue(
+        account=account, data=schemas.runtime_token_in(body_object(request, required=False))
+    )
+    return JsonResponse({"data": data, "status": "success", "status_code": 200})
+
+
+# --- Webhooks -----------------------------------------------------------------------------------
+
+
+@api_endpoint(BUCKET_WRITE)
+def webhook_create(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    webhook = services.webhook_create(
+        account=account, data=schemas.webhook_in(body_object(request))
+    )
+    return JsonResponse({"success": True, "data": payloads.webhook_data(webhook, with_secret=True)})
+
+
+@api_endpoint(BUCKET_READ)
+def webhook_list(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    webhooks = selectors.webhooks_of(account=account)
+    return JsonResponse({"success": True, "data": [payloads.webhook_data(w) for w in webhooks]})
+
+
+@api_endpoint(BUCKET_READ)
+def webhook_get(request: HttpRequest, account: SandboxAccount, webhook_id: str) -> HttpResponse:
+    webhook = selectors.webhook_owned(account=account, webhook_id=webhook_id)
+    return JsonResponse({"success": True, "data": payloads.webhook_data(webhook)})
+
+
+@api_endpoint(BUCKET_WRITE)
+def webhook_delete(request: HttpRequest, account: SandboxAccount, webhook_id: str) -> HttpResponse:
+    services.webhook_delete(account=account, webhook_id=webhook_id)
+    return JsonResponse({"success": True, "deleted": True})
+
+
+@api_endpoint(BUCKET_WRITE)
+def webhook_test(request: HttpRequest, account: SandboxAccount, webhook_id: str) -> HttpResponse:
+    delivery = services.webhook_ping(account=account, webhook_id=webhook_id)
+    data = {
+        "delivered": delivery.delivered,
+        "status_code": delivery.status_code,
+        "attempts": delivery.attempts,
+    }
+    return JsonResponse({"success": True, "data": data})
+
+
+@api_endpoint(BUCKET_READ)
+def webhook_deliveries(
+    request: HttpRequest, account: SandboxAccount, webhook_id: str
+) -> HttpResponse:
+    webhook = selectors.webhook_owned(account=account, webhook_id=webhook_id)
+    deliveries = selectors.deliveries_of(webhook=webhook)
+    return JsonResponse({"success": True, "data": [payloads.delivery_data(d) for d in deliveries]})
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    return not_found_response()
+
+
+agent_detail = method_router(GET=agent_get, POST=agent_update, DELETE=agent_delete)
+webhooks = method_router(GET=webhook_list, POST=webhook_create)
+webhook_detail = method_router(GET=webhook_get, DELETE=webhook_delete)
+
+
+# --- The hosted embed page (what https://bithuman.ai/embed/<CODE>?token=... serves) -----------
+
+
+def _embed_policy() -> dict[str, list[str]]:
+    return {
+        "default-src": [CSP.SELF],
+        "script-src": [CSP.SELF, CSP.NONCE],
+        "style-src": [CSP.SELF],
+        # The agent's face may be any public image URL the customer gave.
+        "img-src": [CSP.SELF, "data:", "https:", "http:"],
+        "connect-src": [CSP.SELF],
+        "frame-ancestors": conf.embed_frame_ancestors(),
+        "form-action": [CSP.NONE],
+        "base-uri": [CSP.SELF],
+        "object-src": [CSP.NONE],
+    }
+
+
+@xframe_options_exempt
+@require_GET
+def embed_page(request: HttpRequest, code: str) -> HttpResponse:
+    token = request.GET.get("token", "")
+    agent = selectors.agent_public(code=code)
+    context: dict[str, object] = {"code": code, "agent": agent, "token": token, "problem": ""}
+    status = 200
+    try:
+        if agent is None:
+            raise agent_not_found(code)
+        services.embed_room_touch(code=code, token=token)
+    except SandboxError as error:
+        context["problem"], status = error.message, error.status
+    if agent is not None:
+        context |= {
+            "face_url": agent.image_url or reverse("sandbox:face", args=[code]),
+            "fallback_url": reverse("sandbox:face", args=[code]),
+            "live_url": reverse("sandbox:embed_live", args=[code]),
+            "poll_ms": conf.embed_poll_ms(),
+        }
+    response = render(request, "sandbox/embed.html", context, status=status)
+    # A policy set by the view is kept by the CSP middleware: this page's own, not the portal's.
+    response[str(CSP.HEADER_ENFORCE)] = build_policy(_embed_policy(), get_nonce(request))
+    return response
+
+
+@csrf_exempt
+@require_POST
+def embed_live(request: HttpRequest, code: str) -> HttpResponse:
+    """The embed page's heartbeat and message poll: keeps its room live, returns new messages."""
+    try:
+        room = services.embed_room_touch(code=code, token=request.GET.get("token", ""))
+        after = query_int(request, "after", default=0, minimum=0, maximum=2**62)
+    except SandboxError as error:
+        return error_response(error)
+    messages = [
+        {
+            "id": message.id,
+            "type": message.kind,
+            "text": message.text,
+            "created_at": payloads.iso(message.created_at),
+        }
+        for message in selectors.room_messages(room=room, after=after)
+    ]
+    return JsonResponse({"room_id": room.name, "messages": messages})
+
+
+_FACE_COLOURS = ("#3b5bdb", "#0c8599", "#2b8a3e", "#e67700", "#c2255c", "#5f3dc4")
+
+
+@require_GET
+def face(request: HttpRequest, code: str) -> HttpResponse:
+    """A generated placeholder face: the agent's initials on a colour picked from its code."""
+    agent = selectors.agent_public(code=code)
+    name = agent.name if agent else code
+    initials = "".join(word[0] for word in name.split()[:2]).upper() or "?"
+    colour = _FACE_COLOURS[int(hashlib.sha256(code.encode()).hexdigest(), 16) % 6]
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 256 256" role="img" '
+        f'aria-label="{escape(name)}"><rect width="256" height="256" fill="{colour}"/>'
+        '<text x="128" y="162" font-family="system-ui, sans-serif" font-size="96" '
+        f'font-weight="600" fill="#ffffff" text-anchor="middle">{escape(initials)}</text></svg>'
+    )
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_GET
+def model_file(request: HttpRequest, code: str) -> HttpResponse:
+    """A stand-in for the agent's downloadable .imx model (public, like a signed URL)."""
+    agent = selectors.agent_public(code=code)
+    if agent is None or agent.status != "ready":
+        return not_found_response()
+    response = HttpResponse(
+        f"BITHUMAN-SANDBOX-IMX {agent.code} {agent.model}\n".encode(),
+        content_type="application/octet-stream",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{agent.code}.imx"'
+    return response
+
+
+# --- The sandbox's own control API (not bitHuman's): knobs, test clock, rooms --------------------
+
+
+@api_endpoint(None, faults=False)
+def control_account_get(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    return JsonResponse(payloads.account_knobs(account))
+
+
+@api_endpoint(None, faults=False)
+def control_account_update(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    account = services.sandbox_account_configure(account=account, changes=body_object(request))
+    return JsonResponse(payloads.account_knobs(account))
+
+
+@api_endpoint(None, faults=False)
+def control_clock(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    if request.method != "POST":
+        return method_not_allowed_response()
+    seconds = field_number(body_object(request), "advance_seconds", minimum=0, maximum=1e9)
+    offset = services.sandbox_clock_advance(account=account, seconds=seconds)
+    return JsonResponse({"clock_offset_seconds": offset})
+
+
+@api_endpoint(None, faults=False)
+def control_rooms(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    if request.method != "GET":
+        return method_not_allowed_response()
+    rooms = [
+        {
+            "room_id": room.name,
+            "kind": room.kind,
+            "agent_code": room.agent.code,
+            "expires_at": payloads.iso(room.expires_at),
+            "messages": [
+                {"type": m.kind, "text": m.text}
+                for m in selectors.room_messages(room=room, after=0)
+            ],
+        }
+        for room in selectors.rooms_live(account=account, name=None)
+    ]
+    return JsonResponse({"rooms": rooms})
+
+
+@api_endpoint(None, faults=False)
+def control_room_end(request: HttpRequest, account: SandboxAccount, room_id: str) -> HttpResponse:
+    if request.method != "POST":
+        return method_not_allowed_response()
+    ended = services.room_end(account=account, room_id=room_id)
+    if not ended:
+        raise SandboxError(404, "NOT_FOUND", f"No active room {room_id}")
+    return JsonResponse({"room_id": room_id, "ended": True})
+
+
+control_account = method_router(GET=control_account_get, POST=control_account_update)
