@@ -59,6 +59,16 @@ def other_owner(other_org) -> Membership:
     return _member(other_org, Role.OWNER)
 
 
+@pytest.fixture
+def sandbox_api(live_server, settings):
+    """bitHuman, as the portal sees it, is the sandbox served over HTTP by the live server:
+    Test mode (SANDBOX_BASE_URL) and Live mode (BITHUMAN_API_URL) both point there."""
+    settings.BITHUMAN_API_URL = live_server.url + "/sandbox"
+    settings.SANDBOX_BASE_URL = live_server.url + "/sandbox"
+    settings.SANDBOX_WEBHOOK_ALLOW_LOCAL = True  # our receivers are http:// on this machine
+    return live_server.url + "/sandbox"
+
+
 def client_for(membership_or_user) -> Client:
     user = getattr(membership_or_user, "user", membership_or_user)
     client = Client()

@@ -23,15 +23,6 @@ from tests.factories import MembershipFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def sandbox_api(live_server, settings):
-    """The portal's 'real' bitHuman API is the sandbox, served over HTTP by the live server."""
-    settings.BITHUMAN_API_URL = live_server.url + "/sandbox"
-    settings.SANDBOX_BASE_URL = live_server.url + "/sandbox"
-    settings.SANDBOX_WEBHOOK_ALLOW_LOCAL = True  # our receiver is http://testserver here
-    return live_server.url + "/sandbox"
-
-
 def _raw_column(connection: BithumanConnection, column: str) -> str:
     with db.cursor() as cursor:
         cursor.execute(
