@@ -42,6 +42,7 @@ from django.utils import timezone
 from agents import ratelimit, services
 from agents.models import TERMINAL_STATUSES, Agent, StatusSource
 from portal import services as portal_services
+from portal.bithuman import aio
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.bithuman.client import AsyncBithumanClient, BithumanClient
@@ -86,8 +87,8 @@ def _fetch_deadline() -> float:
 
 def tick_worst_case_seconds() -> float:
     """How long a tick can run: it stops claiming after one fetch deadline, and the batch it
-    started then may fetch for one more (plus database time)."""
-    return 2 * _fetch_deadline() + 2.0
+    started then may spend one more learning plans and one more fetching (plus database time)."""
+    return 3 * _fetch_deadline() + 2.0
 
 
 # --- Cadence and deadline -----------------------------------------------------------------------
@@ -204,7 +205,7 @@ def _release(
     fields: dict[str, object] = {
         "lease_until": None,
         "next_poll_at": Case(
-            When(pk=agent.pk, then=Value(next_poll_at)),
+            When(next_poll_at=batch.lease, then=Value(next_poll_at)),
             default=F("next_poll_at"),
             output_field=DateTimeField(),
         ),
@@ -252,16 +253,16 @@ def _groups(agents: Sequence[Agent]) -> list[AccountGroup]:
     return list(groups.values())
 
 
-def _read_limit(group: AccountGroup) -> int:
+def _read_limit(group: AccountGroup, *, may_look_up: bool) -> int:
     """The account's read budget per minute; learns its plan from /v1/me once an hour."""
-    if ratelimit.plan_lookup_claim(key=group.key):
+    if may_look_up and ratelimit.plan_lookup_claim(key=group.key):
         free = ratelimit.read_limit(key=group.key)
         if ratelimit.tokens_take(key=group.key, wanted=1, per_minute=free):
             try:
                 with BithumanClient(
                     base_url=group.base_url,
                     api_secret=group.api_secret,
-                    timeout=min(5.0, _fetch_deadline()),
+                    timeout=min(5.0, _fetch_deadline() / 2),
                     max_retries=0,
                 ) as client:
                     account = client.account_get()
@@ -349,13 +350,16 @@ def _batch_process(batch: Batch, report: PollReport) -> set[int]:
     """Budget, fetch and apply one claimed batch. Returns the organizations whose account is
     out of budget or deferred (not worth claiming again in this tick)."""
     report.claimed += len(batch.agents)
+    # Plan lookups (one request each, sequential) get half the fetch deadline; later accounts
+    # keep the Free limits until a later tick.
+    look_up_until = time.monotonic() + _fetch_deadline() / 2
     exhausted: set[int] = set()
     plan: list[tuple[AccountGroup, list[Agent]]] = []
     for group in _groups(batch.agents):
         limit = 0
         remaining = ratelimit.account_deferral_remaining(key=group.key)
         if remaining <= 0:
-            limit = _read_limit(group)
+            limit = _read_limit(group, may_look_up=time.monotonic() < look_up_until)
             # Learning the plan may itself have met a 429.
             remaining = ratelimit.account_deferral_remaining(key=group.key)
         if remaining > 0:
@@ -377,7 +381,7 @@ def _batch_process(batch: Batch, report: PollReport) -> set[int]:
         return exhausted
 
     # No transaction and no row lock is held here: only the leases, which are committed.
-    results, limited = asyncio.run(_statuses_fetch(plan))
+    results, limited = aio.run(_statuses_fetch(plan))
     deferred_for = {
         key: ratelimit.account_defer(key=key, seconds=seconds) for key, seconds in limited.items()
     }

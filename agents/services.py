@@ -35,7 +35,7 @@ from portal import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.errors import ApplicationError
-from portal.models import Membership, Organization
+from portal.models import Membership, Organization, User
 from portal.tenancy import Role, role_at_least
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,11 @@ TYPICAL_SECONDS = {
     "essence-2": 40 * 60,
     "expression-2": 90 * 60,
 }
+
+
+def _actor_user(actor: Membership) -> User | None:
+    """The person acting, or None when an API key acts (its actor has no user)."""
+    return actor.user if actor.user_id else None
 
 
 def _require_member(actor: Membership, action: str) -> None:
@@ -90,7 +95,7 @@ def agent_create(
         transparency=transparency,
         image_url=image.url if not image.upload else "",
         audio_url=audio.url if not audio.upload else "",
-        created_by=actor.user,
+        created_by=_actor_user(actor),
     )
     if image.upload:
         agent.image.save(image.upload.name or "image", image.upload, save=False)
@@ -195,6 +200,7 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
     claimed = Agent.objects.filter(pk=agent.pk, status=AgentStatus.SUBMITTING).update(
         code=started.agent_id,
         status=AgentStatus.PROCESSING,
+        updated_at=now,
         submitted_at=now,
         next_poll_at=now + timedelta(seconds=settings.AGENT_POLL_INTERVAL),
         lease_until=None,
@@ -243,6 +249,7 @@ def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
             status=AgentStatus.FAILED,
             error_message=reason,
             failed_at=now,
+            updated_at=now,
             lease_until=None,
             next_poll_at=None,
         )
@@ -273,6 +280,7 @@ def agent_status_apply(*, agent: Agent, status: bh.AgentStatus, source: str) -> 
         "current_step": step,
         "progress_message": message,
         "consecutive_errors": 0,
+        "updated_at": now,
     }
     if status.supported_models:
         fields["supported_models"] = list(status.supported_models)
@@ -321,16 +329,22 @@ def agent_prompt_update(*, actor: Membership, agent: Agent, text: str) -> Prompt
             client.agent_prompt_update(code=agent.code, system_prompt=text)
     except bh_errors.BithumanError as error:
         PromptRevision.objects.create(
-            agent=agent, text=text, author=actor.user, accepted=False, error_message=error.message
+            agent=agent,
+            text=text,
+            author=_actor_user(actor),
+            accepted=False,
+            error_message=error.message,
         )
         raise ApplicationError(
-            f"bitHuman did not accept the prompt: {error.message}", field="system_prompt"
+            f"bitHuman did not accept the prompt: {error.message}",
+            field="system_prompt",
+            extra={"upstream_status": error.http_status, "retry_after": error.retry_after},
         ) from None
     with transaction.atomic():
         revision = PromptRevision.objects.create(
-            agent=agent, text=text, author=actor.user, accepted=True
+            agent=agent, text=text, author=_actor_user(actor), accepted=True
         )
-        Agent.objects.filter(pk=agent.pk).update(system_prompt=text)
+        Agent.objects.filter(pk=agent.pk).update(system_prompt=text, updated_at=timezone.now())
     agent.system_prompt = text
     return revision
 
@@ -347,10 +361,12 @@ def agent_archive(*, actor: Membership, agent: Agent) -> Agent:
             pass  # already gone upstream (or a retried delete whose first answer was lost)
         except bh_errors.BithumanError as error:
             raise ApplicationError(
-                f"bitHuman could not delete the agent: {error.message}"
+                f"bitHuman could not delete the agent: {error.message}",
+                extra={"upstream_status": error.http_status, "retry_after": error.retry_after},
             ) from None
+    now = timezone.now()
     Agent.objects.filter(pk=agent.pk).update(
-        archived_at=timezone.now(), next_poll_at=None, lease_until=None
+        archived_at=now, updated_at=now, next_poll_at=None, lease_until=None
     )
     agent.refresh_from_db()
     return agent
@@ -374,7 +390,7 @@ def agent_retry(*, actor: Membership, agent: Agent) -> Agent:
             image_url=agent.image_url,
             audio=agent.audio.name,
             audio_url=agent.audio_url,
-            created_by=actor.user,
+            created_by=_actor_user(actor),
         )
         _history(retry, from_status="", source=StatusSource.SUBMIT)
         _submit_enqueue(retry)

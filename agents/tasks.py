@@ -41,7 +41,7 @@ def agents_poll_tick() -> int:
     from agents import poller, ratelimit
 
     token = ratelimit.lock_acquire(
-        name=_POLL_TICK_LOCK, seconds=poller.tick_worst_case_seconds() + 5
+        name=_POLL_TICK_LOCK, seconds=poller.tick_worst_case_seconds() + 1
     )
     if token is None:
         logger.debug("Poller tick skipped: another tick is running")

@@ -9,7 +9,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
 from portal.errors import ApplicationError
-from portal.models import User
+from portal.models import ApiScope, User
 from portal.tenancy import Role, roles_grantable_by
 
 
@@ -115,4 +115,19 @@ class LiveConnectionForm(forms.Form):
         max_length=500,
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
         help_text="From your bitHuman account. It is checked with bitHuman before it is saved.",
+    )
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(label="Key name", max_length=100)
+    scopes = forms.MultipleChoiceField(
+        label="Scopes",
+        choices=ApiScope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiScope.AGENTS_READ, ApiScope.SESSIONS_READ],
+    )
+    expires_at = forms.DateTimeField(
+        label="Expires (optional)",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )

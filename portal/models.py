@@ -234,3 +234,77 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.delivery_id}"
+
+
+class ApiScope(models.TextChoices):
+    AGENTS_READ = "agents:read", "Read agents"
+    AGENTS_WRITE = "agents:write", "Create and change agents"
+    SESSIONS_READ = "sessions:read", "Read sessions"
+    SESSIONS_WRITE = "sessions:write", "Start and operate sessions"
+
+
+API_KEY_PREFIX = "bhp_"
+API_KEY_LOOKUP_LENGTH = 12  # "bhp_" + 8 characters: stored in clear to find the key
+
+
+class ApiKeyQuerySet(OrgScopedQuerySet):
+    def usable(self) -> ApiKeyQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiKey(OrgScopedModel):
+    """An organization's key for the REST API. Only its SHA-256 is stored (keys are 256-bit
+    random, so a plain hash is enough); the clear prefix finds it, the last 4 help people."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=API_KEY_LOOKUP_LENGTH, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    last4 = models.CharField(max_length=4)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…{self.last4})"
+
+    @property
+    def display(self) -> str:
+        return f"{self.prefix}…{self.last4}"
+
+    @property
+    def is_usable(self) -> bool:
+        if self.revoked_at:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class ApiIdempotencyKey(models.Model):
+    """Stripe-style idempotency for API POSTs: the first answer, replayed for 24 h."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "key"], name="api_idempotency_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.key

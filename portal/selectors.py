@@ -26,12 +26,13 @@ def invitation_list_open(*, org: Organization) -> QuerySet[Invitation]:
 
 def organization_counts(*, org: Organization) -> dict[str, int]:
     from agents.models import Agent
+    from sessions import selectors as session_selectors
 
     return {
         "members": Membership.objects.for_org(org).count(),
         "invitations": invitation_list_open(org=org).count(),
         "agents": Agent.objects.for_org(org).active().count(),
-        "sessions": 0,
+        "sessions": session_selectors.live_session_count(org=org),
     }
 
 

@@ -7,16 +7,19 @@ them, only owners touch owners, and the last owner can neither leave nor be demo
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -28,6 +31,10 @@ from portal.bithuman.errors import BithumanError
 from portal.bithuman.types import Account, WebhookEvent, WebhookWithSecret
 from portal.errors import ApplicationError
 from portal.models import (
+    API_KEY_LOOKUP_LENGTH,
+    API_KEY_PREFIX,
+    ApiKey,
+    ApiScope,
     BithumanConnection,
     ConnectionMode,
     Invitation,
@@ -486,9 +493,90 @@ def webhook_delivery_process(*, delivery_id: int) -> None:
         if not isinstance(data, dict):
             data = {}
         code = str(data.get("code") or data.get("agent_id") or "")
-        agent = Agent.objects.for_org(delivery.organization).filter(code=code).first()
-        if code and agent is not None:
-            agent_services.agent_refresh_now(agent=agent)
+        if code:
+            agent = Agent.objects.for_org(delivery.organization).filter(code=code).first()
+            if agent is not None:
+                agent_services.agent_refresh_now(agent=agent)
     WebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).update(
         processed_at=timezone.now()
     )
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+API_KEY_LAST_USED_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    api_key: ApiKey
+    key: str  # shown once
+
+
+def api_key_create(
+    *,
+    org: Organization,
+    name: str,
+    scopes: list[str],
+    created_by: User | None,
+    expires_at: datetime | None = None,
+) -> IssuedApiKey:
+    """A new key: `bhp_` + 43 url-safe characters (256 random bits). Only its hash is kept."""
+    name = name.strip()
+    if not name:
+        raise ApplicationError("Give the key a name.", field="name")
+    unknown = set(scopes) - set(ApiScope.values)
+    if not scopes or unknown:
+        raise ApplicationError("Choose at least one valid scope.", field="scopes")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ApplicationError("The expiry must be in the future.", field="expires_at")
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        organization=org,
+        name=name,
+        prefix=key[:API_KEY_LOOKUP_LENGTH],
+        key_hash=token_hash(key),
+        last4=key[-4:],
+        scopes=sorted(set(scopes)),
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    return IssuedApiKey(api_key=api_key, key=key)
+
+
+def api_key_create_by(*, actor: Membership, **kwargs: object) -> IssuedApiKey:
+    _require(actor, Role.ADMIN, "manage API keys")
+    return api_key_create(org=actor.organization, created_by=actor.user, **kwargs)  # type: ignore[arg-type]
+
+
+def api_key_revoke(*, actor: Membership, api_key: ApiKey) -> ApiKey:
+    _require(actor, Role.ADMIN, "manage API keys")
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key.refresh_from_db()
+    return api_key
+
+
+def api_key_authenticate(*, key: str) -> ApiKey | None:
+    """The usable key this string is, or None. Constant-time comparison of the hashes."""
+    if not key.startswith(API_KEY_PREFIX) or len(key) < 40:
+        return None
+    presented = token_hash(key)
+    for candidate in (
+        ApiKey.objects.usable()
+        .select_related("organization")
+        .filter(prefix=key[:API_KEY_LOOKUP_LENGTH])
+    ):
+        if hmac.compare_digest(candidate.key_hash, presented):
+            _api_key_touch(candidate)
+            return candidate
+    return None
+
+
+def _api_key_touch(api_key: ApiKey) -> None:
+    """Record use at most once a minute per key: authenticating costs no write per request."""
+    now = timezone.now()
+    if api_key.last_used_at and now - api_key.last_used_at < API_KEY_LAST_USED_EVERY:
+        return
+    ApiKey.objects.filter(pk=api_key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - API_KEY_LAST_USED_EVERY)
+    ).update(last_used_at=now)

@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "portal.api.ApiRateLimitHeadersMiddleware",
     # Last, as django-axes requires.
     "axes.middleware.AxesMiddleware",
 ]
@@ -95,6 +96,10 @@ TEMPLATES = [
         },
     },
 ]
+
+# Request bodies read into memory (JSON): media travel base64-encoded in API bodies (ours and
+# bitHuman's), so allow a 10 MB image plus a 50 MB voice sample after encoding.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=85 * 1024 * 1024)
 
 # --- Database -----------------------------------------------------------------------------------
 # SQLite under var/ by default; PostgreSQL through postgres://user:pass@host:port/name.
@@ -332,6 +337,25 @@ CELERY_BEAT_SCHEDULE |= {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 30},
     },
+}
+
+# --- REST API -------------------------------------------------------------------------------------
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)  # per key
+
+# --- Sessions: live rooms and the operator console ----------------------------------------------
+# A live session with no start, speak or add-context for this long is ended by the idle sweep.
+SESSION_IDLE_MINUTES = env.int("SESSION_IDLE_MINUTES", default=30)
+# The link that opens a LiveKit session's room in a browser; {url} is the organization's LiveKit
+# server URL and {token} a participant token (both URL-encoded). Its host is allowed to be framed
+# on the session page (CSP frame-src), read at startup.
+LIVEKIT_ROOM_LINK_TEMPLATE = env.str(
+    "LIVEKIT_ROOM_LINK_TEMPLATE",
+    default="https://meet.livekit.io/custom?liveKitUrl={url}&token={token}",
+)
+CELERY_BEAT_SCHEDULE["sessions-end-idle"] = {
+    "task": "sessions.tasks.sessions_end_idle",
+    "schedule": timedelta(minutes=1),
+    "options": {"expires": 60},
 }
 
 # --- Logging ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 
 from portal import views
+from portal.api import api, api_index, api_not_found
 
 org_patterns: list[URLPattern | URLResolver] = [
     path("", views.org_home, name="org_home"),
@@ -27,6 +28,8 @@ org_patterns: list[URLPattern | URLResolver] = [
     path("settings/delete/", views.org_delete, name="org_delete"),
     path("settings/connection/live/", views.connection_live, name="connection_live"),
     path("settings/connection/test/", views.connection_test, name="connection_test"),
+    path("settings/api-keys/", views.api_key_create, name="api_key_create"),
+    path("settings/api-keys/<uuid:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("agents/", include("agents.urls")),
     path("sessions/", include("sessions.urls")),
 ]
@@ -68,6 +71,9 @@ urlpatterns = [
     ),
     path("o/<slug:org_slug>/", include(org_patterns)),
     path("admin/", admin.site.urls),
+    path("api/v1/", api_index, name="api_index"),
+    path("api/v1/", api.urls),
+    path("api/v1/<path:rest>", api_not_found),
 ]
 
 if settings.SANDBOX_ENABLED:

@@ -23,6 +23,7 @@ from portal import selectors, services, tasks
 from portal.errors import ApplicationError
 from portal.forms import (
     AccountForm,
+    ApiKeyForm,
     InvitationSignupForm,
     InviteForm,
     LiveConnectionForm,
@@ -33,7 +34,7 @@ from portal.forms import (
     SignupForm,
     apply_error,
 )
-from portal.models import BithumanConnection, Invitation, Membership
+from portal.models import ApiKey, BithumanConnection, Invitation, Membership
 from portal.tenancy import Role, org_view, role_at_least
 
 AUTH_BACKEND = "portal.backends.EmailBackend"
@@ -318,6 +319,7 @@ def _settings_page(
     form: OrganizationForm | None = None,
     delete_form: OrganizationDeleteForm | None = None,
     live_form: LiveConnectionForm | None = None,
+    api_key_form: ApiKeyForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     org = membership.organization
@@ -330,6 +332,9 @@ def _settings_page(
         "connection": connection,
         "account": services.connection_account(connection=connection),
         "receiver_url": _receiver_url(request, connection),
+        "api_keys": ApiKey.objects.for_org(org).select_related("created_by"),
+        "api_key_form": api_key_form or ApiKeyForm(),
+        "new_api_key": request.session.pop(NEW_API_KEY_SESSION, None),
     }
     return render(request, "portal/org_settings.html", context, status=status)
 
@@ -422,3 +427,36 @@ def bithuman_webhook(request: HttpRequest, receiver_token: str) -> HttpResponse:
         delivery_pk = received.delivery.pk
         transaction.on_commit(lambda: tasks.webhook_delivery_process.delay(delivery_pk))
     return JsonResponse({"ok": True, "duplicate": received.duplicate})
+
+
+NEW_API_KEY_SESSION = "new_api_key"
+
+
+@org_view({"POST": Role.ADMIN})
+def api_key_create(request: HttpRequest, membership: Membership) -> HttpResponse:
+    form = ApiKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            issued = services.api_key_create_by(
+                actor=membership,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=form.cleaned_data["expires_at"],
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            # Shown once, on the next page only: the session forgets it when it is displayed.
+            request.session[NEW_API_KEY_SESSION] = {"name": issued.api_key.name, "key": issued.key}
+            return redirect(
+                reverse("org_settings", args=[membership.organization.slug]) + "#api-keys"
+            )
+    return _settings_page(request, membership, api_key_form=form, status=400)
+
+
+@org_view({"POST": Role.ADMIN})
+def api_key_revoke(request: HttpRequest, membership: Membership, key_id: UUID) -> HttpResponse:
+    api_key = get_object_or_404(ApiKey.objects.for_org(membership.organization), public_id=key_id)
+    services.api_key_revoke(actor=membership, api_key=api_key)
+    messages.success(request, f"Revoked the key {api_key.name}. It stops working at once.")
+    return redirect(reverse("org_settings", args=[membership.organization.slug]) + "#api-keys")

@@ -1,1 +1,207 @@
-# AgentSession arrives with the live sessions issue.
+"""Live sessions of agents, their timeline, saved quick replies and the LiveKit project.
+
+A session is one room an operator opened for a ready agent: bitHuman's hosted embed page
+(`hosted`) or a room of the organization's own LiveKit project (`livekit`). Its status only moves
+from `live` to `ended` (compare-and-set in services). Every speak / add-context attempt is a
+`SessionEvent` with its outcome, delivered or not; system events record starts, ends and errors.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from portal.crypto import EncryptedTextField, mask
+from portal.tenancy import OrgScopedModel, OrgScopedQuerySet
+
+# Input limits of the console (and of any other caller of the services).
+SPEAK_MAX_CHARS = 2000
+CONTEXT_MAX_CHARS = 10_000
+QUICK_REPLY_MAX_CHARS = 500
+
+
+class SessionKind(models.TextChoices):
+    HOSTED = "hosted", "Hosted (bitHuman embed page)"
+    LIVEKIT = "livekit", "LiveKit room"
+
+
+class SessionStatus(models.TextChoices):
+    LIVE = "live", "Live"
+    ENDED = "ended", "Ended"
+
+
+class EndReason(models.TextChoices):
+    OPERATOR = "operator", "Ended by an operator"
+    IDLE = "idle", "Idle for too long"
+
+
+class AgentSessionQuerySet(OrgScopedQuerySet):
+    def live(self) -> AgentSessionQuerySet:
+        return self.filter(status=SessionStatus.LIVE)
+
+    def idle_since(self, cutoff: datetime) -> AgentSessionQuerySet:
+        return self.live().filter(last_activity_at__lt=cutoff)
+
+
+class AgentSession(OrgScopedModel):
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="sessions")
+    kind = models.CharField(max_length=10, choices=SessionKind.choices)
+    room_name = models.CharField(max_length=200, blank=True)
+    # The link that opens the room. It carries a bearer token (bitHuman embed JWT or a LiveKit
+    # participant token), so it is encrypted at rest and never shown in the admin.
+    room_url = EncryptedTextField()
+    status = models.CharField(
+        max_length=10, choices=SessionStatus.choices, default=SessionStatus.LIVE, db_index=True
+    )
+    # Where the room was made, so ending it reaches the same place even if settings change:
+    # the sandbox (Test mode) or bitHuman (Live mode), and the LiveKit server, if any.
+    sandbox = models.BooleanField(default=False, help_text="Started in Test mode (the sandbox).")
+    livekit_url = models.CharField(max_length=300, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    end_reason = models.CharField(max_length=10, choices=EndReason.choices, blank=True)
+    # The last start, speak or add-context attempt; the idle sweep ends sessions past
+    # SESSION_IDLE_MINUTES of it.
+    last_activity_at = models.DateTimeField(default=timezone.now)
+
+    objects = AgentSessionQuerySet.as_manager()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-started_at"]),
+            models.Index(fields=["status", "last_activity_at"]),
+        ]
+        verbose_name = "agent session"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} session of agent {self.agent_id} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status == SessionStatus.LIVE
+
+    @property
+    def duration(self) -> timedelta:
+        return (self.ended_at or timezone.now()) - self.started_at
+
+    @property
+    def room_host(self) -> str:
+        """Where the room link points (safe to show: no token)."""
+        return urlsplit(self.room_url).netloc
+
+
+class EventKind(models.TextChoices):
+    SPEAK = "speak", "Speak"
+    CONTEXT = "context", "Context"
+    SYSTEM = "system", "System"
+
+
+class EventOutcome(models.TextChoices):
+    DELIVERED = "delivered", "Delivered"
+    NO_LIVE_ROOM = "no_live_room", "No live room"
+    ERROR = "error", "Error"
+
+
+RATE_LIMITED = "RATE_LIMITED"
+
+
+class SessionEvent(models.Model):
+    """One thing that happened in a session. Speak and context events always have an outcome;
+    system events have one only when something failed."""
+
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=10, choices=EventKind.choices)
+    text = models.TextField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outcome = models.CharField(max_length=15, choices=EventOutcome.choices, blank=True)
+    delivered_rooms = models.PositiveIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    retry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["session", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.text[:40]}"
+
+    @property
+    def is_rate_limited(self) -> bool:
+        return self.error_code == RATE_LIMITED
+
+    @property
+    def outcome_label(self) -> str:
+        """The outcome in words, as the console, the exports and the admin show it."""
+        if self.outcome == EventOutcome.DELIVERED:
+            rooms = self.delivered_rooms or 0
+            return f"delivered to {rooms} room{'' if rooms == 1 else 's'}"
+        if self.outcome == EventOutcome.NO_LIVE_ROOM:
+            return "No live room: open the room first"
+        if self.outcome == EventOutcome.ERROR:
+            if self.is_rate_limited:
+                wait = self.retry_after_seconds
+                return f"Slow down: retry in {wait} s" if wait else "Slow down: retry shortly"
+            return f"Error: {self.error_message}"
+        return ""
+
+
+class QuickReply(OrgScopedModel):
+    """A saved line an operator can drop into the Speak box with one click."""
+
+    text = models.CharField(max_length=QUICK_REPLY_MAX_CHARS)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["text"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "text"], name="quick_reply_unique")
+        ]
+        verbose_name_plural = "quick replies"
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class LiveKitConfig(models.Model):
+    """The organization's own LiveKit project, for `livekit` sessions. Admins manage it."""
+
+    organization = models.OneToOneField(
+        "portal.Organization", on_delete=models.CASCADE, related_name="livekit_config"
+    )
+    url = models.CharField(
+        "LiveKit URL", max_length=300, help_text="The server URL, e.g. wss://project.livekit.cloud"
+    )
+    api_key = models.CharField("API key", max_length=200)
+    api_secret = EncryptedTextField("API secret")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "LiveKit configuration"
+
+    def __str__(self) -> str:
+        return f"{self.organization} → {self.url}"
+
+    @property
+    def api_secret_masked(self) -> str:
+        return mask(self.api_secret)

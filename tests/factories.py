@@ -79,3 +79,52 @@ class PromptRevisionFactory(factory.django.DjangoModelFactory):
     agent = factory.SubFactory(AgentFactory)
     text = factory.Sequence(lambda n: f"Prompt version {n}")
     accepted = True
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    """A key row; use portal.services.api_key_create when the test needs the key itself."""
+
+    class Meta:
+        model = "portal.ApiKey"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Key {n}")
+    prefix = factory.Sequence(lambda n: f"bhp_{n:08d}")
+    key_hash = factory.Sequence(lambda n: f"{n:064x}")
+    last4 = "abcd"
+    scopes = ["agents:read"]
+
+
+class AgentSessionFactory(factory.django.DjangoModelFactory):
+    """A live hosted session of a ready agent, inside the agent's organization."""
+
+    class Meta:
+        model = "agent_sessions.AgentSession"
+
+    agent = factory.SubFactory(AgentFactory)
+    organization = factory.SelfAttribute("agent.organization")
+    kind = "hosted"
+    room_name = factory.Sequence(lambda n: f"sid{n:08d}")
+    room_url = factory.LazyAttribute(
+        lambda o: f"https://bithuman.ai/embed/{o.agent.code}?token=test-token"
+    )
+    status = "live"
+
+
+class SessionEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agent_sessions.SessionEvent"
+
+    session = factory.SubFactory(AgentSessionFactory)
+    kind = "speak"
+    text = factory.Sequence(lambda n: f"Line {n}")
+    outcome = "delivered"
+    delivered_rooms = 1
+
+
+class QuickReplyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agent_sessions.QuickReply"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    text = factory.Sequence(lambda n: f"Quick reply {n}")

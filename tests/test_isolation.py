@@ -15,6 +15,7 @@ A route that fits neither fails the test: classify it here when you add it.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from typing import Any
 
 import pytest
 from django.apps import apps
-from django.core import serializers
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from portal.models import Organization
@@ -30,9 +30,12 @@ from portal.tenancy import Role
 from tests.conftest import client_for
 from tests.factories import (
     AgentFactory,
+    AgentSessionFactory,
+    ApiKeyFactory,
     InvitationFactory,
     MembershipFactory,
     PromptRevisionFactory,
+    QuickReplyFactory,
 )
 
 ORG_PREFIX = "o/<slug:org_slug>/"
@@ -54,6 +57,9 @@ NON_TENANT_NAMES = {
     "invitation_accept": "secret token, bound to the invited email",
     "bithuman_webhook": "unguessable per-organization token plus an HMAC signature",
 }
+API_PREFIX = "api/v1/"
+# API routes that need no key (documentation) or only answer errors.
+API_PUBLIC = {"api/v1/", "api/v1/openapi.json", "api/v1/docs", "api/v1/<path:rest>"}
 NON_TENANT_PREFIXES = {
     "admin/": "staff only (Django admin checks is_staff)",
     "sandbox/": "the bitHuman simulator, authenticated by its own api-secret",
@@ -83,6 +89,10 @@ def all_routes() -> list[Route]:
 def classify(route: Route) -> str:
     if route.route.startswith(ORG_PREFIX):
         return "org"
+    if route.route in API_PUBLIC:
+        return "non-tenant"
+    if route.route.startswith(API_PREFIX):
+        return "api"
     if any(route.route.lstrip("^").startswith(p) for p in NON_TENANT_PREFIXES):
         return "non-tenant"
     if route.name in NON_TENANT_NAMES:
@@ -96,7 +106,10 @@ PARAMETERS: dict[str, Callable[[Organization], Any]] = {
     "member_id": lambda org: MembershipFactory(organization=org, role=Role.MEMBER).public_id,
     "invitation_id": lambda org: InvitationFactory(organization=org).public_id,
     "agent_id": lambda org: AgentFactory(organization=org).public_id,
+    "key_id": lambda org: ApiKeyFactory(organization=org).public_id,
     "revision_id": lambda org: PromptRevisionFactory(agent__organization=org).pk,
+    "session_id": lambda org: AgentSessionFactory(agent__organization=org).public_id,
+    "reply_id": lambda org: QuickReplyFactory(organization=org).public_id,
 }
 
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
@@ -117,6 +130,10 @@ def build_path(route: str, org_slug: str, victim: Organization) -> str:
     return "/" + _PARAM.sub(value, route)
 
 
+# Bookkeeping that a mere request may write (not data anyone else can see or change).
+FINGERPRINT_IGNORED_FIELDS = {("portal.ApiKey", "last_used_at")}
+
+
 def database_fingerprint() -> str:
     """A digest of every row of every model (bar sessions and login-attempt logs)."""
     skipped = {"sessions", "axes", "admin"}
@@ -124,8 +141,13 @@ def database_fingerprint() -> str:
     for model in sorted(apps.get_models(), key=lambda m: m._meta.label):
         if model._meta.app_label in skipped:
             continue
-        rows = model._default_manager.order_by("pk")
-        digest.update(serializers.serialize("json", rows).encode())
+        fields = [
+            f.attname
+            for f in model._meta.concrete_fields
+            if (model._meta.label, f.name) not in FINGERPRINT_IGNORED_FIELDS
+        ]
+        for row in model._default_manager.order_by("pk").values_list(*fields):
+            digest.update(repr(row).encode())
     return digest.hexdigest()
 
 
@@ -201,3 +223,89 @@ def test_foreign_and_missing_organizations_look_identical(org, other_owner):
     # Only the per-response CSRF token and CSP nonce may differ.
     per_response = re.compile(rb'[A-Za-z0-9]{64}|nonce="[^"]*"')
     assert per_response.sub(b"", foreign.content) == per_response.sub(b"", missing.content)
+
+
+# --- The REST API: the organization comes from the key ------------------------------------------
+
+
+def _api_operations(route: str) -> dict[str, Any]:
+    """The operations the API serves on a route, read from its own OpenAPI schema."""
+    from portal.api import api
+
+    openapi_path = "/" + re.sub(r"<(?:[^>:]+:)?([^>]+)>", r"{\1}", route)
+    return api.get_openapi_schema()["paths"].get(openapi_path, {})
+
+
+def _api_methods(route: str) -> list[str]:
+    return [method.upper() for method in _api_operations(route)]
+
+
+def _valid_body(route: str, method: str) -> str:
+    """A body that passes validation, so only the object lookup can refuse the request."""
+    from portal.api import api
+
+    schema = api.get_openapi_schema()
+    content = _api_operations(route)[method.lower()].get("requestBody", {}).get("content", {})
+    body_schema = content.get("application/json", {}).get("schema", {})
+    if "$ref" in body_schema:
+        body_schema = schema["components"]["schemas"][body_schema["$ref"].split("/")[-1]]
+    samples = {"string": "walker", "integer": 1, "number": 1, "boolean": True}
+    body = {}
+    for name in body_schema.get("required", []):
+        prop = body_schema["properties"][name]
+        body[name] = prop["enum"][0] if "enum" in prop else samples.get(prop.get("type"), "x")
+    return json.dumps(body)
+
+
+def _api_client(org):
+    from portal import services
+
+    key = services.api_key_create(
+        org=org,
+        name="walker",
+        scopes=["agents:read", "agents:write", "sessions:read", "sessions:write"],
+        created_by=None,
+    ).key
+    from django.test import Client
+
+    return Client(headers={"Authorization": f"Bearer {key}"})
+
+
+@pytest.mark.django_db
+def test_api_routes_answer_404_for_other_organizations_objects(org, other_org):
+    intruder = _api_client(other_org)
+    victim = _api_client(org)
+    checked = 0
+    for route in all_routes():
+        if classify(route) != "api":
+            continue
+        methods = _api_methods(route.route)
+        assert methods, f"{route.route} is routed but absent from the OpenAPI schema"
+        if not _PARAM.search(route.route):
+            continue  # no object in the URL: the key's organization is the only scope
+        path = build_path(route.route, "", org)
+        if "GET" in methods:
+            assert victim.get(path).status_code != 404, path
+        for method in methods:
+            before = database_fingerprint()
+            body = _valid_body(route.route, method)
+            response = intruder.generic(method, path, body, "application/json")
+            assert response.status_code == 404, f"{method} {path}: {response.status_code}"
+            assert response.json()["error"]["code"] == "not_found"
+            assert database_fingerprint() == before, f"{method} {path} changed data"
+            checked += 1
+    assert checked >= 5
+
+
+@pytest.mark.django_db
+def test_api_lists_show_only_the_keys_organization(org, other_org):
+    intruder = _api_client(other_org)
+    secrets_of_victim = [str(PARAMETERS[name](org)) for name in PARAMETERS]
+    for route in all_routes():
+        if classify(route) != "api" or _PARAM.search(route.route):
+            continue
+        if "GET" not in _api_methods(route.route):
+            continue
+        body = intruder.get("/" + route.route).content.decode()
+        leaked = [value for value in secrets_of_victim if value in body]
+        assert not leaked, f"/{route.route} shows another organization's objects: {leaked}"

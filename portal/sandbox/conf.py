@@ -72,8 +72,9 @@ def embed_poll_ms() -> int:
 
 
 def embed_frame_ancestors() -> list[str]:
-    """CSP frame-ancestors of the hosted embed page (it exists to be put in an iframe)."""
-    value = _get("SANDBOX_EMBED_FRAME_ANCESTORS", ["*"])
+    """CSP frame-ancestors of the hosted embed page: by default only the portal's own origin
+    (its session console) may put it in an iframe."""
+    value = _get("SANDBOX_EMBED_FRAME_ANCESTORS", ["'self'"])
     return [value] if isinstance(value, str) else list(value)
 
 

@@ -203,7 +203,7 @@ def test_embed_page_opens_a_room_and_the_poll_returns_messages(api):
     assert "text/html" in page.headers["Content-Type"]
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self' 'nonce-" in policy
-    assert "frame-ancestors *" in policy
+    assert "frame-ancestors 'self'" in policy
     assert "unsafe-inline" not in policy
     assert "X-Frame-Options" not in page.headers
     assert f"/sandbox/embed/{agent_id}/face.svg" in page.text

@@ -1,0 +1,262 @@
+"""Agents over REST: the same services and pre-flight checks as the pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from ninja import Query, Router
+
+from agents import services
+from agents.models import Agent, AgentStatus
+from agents.preflight import MediaSource, preflight_run
+from agents.schemas import AgentHistory, AgentIn, AgentList, AgentListQuery, AgentOut, AgentPatch
+from portal import idempotency
+from portal.api import (
+    ApiError,
+    ListQuery,
+    actor_for,
+    application_error,
+    error_response,
+    page_bounds,
+    scope_require,
+    upstream_refusal,
+)
+from portal.errors import ApplicationError
+from portal.models import ApiScope
+from sessions import api as session_api
+from sessions.api import SessionOut, SessionStartIn
+
+router = Router(tags=["agents"])
+
+# Upstream intermediate values that are not endings are reported as `generating`.
+_PUBLIC_STATUS = {AgentStatus.COMPLETED: "generating", AgentStatus.SUCCESS: "generating"}
+
+
+def agent_out(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": str(agent.public_id),
+        "name": agent.name,
+        "status": _PUBLIC_STATUS.get(agent.status, agent.status),  # type: ignore[call-overload]
+        "progress": 1.0 if agent.is_ready else agent.progress,
+        "current_step": agent.current_step,
+        "progress_message": agent.progress_message,
+        "error_message": agent.error_message,
+        "agent_code": agent.code if agent.is_ready else None,
+        "model": agent.model,
+        "system_prompt": agent.system_prompt,
+        "created_at": agent.created_at,
+        "updated_at": agent.updated_at,
+        "ready_at": agent.ready_at,
+    }
+
+
+def _agent_get(request: HttpRequest, agent_id: str) -> Agent:
+    return get_object_or_404(
+        Agent.objects.for_org(request.organization).active(),  # type: ignore[attr-defined]
+        public_id=_uuid_or_404(agent_id),
+    )
+
+
+def _uuid_or_404(value: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ApiError(404, "not_found", "Not found.") from None
+
+
+def _media(kind: str, url: str | None, data: str | None) -> MediaSource:
+    if url and data:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"Give {kind}_url or {kind}_base64, not both.",
+            details={"fields": {f"{kind}_base64": ["Give a link or the file, not both."]}},
+        )
+    if data:
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(
+                422,
+                "validation_error",
+                f"{kind}_base64 is not valid base64.",
+                details={"fields": {f"{kind}_base64": ["Not valid base64."]}},
+            ) from None
+        return MediaSource(upload=SimpleUploadedFile(f"{kind}.bin", raw))
+    return MediaSource(url=url or "")
+
+
+def _create(request: HttpRequest, payload: AgentIn) -> tuple[int, dict[str, Any]]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    image = _media("image", payload.image_url, payload.image_base64)
+    audio = _media("audio", payload.audio_url, payload.audio_base64)
+    report = preflight_run(prompt=payload.prompt, image=image, audio=audio)
+    if not report.ok:
+        fields: dict[str, list[str]] = {}
+        for check in report.failures:
+            name = {"prompt": "prompt"}.get(check.field) or (
+                f"{check.field}_base64"
+                if (image if check.field == "image" else audio).upload
+                else f"{check.field}_url"
+            )
+            fields.setdefault(name, []).append(check.message)
+        raise ApiError(
+            422, "validation_error", "Pre-flight checks failed.", details={"fields": fields}
+        )
+    try:
+        agent = services.agent_create(
+            actor=actor,
+            name=payload.name,
+            system_prompt=payload.prompt,
+            model=payload.model,
+            aspect_ratio=payload.aspect_ratio,
+            framing=payload.framing,
+            transparency=payload.transparency,
+            image=image,
+            audio=audio,
+        )
+    except ApplicationError as error:
+        raise application_error(error) from None
+    return 202, json.loads(AgentOut.model_validate(agent_out(agent)).model_dump_json())
+
+
+def _keep_client_errors(error: BaseException) -> tuple[int, Any] | None:
+    if isinstance(error, ApiError) and error.status < 500 and error.status != 429:
+        body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+        return error.status, body
+    return None
+
+
+@router.post(
+    "",
+    response={202: AgentOut},
+    summary="Create an agent (generation starts at once)",
+    description="Send `Idempotency-Key` to make retries safe: the same key and body within "
+    "24 h replays the first answer with `Idempotency-Replayed: true`.",
+)
+def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        status, body = _create(request, payload)
+        return JsonResponse(body, status=status)
+    if len(key) > 255:
+        raise ApiError(422, "validation_error", "Idempotency-Key is longer than 255 characters.")
+    fingerprint = idempotency.request_fingerprint(
+        method="POST", path=request.path, body=request.body
+    )
+    try:
+        outcome = idempotency.idempotent_run(
+            org=request.organization,  # type: ignore[attr-defined]
+            key=key,
+            fingerprint=fingerprint,
+            run=lambda: _create(request, payload),
+            keep=_keep_client_errors,
+        )
+    except idempotency.IdempotencyConflict as conflict:
+        return error_response(409, conflict.code, conflict.message)
+    response = JsonResponse(outcome.body, status=outcome.status)
+    if outcome.replayed:
+        response["Idempotency-Replayed"] = "true"
+    return response
+
+
+@router.get("", response=AgentList, summary="List agents")
+def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> dict[str, Any]:
+    scope_require(request, ApiScope.AGENTS_READ)
+    start, end = page_bounds(ListQuery(limit=filters.limit, offset=filters.offset))
+    agents = Agent.objects.for_org(request.organization).active()  # type: ignore[attr-defined]
+    if filters.status == "generating":
+        agents = agents.filter(
+            status__in=[AgentStatus.GENERATING, AgentStatus.COMPLETED, AgentStatus.SUCCESS]
+        )
+    elif filters.status:
+        agents = agents.filter(status=filters.status)
+    if filters.search:
+        from django.db.models import Q
+
+        agents = agents.filter(
+            Q(name__icontains=filters.search) | Q(code__iexact=filters.search.strip())
+        )
+    agents = agents.order_by("-created_at")
+    return {"items": [agent_out(a) for a in agents[start:end]], "count": agents.count()}
+
+
+@router.get("/{agent_id}", response=AgentOut, summary="An agent")
+def agent_get(request: HttpRequest, agent_id: str) -> dict[str, Any]:
+    scope_require(request, ApiScope.AGENTS_READ)
+    return agent_out(_agent_get(request, agent_id))
+
+
+@router.patch("/{agent_id}", response=AgentOut, summary="Change the system prompt")
+def agent_update(request: HttpRequest, agent_id: str, payload: AgentPatch) -> dict[str, Any]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    agent = _agent_get(request, agent_id)
+    if not agent.is_ready:
+        raise ApiError(409, "agent_not_ready", "The prompt can be changed once the agent is ready.")
+    try:
+        services.agent_prompt_update(actor=actor, agent=agent, text=payload.system_prompt)
+    except ApplicationError as error:
+        raise upstream_refusal(error) from None
+    agent.refresh_from_db()
+    return agent_out(agent)
+
+
+@router.delete("/{agent_id}", response={204: None}, summary="Delete an agent")
+def agent_delete(request: HttpRequest, agent_id: str) -> tuple[int, None]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    agent = _agent_get(request, agent_id)
+    try:
+        services.agent_archive(actor=actor, agent=agent)
+    except ApplicationError as error:
+        raise upstream_refusal(error) from None
+    return 204, None
+
+
+@router.post("/{agent_id}/retry", response={202: AgentOut}, summary="Retry a failed agent")
+def agent_retry(request: HttpRequest, agent_id: str) -> tuple[int, dict[str, Any]]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    agent = _agent_get(request, agent_id)
+    if not agent.is_failed:
+        raise ApiError(409, "agent_not_failed", "Only a failed agent can be retried.")
+    with transaction.atomic():
+        retry = services.agent_retry(actor=actor, agent=agent)
+    return 202, agent_out(retry)
+
+
+@router.get("/{agent_id}/history", response=AgentHistory, summary="Status history")
+def agent_history(request: HttpRequest, agent_id: str) -> dict[str, Any]:
+    scope_require(request, ApiScope.AGENTS_READ)
+    agent = _agent_get(request, agent_id)
+    return {
+        "items": [
+            {
+                "from_status": change.from_status,
+                "to_status": change.to_status,
+                "progress": change.progress,
+                "step": change.current_step,
+                "source": change.source,
+                "at": change.created_at,
+            }
+            for change in agent.status_changes.all()
+        ]
+    }
+
+
+@router.post(
+    "/{agent_id}/sessions",
+    response={201: SessionOut},
+    summary="Start a live session (hosted embed room, or the organization's LiveKit)",
+)
+def agent_session_start(
+    request: HttpRequest, agent_id: str, payload: SessionStartIn
+) -> HttpResponse:
+    return session_api.session_start(request, agent_id, payload)

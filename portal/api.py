@@ -1,0 +1,326 @@
+"""The REST API v1 (django-ninja): one NinjaAPI, routers from each app, one error envelope.
+
+- Auth: `Authorization: Bearer bhp_...`. The organization comes only from the key.
+- Every error: `{"error": {"code", "message", "details"}}`, mapped here and nowhere else.
+- Rate limit per key (fixed one-minute windows in the cache, Redis in production); the headers
+  go on every answer through `ApiRateLimitHeadersMiddleware`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Annotated, Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from ninja import NinjaAPI, Router, Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer
+from pydantic import AfterValidator, Field
+
+from portal import services
+from portal.bithuman import errors as bh_errors
+from portal.errors import ApplicationError
+from portal.models import ApiKey, Membership
+from portal.tenancy import Role
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An API answer other than success: status, snake_case code, message, details."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    response = JsonResponse(
+        {"error": {"code": code, "message": message, "details": details or {}}}, status=status
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+# --- Authentication and rate limits -------------------------------------------------------------
+
+
+def _rate_limit(request: HttpRequest, api_key: ApiKey) -> None:
+    limit = settings.API_RATE_LIMIT_PER_MINUTE
+    now = time.time()
+    window = int(now // 60)
+    reset = (window + 1) * 60
+    counter = f"api:rate:{api_key.pk}:{window}"
+    cache.add(counter, 0, timeout=90)
+    try:
+        used = cache.incr(counter)
+    except ValueError:  # expired between add and incr
+        cache.set(counter, 1, timeout=90)
+        used = 1
+    request.api_rate = {  # type: ignore[attr-defined]
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(max(0, limit - used)),
+        "X-RateLimit-Reset": str(reset),
+    }
+    if used > limit:
+        retry_after = max(1, math.ceil(reset - now))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many requests for this key: the limit is {limit} per minute.",
+            details={"retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class ApiKeyAuth(HttpBearer):
+    openapi_description = "An organization API key: `Authorization: Bearer bhp_...`"
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        api_key = services.api_key_authenticate(key=token)
+        if api_key is None:
+            return None
+        _rate_limit(request, api_key)
+        request.organization = api_key.organization  # type: ignore[attr-defined]
+        return api_key
+
+
+class ApiRateLimitHeadersMiddleware:
+    """Put the per-key rate-limit headers (computed during authentication) on every answer."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.get_response(request)
+        for name, value in getattr(request, "api_rate", {}).items():
+            response[name] = value
+        return response
+
+
+# --- What views use -----------------------------------------------------------------------------
+
+
+def api_key_of(request: HttpRequest) -> ApiKey:
+    return request.auth  # type: ignore[attr-defined]
+
+
+def scope_require(request: HttpRequest, scope: str) -> ApiKey:
+    api_key = api_key_of(request)
+    if scope not in api_key.scopes:
+        raise ApiError(403, "forbidden", f"This API key does not have the {scope} scope.")
+    return api_key
+
+
+def actor_for(api_key: ApiKey) -> Membership:
+    """The services' actor for a key: the key's organization with member rights (keys are
+    scoped by their scopes, not roles). Unsaved: nothing is written for it."""
+    actor = Membership(organization=api_key.organization, user=None, role=Role.MEMBER)
+    actor.api_key = api_key  # type: ignore[attr-defined]  # who acted, for the audit log
+    return actor
+
+
+def _text_clean(value: str) -> str:
+    """Text we can store and show: no NUL (PostgreSQL refuses it), no lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("Must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("Must be valid Unicode text.") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text_clean)]
+
+
+MAX_OFFSET = 1_000_000_000
+
+
+class ListQuery(Schema):
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+def page_bounds(query: ListQuery) -> tuple[int, int]:
+    fields = {}
+    if not 1 <= query.limit <= 100:
+        fields["limit"] = ["Must be between 1 and 100."]
+    if query.offset < 0:
+        fields["offset"] = ["Must be 0 or more."]
+    if fields:
+        raise ApiError(422, "validation_error", "Invalid paging.", details={"fields": fields})
+    return query.offset, query.offset + query.limit
+
+
+def application_error(error: ApplicationError, *, status: int = 422) -> ApiError:
+    """A service's domain error as an API error (field errors become details.fields)."""
+    code = error.extra.get("code", "validation_error" if status == 422 else "conflict")
+    details = {"fields": {error.field: [error.message]}} if error.field else {}
+    return ApiError(status, code, error.message, details=details)
+
+
+def upstream_refusal(error: ApplicationError) -> ApiError:
+    """A service error caused by bitHuman: its 4xx refusals are conflicts, the rest outages."""
+    status = error.extra.get("upstream_status")
+    if status == 429:
+        retry_after = max(1, math.ceil(error.extra.get("retry_after") or 1))
+        return ApiError(
+            429,
+            "rate_limited",
+            f"bitHuman is rate limiting this organization: retry in {retry_after} s.",
+            details={"retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+    details: dict[str, Any] = {"upstream_status": status}
+    if error.field:
+        details["fields"] = {error.field: [error.message]}
+    if isinstance(status, int) and 400 <= status < 500:
+        return ApiError(409, "upstream_rejected", error.message, details=details)
+    return ApiError(502, "upstream_error", error.message, details=details)
+
+
+def upstream_error(error: bh_errors.BithumanError) -> ApiError:
+    """bitHuman's refusal, as our API says it."""
+    if isinstance(error, bh_errors.RateLimitedError):
+        retry_after = max(1, math.ceil(error.retry_after or 1))
+        return ApiError(
+            429,
+            "rate_limited",
+            f"bitHuman is rate limiting this organization: retry in {retry_after} s.",
+            details={"retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+    status = 503 if isinstance(error, bh_errors.TransportError | bh_errors.UpstreamError) else 502
+    return ApiError(
+        status, "upstream_error", f"bitHuman: {error.message}", details={"code": error.code}
+    )
+
+
+# --- The API ------------------------------------------------------------------------------------
+
+api = NinjaAPI(
+    title="bitHuman Portal API",
+    version="1",
+    description=(
+        "Create bitHuman avatar agents and drive live sessions for one organization. "
+        "Authenticate with an organization API key: `Authorization: Bearer bhp_...`."
+    ),
+    auth=ApiKeyAuth(),
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_response(
+        401,
+        "unauthenticated",
+        "Send a valid, unrevoked, unexpired API key: `Authorization: Bearer bhp_...`.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+@api.exception_handler(NinjaValidationError)
+def _validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    fields: dict[str, list[str]] = {}
+    wrappers = {"body", "payload", "query", "path", "filters"}
+    for error in exc.errors:
+        parts = [str(part) for part in error.get("loc", []) if part not in wrappers]
+        name = ".".join(parts) or "body"
+        fields.setdefault(name, []).append(str(error.get("msg", "Invalid value.")))
+    return error_response(422, "validation_error", "The request is not valid.", {"fields": fields})
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_response(404, "not_found", "Not found.")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    codes = {400: "validation_error", 401: "unauthenticated", 403: "forbidden", 404: "not_found"}
+    code = codes.get(exc.status_code, "conflict" if exc.status_code == 409 else "error")
+    return error_response(exc.status_code, code, str(exc))
+
+
+@api.exception_handler(bh_errors.BithumanError)
+def _bithuman_error(request: HttpRequest, exc: bh_errors.BithumanError) -> HttpResponse:
+    error = upstream_error(exc)
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("Unhandled API error on %s %s", request.method, request.path)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+organization_router = Router(tags=["organization"])
+
+
+class OrganizationOut(Schema):
+    slug: str
+    name: str
+    mode: str
+
+
+@organization_router.get("", response=OrganizationOut, summary="The key's organization")
+def organization_get(request: HttpRequest) -> dict[str, str]:
+    api_key = api_key_of(request)
+    org = api_key.organization
+    connection = services.connection_get(org=org)
+    return {"slug": org.slug, "name": org.name, "mode": connection.mode}
+
+
+api.add_router("/organization", organization_router)
+api.add_router("/agents", "agents.api.router")
+api.add_router("/sessions", "sessions.api.router")
+
+
+def api_index(request: HttpRequest) -> HttpResponse:
+    """Where integrators start: links to the docs and the schema."""
+    return JsonResponse(
+        {
+            "name": "bitHuman Portal API",
+            "version": "1",
+            "docs": request.build_absolute_uri("/api/v1/docs"),
+            "openapi": request.build_absolute_uri("/api/v1/openapi.json"),
+        }
+    )
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Unknown paths under /api/v1/ answer the JSON envelope, never an HTML page."""
+    return error_response(404, "not_found", "No such API endpoint.")

@@ -1,0 +1,81 @@
+"""Idempotent API POSTs, Stripe's rules: the same key and body within 24 h replays the first
+answer; the same key with another body is `409 idempotency_key_reused`; a duplicate while the
+first is still running is `409 request_in_progress`. Keys are per organization."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal.models import ApiIdempotencyKey, Organization
+
+TTL = timedelta(hours=24)
+
+
+class IdempotencyConflict(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: Any
+    replayed: bool
+
+
+def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+
+
+def idempotent_run(
+    *,
+    org: Organization,
+    key: str,
+    fingerprint: str,
+    run: Callable[[], tuple[int, Any]],
+    keep: Callable[[BaseException], tuple[int, Any] | None],
+) -> Outcome:
+    """Run `run` once per (organization, key). `keep` turns an error raised by `run` into an
+    answer worth replaying (a 4xx), or None to forget the key (a 5xx: the client may retry)."""
+    now = timezone.now()
+    ApiIdempotencyKey.objects.filter(organization=org, key=key, created_at__lt=now - TTL).delete()
+    try:
+        with transaction.atomic():
+            record = ApiIdempotencyKey.objects.create(
+                organization=org, key=key, request_hash=fingerprint
+            )
+    except IntegrityError:
+        existing = ApiIdempotencyKey.objects.get(organization=org, key=key)
+        if existing.request_hash != fingerprint:
+            raise IdempotencyConflict(
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request.",
+            ) from None
+        if existing.status_code is None:
+            raise IdempotencyConflict(
+                "request_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            ) from None
+        return Outcome(status=existing.status_code, body=existing.response_body, replayed=True)
+    try:
+        status, body = run()
+    except BaseException as error:
+        kept = keep(error)
+        if kept is None:
+            record.delete()
+            raise
+        ApiIdempotencyKey.objects.filter(pk=record.pk).update(
+            status_code=kept[0], response_body=kept[1]
+        )
+        raise
+    ApiIdempotencyKey.objects.filter(pk=record.pk).update(status_code=status, response_body=body)
+    return Outcome(status=status, body=body, replayed=False)

@@ -1,0 +1,231 @@
+"""Sessions over REST: start, list, end, speak, add context, read events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from portal.api import (
+    MAX_OFFSET,
+    ApiError,
+    ListQuery,
+    Text,
+    actor_for,
+    application_error,
+    page_bounds,
+    scope_require,
+)
+from portal.errors import ApplicationError
+from portal.models import ApiScope
+from sessions import services
+from sessions.models import AgentSession, EventOutcome, SessionEvent
+
+router = Router(tags=["sessions"])
+
+
+class SessionStartIn(Schema):
+    kind: str = Field(default="hosted", pattern="^(hosted|livekit)$")
+
+
+class SessionOut(Schema):
+    id: str
+    agent_id: str
+    kind: str
+    status: str
+    room_name: str
+    join_url: str
+    started_at: Any
+    ended_at: Any | None
+
+
+class SessionList(Schema):
+    items: list[SessionOut]
+    count: int
+
+
+class SessionListQuery(Schema):
+    agent_id: str | None = None
+    status: str | None = Field(default=None, pattern="^(live|ended)$")
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+class SpeakIn(Schema):
+    message: Text = Field(min_length=1, max_length=2000)
+
+
+class ContextIn(Schema):
+    context: Text = Field(min_length=1, max_length=10000)
+
+
+class EventOut(Schema):
+    id: int
+    kind: str
+    text: str
+    outcome: str
+    delivered_to_rooms: int | None
+    created_at: Any
+
+
+class EventList(Schema):
+    items: list[EventOut]
+    count: int
+
+
+def session_out(session: AgentSession) -> dict[str, Any]:
+    return {
+        "id": str(session.public_id),
+        "agent_id": str(session.agent.public_id),
+        "kind": session.kind,
+        "status": session.status,
+        "room_name": session.room_name,
+        "join_url": session.room_url,
+        "started_at": session.started_at,
+        "ended_at": session.ended_at,
+    }
+
+
+def event_out(event: SessionEvent) -> dict[str, Any]:
+    return {
+        "id": event.pk,
+        "kind": event.kind,
+        "text": event.text,
+        "outcome": event.outcome,
+        "delivered_to_rooms": event.delivered_rooms,
+        "created_at": event.created_at,
+    }
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(404, "not_found", "Not found.") from None
+
+
+def _session_get(request: HttpRequest, session_id: str) -> AgentSession:
+    return get_object_or_404(
+        AgentSession.objects.for_org(request.organization).select_related("agent"),  # type: ignore[attr-defined]
+        public_id=_uuid(session_id),
+    )
+
+
+def session_start(request: HttpRequest, agent_id: str, payload: SessionStartIn) -> JsonResponse:
+    """POST /agents/{id}/sessions (mounted by agents.api)."""
+    from agents.models import Agent
+
+    actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
+    agent = get_object_or_404(
+        Agent.objects.for_org(request.organization).active(),  # type: ignore[attr-defined]
+        public_id=_uuid(agent_id),
+    )
+    if not agent.is_ready:
+        raise ApiError(409, "agent_not_ready", "Sessions can start once the agent is ready.")
+    try:
+        session = services.session_start(actor=actor, agent=agent, kind=payload.kind)
+    except ApplicationError as error:
+        raise application_error(error, status=409) from None
+    return JsonResponse(SessionOut(**session_out(session)).model_dump(mode="json"), status=201)
+
+
+@router.get("", response=SessionList, summary="List sessions")
+def session_list(request: HttpRequest, filters: Query[SessionListQuery]) -> dict[str, Any]:
+    scope_require(request, ApiScope.SESSIONS_READ)
+    start, end = page_bounds(ListQuery(limit=filters.limit, offset=filters.offset))
+    sessions = AgentSession.objects.for_org(request.organization).select_related("agent")  # type: ignore[attr-defined]
+    if filters.agent_id:
+        sessions = sessions.filter(agent__public_id=_uuid(filters.agent_id))
+    if filters.status:
+        sessions = sessions.filter(status=filters.status)
+    return {
+        "items": [session_out(s) for s in sessions[start:end]],
+        "count": sessions.count(),
+    }
+
+
+@router.get("/{session_id}", response=SessionOut, summary="A session")
+def session_get(request: HttpRequest, session_id: str) -> dict[str, Any]:
+    scope_require(request, ApiScope.SESSIONS_READ)
+    return session_out(_session_get(request, session_id))
+
+
+@router.post("/{session_id}/end", response=SessionOut, summary="End a session")
+def session_end(request: HttpRequest, session_id: str) -> dict[str, Any]:
+    actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
+    session = _session_get(request, session_id)
+    services.session_end(actor=actor, session=session)
+    session.refresh_from_db()
+    return session_out(session)
+
+
+def _delivered(event: SessionEvent) -> JsonResponse:
+    body = EventOut(**event_out(event)).model_dump(mode="json")
+    if event.outcome == EventOutcome.DELIVERED:
+        return JsonResponse(body, status=201)
+    if event.outcome == EventOutcome.NO_LIVE_ROOM:
+        raise ApiError(
+            409,
+            "no_live_room",
+            "No live room: open the session's join_url first. The event was recorded.",
+            details={"event_id": event.pk},
+        )
+    if event.retry_after_seconds:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"bitHuman is rate limiting this organization: retry in {event.retry_after_seconds} s.",
+            details={"event_id": event.pk, "retry_after": event.retry_after_seconds},
+            headers={"Retry-After": str(event.retry_after_seconds)},
+        )
+    raise ApiError(
+        502,
+        "upstream_error",
+        f"bitHuman: {event.error_message}",
+        details={"event_id": event.pk, "code": event.error_code},
+    )
+
+
+@router.post(
+    "/{session_id}/speak",
+    response={201: EventOut},
+    summary="Make the avatar say something now",
+)
+def session_speak(request: HttpRequest, session_id: str, payload: SpeakIn) -> JsonResponse:
+    actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
+    session = _session_get(request, session_id)
+    try:
+        event = services.session_speak(actor=actor, session=session, text=payload.message)
+    except ApplicationError as error:
+        raise application_error(error, status=409 if not session.is_live else 422) from None
+    return _delivered(event)
+
+
+@router.post(
+    "/{session_id}/context",
+    response={201: EventOut},
+    summary="Give the avatar knowledge for its next replies",
+)
+def session_context(request: HttpRequest, session_id: str, payload: ContextIn) -> JsonResponse:
+    actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
+    session = _session_get(request, session_id)
+    try:
+        event = services.session_context_add(actor=actor, session=session, text=payload.context)
+    except ApplicationError as error:
+        raise application_error(error, status=409 if not session.is_live else 422) from None
+    return _delivered(event)
+
+
+@router.get("/{session_id}/events", response=EventList, summary="The session's timeline")
+def session_events(
+    request: HttpRequest, session_id: str, paging: Query[ListQuery]
+) -> dict[str, Any]:
+    scope_require(request, ApiScope.SESSIONS_READ)
+    session = _session_get(request, session_id)
+    start, end = page_bounds(paging)
+    events = session.events.order_by("created_at", "id")
+    return {"items": [event_out(e) for e in events[start:end]], "count": events.count()}

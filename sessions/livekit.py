@@ -1,0 +1,153 @@
+"""LiveKit for `livekit` sessions: participant tokens, the room link, and closing a room.
+
+Tokens are minted with livekit-api (HS256 JWTs signed with the organization's API secret). The
+avatar's token lets bitHuman's worker join one room as `bithuman-avatar-agent`; a viewer token
+lets a person open the room through the link template (LiveKit Meet by default).
+
+Closing a room: in Live mode through LiveKit's RoomService (DeleteRoom), which makes the avatar
+leave; in Test mode the sandbox stands in for both bitHuman and LiveKit, and its control API
+ends the room it registered for the runtime token.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import quote, urlsplit
+
+import httpx
+from django.conf import settings
+from livekit import api as livekit_api
+
+from portal.bithuman import aio
+
+AVATAR_IDENTITY = "bithuman-avatar-agent"
+AVATAR_TOKEN_TTL = timedelta(hours=1)
+VIEWER_TOKEN_TTL = timedelta(hours=6)
+ROOM_DELETE_TIMEOUT_SECONDS = 5.0
+
+
+class LiveKitError(Exception):
+    """A LiveKit (or sandbox room) call failed; `message` says why, without any secret."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _token(
+    *,
+    api_key: str,
+    api_secret: str,
+    room_name: str,
+    identity: str,
+    name: str,
+    ttl: timedelta,
+    can_publish: bool = True,
+) -> str:
+    grants = livekit_api.VideoGrants(
+        room_join=True,
+        room=room_name,
+        can_publish=can_publish,
+        can_subscribe=True,
+        can_publish_data=can_publish,
+    )
+    return (
+        livekit_api.AccessToken(api_key, api_secret)
+        .with_identity(identity)
+        .with_name(name)
+        .with_grants(grants)
+        .with_ttl(ttl)
+        .to_jwt()
+    )
+
+
+def avatar_token(*, api_key: str, api_secret: str, room_name: str) -> str:
+    """The token bitHuman's worker joins the room with (sent in the runtime-token request)."""
+    return _token(
+        api_key=api_key,
+        api_secret=api_secret,
+        room_name=room_name,
+        identity=AVATAR_IDENTITY,
+        name="bitHuman avatar",
+        ttl=AVATAR_TOKEN_TTL,
+    )
+
+
+def viewer_token(
+    *,
+    api_key: str,
+    api_secret: str,
+    room_name: str,
+    identity: str,
+    name: str,
+    can_publish: bool = True,
+) -> str:
+    """A token for a person in the room: talking (publishing) unless `can_publish` is False.
+    LiveKit allows one participant per identity, so every link gets its own."""
+    return _token(
+        api_key=api_key,
+        api_secret=api_secret,
+        room_name=room_name,
+        identity=identity,
+        name=name,
+        ttl=VIEWER_TOKEN_TTL,
+        can_publish=can_publish,
+    )
+
+
+def room_link(*, url: str, token: str) -> str:
+    """The browser link to the room, from LIVEKIT_ROOM_LINK_TEMPLATE."""
+    template: str = settings.LIVEKIT_ROOM_LINK_TEMPLATE
+    return template.format(url=quote(url, safe=""), token=quote(token, safe=""))
+
+
+def room_link_origin() -> str:
+    """The scheme and host of room links (what the session page may frame)."""
+    parts = urlsplit(settings.LIVEKIT_ROOM_LINK_TEMPLATE)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+async def _room_delete(*, url: str, api_key: str, api_secret: str, room_name: str) -> None:
+    import aiohttp  # livekit-api's own HTTP client
+
+    timeout = aiohttp.ClientTimeout(total=ROOM_DELETE_TIMEOUT_SECONDS)
+    client = livekit_api.LiveKitAPI(
+        url=url, api_key=api_key, api_secret=api_secret, timeout=timeout, failover=False
+    )
+    try:
+        await client.room.delete_room(livekit_api.DeleteRoomRequest(room=room_name))
+    finally:
+        await client.aclose()
+
+
+def room_delete(*, url: str, api_key: str, api_secret: str, room_name: str) -> None:
+    """Close the room on the LiveKit server (every participant, the avatar too, is removed)."""
+    try:
+        aio.run(_room_delete(url=url, api_key=api_key, api_secret=api_secret, room_name=room_name))
+    except Exception as error:  # any failure is reported; none may stop the session ending
+        detail = str(error).replace(api_secret, "****") if api_secret else str(error)
+        raise LiveKitError(
+            f"LiveKit did not close room {room_name} ({type(error).__name__}: "
+            f"{detail or 'no detail'})"
+        ) from None
+
+
+def sandbox_room_end(*, base_url: str, api_secret: str, room_name: str) -> bool:
+    """End a runtime room in the sandbox (Test mode); False when it had already ended."""
+    try:
+        response = httpx.post(
+            f"{base_url.rstrip('/')}/control/rooms/{quote(room_name, safe='')}/end",
+            headers={"api-secret": api_secret},
+            timeout=ROOM_DELETE_TIMEOUT_SECONDS,
+        )
+    except httpx.HTTPError as error:
+        raise LiveKitError(
+            f"The sandbox did not close room {room_name} ({type(error).__name__})"
+        ) from None
+    if response.status_code == 404:
+        return False
+    if not response.is_success:
+        raise LiveKitError(
+            f"The sandbox did not close room {room_name} (HTTP {response.status_code})"
+        )
+    return True

@@ -1,0 +1,444 @@
+"""Writes for live sessions: start, speak, add context, end, the idle sweep, quick replies, and
+the organization's LiveKit settings.
+
+- Starting asks bitHuman first and saves the session only when it answered: a refused start
+  leaves nothing half-made.
+- Speak and add-context record every attempt that reached bitHuman (or tried to) as an event
+  with its outcome, delivered or not: nothing an operator typed is lost. Input that breaks the
+  limits is refused before anything is sent or saved.
+- A session's status only moves from live to ended, by compare-and-set: an operator and the
+  idle sweep ending it at once end it once, and only the winner closes the LiveKit room.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agents.models import Agent
+from portal import services as portal_services
+from portal.bithuman import errors as bh_errors
+from portal.errors import ApplicationError
+from portal.models import BithumanConnection, Membership, User
+from portal.tenancy import Role, role_at_least
+from sessions import livekit, selectors
+from sessions.models import (
+    CONTEXT_MAX_CHARS,
+    QUICK_REPLY_MAX_CHARS,
+    RATE_LIMITED,
+    SPEAK_MAX_CHARS,
+    AgentSession,
+    EndReason,
+    EventKind,
+    EventOutcome,
+    LiveKitConfig,
+    QuickReply,
+    SessionEvent,
+    SessionKind,
+    SessionStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+# bitHuman's hosted embed page in Live mode; Test mode uses the sandbox's copy of it.
+BITHUMAN_EMBED_BASE_URL = "https://bithuman.ai"
+LIVEKIT_URL_SCHEMES = ("wss", "ws", "https", "http")
+
+
+def _actor_user(actor: Membership) -> User | None:
+    """The person acting, or None when an API key acts (its membership has no user)."""
+    return actor.user if actor.user_id else None
+
+
+def _require(actor: Membership, minimum: str, action: str) -> None:
+    if not role_at_least(actor.role, minimum):
+        raise ApplicationError(f"Only {Role(minimum).label.lower()}s and above can {action}.")
+
+
+def _system_event(
+    session: AgentSession, text: str, *, author: User | None = None, **outcome: Any
+) -> SessionEvent:
+    return SessionEvent.objects.create(
+        session=session, kind=EventKind.SYSTEM, text=text, author=author, **outcome
+    )
+
+
+# --- Starting -----------------------------------------------------------------------------------
+
+
+def _embed_link(*, connection: BithumanConnection, code: str, token: str) -> str:
+    """bitHuman's hosted embed page for this token; the sandbox's copy in Test mode."""
+    base = BITHUMAN_EMBED_BASE_URL if connection.is_live else settings.SANDBOX_BASE_URL
+    return f"{base.rstrip('/')}/embed/{quote(code, safe='')}?{urlencode({'token': token})}"
+
+
+def _livekit_room_name(agent: Agent) -> str:
+    return f"bithuman-{agent.code.lower()}-{secrets.token_hex(4)}"
+
+
+def _start_error(error: bh_errors.BithumanError, agent: Agent) -> ApplicationError:
+    if isinstance(error, bh_errors.ConcurrencyLimitError):
+        return ApplicationError(
+            "Your bitHuman plan's limit of concurrent live sessions is reached "
+            f"({error.message}). End a live session, then start this one."
+        )
+    if isinstance(error, bh_errors.ConflictError):
+        return ApplicationError(
+            f"bitHuman says {agent.name} is not ready for a session yet ({error.message})."
+        )
+    if isinstance(error, bh_errors.AgentNotFoundError):
+        return ApplicationError(
+            f"bitHuman does not know agent {agent.code} under this organization's connection "
+            "(was it made in the other mode, or deleted?)."
+        )
+    if isinstance(error, bh_errors.RateLimitedError):
+        wait = math.ceil(error.retry_after) if error.retry_after else None
+        return ApplicationError(
+            f"Slow down: retry in {wait} s." if wait else "Slow down: retry shortly."
+        )
+    if isinstance(error, bh_errors.InsufficientCreditsError):
+        return ApplicationError(
+            f"Not enough bitHuman credits to start a session ({error.message})."
+        )
+    return ApplicationError(f"bitHuman could not start the session: {error.message}")
+
+
+def session_start(*, actor: Membership, agent: Agent, kind: str) -> AgentSession:
+    """Open a room for a ready agent and record the session.
+
+    Hosted: an embed token (one fingerprint per session) and the embed page's link. LiveKit: a
+    room name, the avatar's participant token, the runtime-token request that dispatches the
+    avatar into the room, and a viewer link from LIVEKIT_ROOM_LINK_TEMPLATE.
+    """
+    _require(actor, Role.MEMBER, "start sessions")
+    if agent.organization_id != actor.organization_id or agent.archived_at is not None:
+        raise ApplicationError("No such agent.")
+    if not agent.is_ready or not agent.code:
+        raise ApplicationError(
+            f"{agent.name} is not ready yet ({agent.get_status_display().lower()}): "
+            "start a session once its generation has finished."
+        )
+    if kind not in SessionKind.values:
+        raise ApplicationError("Choose where the room runs.", field="kind")
+    config = None
+    if kind == SessionKind.LIVEKIT:
+        config = selectors.livekit_config_get(org=actor.organization)
+        if config is None:
+            raise ApplicationError(
+                "LiveKit is not set up for this organization: an admin can add its URL, API key "
+                "and API secret in Settings.",
+                field="kind",
+            )
+    connection = portal_services.connection_get(org=actor.organization)
+    public_id = uuid.uuid4()
+    user = _actor_user(actor)
+    try:
+        with portal_services.client_for(connection=connection) as client:
+            if config is None:
+                embed = client.embed_token_request(agent_id=agent.code, fingerprint=public_id.hex)
+                room_name = embed.sid or ""
+                room_url = _embed_link(connection=connection, code=agent.code, token=embed.token)
+                started_text = "Session started: bitHuman hosted room"
+            else:
+                room_name = _livekit_room_name(agent)
+                client.runtime_token_request(
+                    agent_code=agent.code,
+                    room_name=room_name,
+                    livekit_url=config.url,
+                    livekit_token=livekit.avatar_token(
+                        api_key=config.api_key, api_secret=config.api_secret, room_name=room_name
+                    ),
+                    model=agent.model,
+                )
+                viewer = livekit.viewer_token(
+                    api_key=config.api_key,
+                    api_secret=config.api_secret,
+                    room_name=room_name,
+                    identity=f"operator-{public_id.hex[:12]}",
+                    name=user.get_short_name() if user else "Operator",
+                )
+                room_url = livekit.room_link(url=config.url, token=viewer)
+                started_text = f"Session started: LiveKit room {room_name}, avatar dispatched"
+    except bh_errors.BithumanError as error:
+        raise _start_error(error, agent) from None
+    now = timezone.now()
+    with transaction.atomic():
+        session = AgentSession.objects.create(
+            organization=actor.organization,
+            public_id=public_id,
+            agent=agent,
+            kind=kind,
+            room_name=room_name,
+            room_url=room_url,
+            sandbox=not connection.is_live,
+            livekit_url=config.url if config else "",
+            started_by=user,
+            started_at=now,
+            last_activity_at=now,
+        )
+        _system_event(session, started_text, author=user)
+    return session
+
+
+# --- Speak and add context ----------------------------------------------------------------------
+
+
+def _message_check(*, kind: str, text: str) -> str:
+    """The text to send, stripped; a form error for empty or over-limit text."""
+    if kind == EventKind.SPEAK:
+        field, limit, name, what = "message", SPEAK_MAX_CHARS, "Speak", "what the avatar says"
+    else:
+        field, limit, name, what = "context", CONTEXT_MAX_CHARS, "Context", "the context"
+    text = text.strip()
+    if not text:
+        raise ApplicationError(f"Type {what} first.", field=field)
+    if len(text) > limit:
+        raise ApplicationError(
+            f"{name} text is limited to {limit:,} characters (this has {len(text):,}).",
+            field=field,
+        )
+    return text
+
+
+def _outcome_of(error: bh_errors.BithumanError, code: str) -> dict[str, Any]:
+    if isinstance(error, bh_errors.NoActiveRoomsError):
+        return {"outcome": EventOutcome.NO_LIVE_ROOM, "error_message": error.message}
+    outcome: dict[str, Any] = {"outcome": EventOutcome.ERROR, "error_code": error.code}
+    if isinstance(error, bh_errors.RateLimitedError):
+        retry_after = math.ceil(error.retry_after) if error.retry_after is not None else None
+        outcome |= {
+            "error_code": RATE_LIMITED,
+            "retry_after_seconds": max(1, retry_after) if retry_after is not None else None,
+            "error_message": error.message,
+        }
+    elif isinstance(error, bh_errors.AgentNotFoundError):
+        outcome["error_message"] = (
+            f"bitHuman does not know agent {code} under this organization's connection "
+            f"({error.message})"
+        )
+    else:
+        outcome["error_message"] = error.message
+    return outcome
+
+
+def _deliver(*, actor: Membership, session: AgentSession, kind: str, text: str) -> SessionEvent:
+    action = "speak in sessions" if kind == EventKind.SPEAK else "add context to sessions"
+    _require(actor, Role.MEMBER, action)
+    text = _message_check(kind=kind, text=text)
+    if session.organization_id != actor.organization_id:
+        raise ApplicationError("No such session.")
+    if not session.is_live:
+        raise ApplicationError(
+            "This session has ended: start a new one to reach the avatar.",
+            field="message" if kind == EventKind.SPEAK else "context",
+        )
+    code = session.agent.code
+    connection = portal_services.connection_get(org=actor.organization)
+    outcome: dict[str, Any]
+    try:
+        # No retries: a rate limit is shown at once ("retry in N s") rather than making the
+        # operator wait, and the text stays in the box to send again.
+        with portal_services.client_for(connection=connection, max_retries=0) as client:
+            if kind == EventKind.SPEAK:
+                delivery = client.agent_speak(code=code, message=text)
+            else:
+                delivery = client.agent_context_add(
+                    code=code, context=text, context_type="add_context"
+                )
+    except bh_errors.BithumanError as error:
+        outcome = _outcome_of(error, code)
+    else:
+        outcome = {
+            "outcome": EventOutcome.DELIVERED,
+            "delivered_rooms": delivery.delivered_to_rooms,
+        }
+    now = timezone.now()
+    with transaction.atomic():
+        event = SessionEvent.objects.create(
+            session=session,
+            kind=kind,
+            text=text,
+            author=_actor_user(actor),
+            created_at=now,
+            **outcome,
+        )
+        AgentSession.objects.filter(pk=session.pk).update(last_activity_at=now)
+    session.last_activity_at = now
+    return event
+
+
+def session_speak(*, actor: Membership, session: AgentSession, text: str) -> SessionEvent:
+    """Make the avatar say `text` now in the agent's live rooms; the event says what happened."""
+    return _deliver(actor=actor, session=session, kind=EventKind.SPEAK, text=text)
+
+
+def session_context_add(*, actor: Membership, session: AgentSession, text: str) -> SessionEvent:
+    """Give the agent background knowledge for its next replies (bitHuman's `add_context`)."""
+    return _deliver(actor=actor, session=session, kind=EventKind.CONTEXT, text=text)
+
+
+# --- Ending -------------------------------------------------------------------------------------
+
+
+def _livekit_room_close(session: AgentSession) -> None:
+    """Close the LiveKit room we created; a failure is recorded, never raised."""
+    try:
+        if session.sandbox:
+            connection = portal_services.connection_get(org=session.organization)
+            closed = livekit.sandbox_room_end(
+                base_url=settings.SANDBOX_BASE_URL,
+                api_secret=connection.sandbox_secret,
+                room_name=session.room_name,
+            )
+        else:
+            config = selectors.livekit_config_get(org=session.organization)
+            if config is None or config.url != session.livekit_url:
+                raise livekit.LiveKitError(
+                    "the organization's LiveKit settings changed since the session started; "
+                    f"close room {session.room_name} in LiveKit yourself"
+                )
+            livekit.room_delete(
+                url=config.url,
+                api_key=config.api_key,
+                api_secret=config.api_secret,
+                room_name=session.room_name,
+            )
+            closed = True
+    except livekit.LiveKitError as error:
+        logger.warning("Session %s: %s", session.public_id, error.message)
+        _system_event(
+            session,
+            "Could not close the LiveKit room",
+            outcome=EventOutcome.ERROR,
+            error_message=error.message,
+        )
+        return
+    state = "closed" if closed else "had already closed"
+    _system_event(session, f"LiveKit room {session.room_name} {state}")
+
+
+def _end(
+    *,
+    session: AgentSession,
+    reason: str,
+    user: User | None,
+    idle_before: datetime | None = None,
+) -> bool:
+    now = timezone.now()
+    live = AgentSession.objects.filter(pk=session.pk, status=SessionStatus.LIVE)
+    if idle_before is not None:
+        # Activity since the sweep picked this session keeps it live.
+        live = live.filter(last_activity_at__lt=idle_before)
+    ended = live.update(status=SessionStatus.ENDED, ended_at=now, ended_by=user, end_reason=reason)
+    session.refresh_from_db()
+    if not ended:
+        return False
+    if reason == EndReason.IDLE:
+        text = f"Session ended: idle for more than {settings.SESSION_IDLE_MINUTES} minutes"
+    else:
+        text = f"Session ended by {user.get_short_name()}" if user else "Session ended"
+    _system_event(session, text, author=user)
+    if session.kind == SessionKind.LIVEKIT:
+        _livekit_room_close(session)
+    return True
+
+
+def session_end(*, actor: Membership, session: AgentSession) -> bool:
+    """End a live session (an operator's "End session"); False if it had already ended."""
+    _require(actor, Role.MEMBER, "end sessions")
+    if session.organization_id != actor.organization_id:
+        raise ApplicationError("No such session.")
+    return _end(session=session, reason=EndReason.OPERATOR, user=_actor_user(actor))
+
+
+def sessions_end_idle(*, now: datetime | None = None, batch: int = 500) -> int:
+    """End live sessions idle longer than SESSION_IDLE_MINUTES; return how many ended."""
+    cutoff = (now or timezone.now()) - timedelta(minutes=settings.SESSION_IDLE_MINUTES)
+    ended = 0
+    idle = AgentSession.objects.idle_since(cutoff).select_related("organization", "agent")
+    for session in idle.order_by("last_activity_at")[:batch]:
+        ended += _end(session=session, reason=EndReason.IDLE, user=None, idle_before=cutoff)
+    return ended
+
+
+# --- Quick replies ------------------------------------------------------------------------------
+
+
+def quick_reply_create(*, actor: Membership, text: str) -> QuickReply:
+    """Save a line for the Speak box; saving the same line twice keeps one."""
+    _require(actor, Role.MEMBER, "save quick replies")
+    text = text.strip()
+    if not text:
+        raise ApplicationError("Type the quick reply first.", field="reply")
+    if len(text) > QUICK_REPLY_MAX_CHARS:
+        raise ApplicationError(
+            f"A quick reply is limited to {QUICK_REPLY_MAX_CHARS} characters.", field="reply"
+        )
+    org = actor.organization
+    try:
+        with transaction.atomic():
+            reply, _created = QuickReply.objects.get_or_create(
+                organization=org, text=text, defaults={"created_by": _actor_user(actor)}
+            )
+    except IntegrityError:  # saved by someone else at the same moment
+        reply = QuickReply.objects.for_org(org).get(text=text)
+    return reply
+
+
+def quick_reply_delete(*, actor: Membership, reply: QuickReply) -> None:
+    _require(actor, Role.MEMBER, "delete quick replies")
+    QuickReply.objects.for_org(actor.organization).filter(pk=reply.pk).delete()
+
+
+# --- The organization's LiveKit project ---------------------------------------------------------
+
+
+def _livekit_url_clean(url: str) -> str:
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in LIVEKIT_URL_SCHEMES or not parts.netloc:
+        raise ApplicationError(
+            "Give the LiveKit server URL, e.g. wss://your-project.livekit.cloud.", field="url"
+        )
+    return url
+
+
+def livekit_config_save(
+    *, actor: Membership, url: str, api_key: str, api_secret: str
+) -> LiveKitConfig:
+    """Save the LiveKit project (secret encrypted). A blank secret keeps the saved one."""
+    _require(actor, Role.ADMIN, "change the LiveKit settings")
+    url = _livekit_url_clean(url)
+    api_key = api_key.strip()
+    api_secret = api_secret.strip()
+    if not api_key:
+        raise ApplicationError("Paste the LiveKit API key.", field="api_key")
+    existing = selectors.livekit_config_get(org=actor.organization)
+    if not api_secret:
+        if existing is None:
+            raise ApplicationError("Paste the LiveKit API secret.", field="api_secret")
+        api_secret = existing.api_secret
+    config, _created = LiveKitConfig.objects.update_or_create(
+        organization=actor.organization,
+        defaults={
+            "url": url,
+            "api_key": api_key,
+            "api_secret": api_secret,
+            "updated_by": _actor_user(actor),
+        },
+    )
+    return config
+
+
+def livekit_config_delete(*, actor: Membership) -> None:
+    _require(actor, Role.ADMIN, "change the LiveKit settings")
+    LiveKitConfig.objects.filter(organization=actor.organization).delete()

@@ -1,0 +1,209 @@
+"""WORKER TESTS: the poller in real Celery worker processes (`celery -A portal worker --beat`).
+
+Each test starts workers as separate processes with Redis as the broker (database 13 of the
+cache's Redis server) and the same Redis as cache, pointed at pytest-django's test database (so
+the tests commit: `transaction=True`) and at the sandbox this test process serves over HTTP.
+Only beat's ticks move the agent. These tests need PostgreSQL and Redis: without them they fail
+with a message saying so; they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.db import connection
+
+from agents import services
+from agents.models import Agent, AgentStatus, StatusSource
+from tests.agents.test_poller import Upstream, fresh, sandbox, tenant, upstream, wait_for
+
+__all__ = ["sandbox", "upstream"]  # fixtures shared with test_poller.py
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+BROKER_DB = 13
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _redis_urls() -> tuple[str, str]:
+    """(cache URL, broker URL); fails the test, with the reason, when Redis is missing."""
+    url = django_settings.REDIS_URL
+    if not url:
+        pytest.fail(
+            "The worker tests need Redis as broker and shared cache: set REDIS_URL (e.g. "
+            "redis://127.0.0.1:6379/14; `make test` does when Redis runs on 127.0.0.1:6379)."
+        )
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        pytest.fail(f"The worker tests need Redis, and {url} does not answer: {error}")
+    return url, urlunsplit(urlsplit(url)._replace(path=f"/{BROKER_DB}"))
+
+
+def _test_database_url() -> str:
+    """pytest-django's test database (`test_` + the configured name), for another process."""
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.fail(
+            "The worker tests need PostgreSQL: a worker process cannot share this test "
+            f"database ({db['ENGINE']}). Set DATABASE_URL to a PostgreSQL server."
+        )
+    credentials = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def kill(self) -> None:
+        """SIGKILL the worker, its pool processes and its beat (the group it leads)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def start_worker(
+    transactional_db: None, live_server: Any, tmp_path: Path
+) -> Iterator[Callable[..., Worker]]:
+    """Start `celery -A portal worker --beat` processes; each is stopped after the test."""
+    cache_url, broker_url = _redis_urls()
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "true",
+        "DATABASE_URL": _test_database_url(),
+        "DATABASE_CONN_MAX_AGE": "0",
+        "REDIS_URL": cache_url,
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "SANDBOX_BASE_URL": live_server.url + "/sandbox",
+        "AGENT_POLL_INTERVAL": "0.5",
+        "AGENT_POLL_LEASE": "4",  # the fetch deadline is a quarter of it: 1 s
+        "PYTHONUNBUFFERED": "1",
+    }
+    workers: list[Worker] = []
+
+    def start(name: str) -> Worker:
+        log = tmp_path / f"{name}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "--beat",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--schedule",
+            str(tmp_path / f"{name}-beat-schedule"),
+            "--hostname",
+            f"{name}-{uuid.uuid4().hex[:8]}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                command,
+                cwd=BASE_DIR,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, to kill it and its children
+            )
+        worker = Worker(name=name, process=process, log=log)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def _wait(worker: Worker, condition: Callable[[], Any], *, timeout: float) -> Any:
+    try:
+        return wait_for(condition, timeout=timeout, step=0.02)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {worker.name}'s log:\n{worker.log_tail()}") from None
+
+
+def _submitted_agent(owner: Any) -> Agent:
+    agent = Agent.objects.create(
+        organization=owner.org, name="Coach", system_prompt="A friendly coach"
+    )
+    services.agent_submit(agent_pk=agent.pk)  # the generate request; the row is committed
+    agent = fresh(agent)
+    assert agent.status == AgentStatus.PROCESSING and agent.code
+    return agent
+
+
+def test_worker_beat_ticks_drive_an_agent_from_submitted_to_ready(
+    sandbox: Upstream, start_worker: Callable[..., Worker]
+):
+    owner = tenant(time_scale=45)  # expression-1's 90 s take 2 s
+    agent = _submitted_agent(owner)
+    worker = start_worker("poller")
+    _wait(worker, lambda: fresh(agent).status == AgentStatus.READY, timeout=20)
+    agent = fresh(agent)
+    assert agent.progress == 1.0 and agent.next_poll_at is None and agent.lease_until is None
+    history = list(agent.status_changes.values_list("to_status", "source"))
+    assert history[-1] == ("ready", StatusSource.POLL)
+    assert len([row for row in history if row[1] == StatusSource.POLL]) >= 2  # step by step
+    assert len(sandbox.statuses(owner.key, code=agent.code)) >= 2
+
+
+def test_worker_killed_mid_tick_leaves_leases_that_expire_and_a_fresh_worker_finishes(
+    sandbox: Upstream, start_worker: Callable[..., Worker]
+):
+    owner = tenant()
+    agent = _submitted_agent(owner)
+    owner.advance(10_000)  # bitHuman has finished: the first answer that arrives is `ready`
+    owner.configure(latency_ms=3000)  # every answer takes 3 s: the first tick is mid-request
+
+    first = start_worker("doomed")
+    _wait(first, lambda: sandbox.statuses(owner.key, code=agent.code), timeout=20)
+    first.kill()  # after its claim committed, before the answer came back
+    killed_at = time.time()
+    agent = fresh(agent)
+    assert agent.status == AgentStatus.PROCESSING  # the answer never arrived
+    assert agent.lease_until is not None  # the dead tick's lease is still there
+    lease = agent.lease_until
+
+    owner.configure(latency_ms=0)
+    second = start_worker("fresh")
+    _wait(second, lambda: fresh(agent).status == AgentStatus.READY, timeout=20)
+    later = [seen for seen in sandbox.statuses(owner.key, code=agent.code) if seen.at > killed_at]
+    assert later and min(seen.at for seen in later) >= lease.timestamp()  # not before it expired
+    assert fresh(agent).lease_until is None

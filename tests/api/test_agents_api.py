@@ -1,0 +1,217 @@
+"""The REST API for agents and its conventions: auth, scopes, envelope, paging, isolation,
+idempotency, rate limits."""
+
+import base64
+
+import pytest
+from django.utils import timezone
+
+from agents.models import Agent, AgentStatus
+from portal.models import ApiKey
+from tests.api.conftest import ApiClient, make_key
+from tests.factories import AgentFactory
+from tests.media import png_bytes, wav_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def _envelope(response, status, code):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["details"], dict)
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer", "Bearer nope", "Basic dXNlcjpwYXNz", "Bearer bhp_" + "x" * 43],
+)
+def test_missing_or_malformed_keys_are_401(org, header):
+    client = ApiClient(None)
+    client.headers = {"Authorization": header} if header else {}
+    _envelope(client.get("/agents"), 401, "unauthenticated")
+
+
+def test_revoked_and_expired_keys_are_401(org):
+    key = make_key(org)
+    client = ApiClient(key)
+    assert client.get("/organization").status_code == 200
+    ApiKey.objects.update(revoked_at=timezone.now())
+    _envelope(client.get("/organization"), 401, "unauthenticated")
+    ApiKey.objects.update(revoked_at=None, expires_at=timezone.now())
+    _envelope(client.get("/organization"), 401, "unauthenticated")
+
+
+def test_organization_comes_from_the_key(org, api):
+    response = api.get("/organization")
+    assert response.json() == {"slug": org.slug, "name": org.name, "mode": "test"}
+
+
+def test_missing_scope_is_403(org):
+    client = ApiClient(make_key(org, scopes=["sessions:read"]))
+    _envelope(client.get("/agents"), 403, "forbidden")
+    _envelope(client.post("/agents", {"name": "x", "prompt": "y"}), 403, "forbidden")
+    assert not Agent.objects.exists()
+
+
+def test_list_paging_filters_and_shape(org, api):
+    AgentFactory.create_batch(3, organization=org, status="ready")
+    AgentFactory(organization=org, status="completed", name="Midway")
+    body = api.get("/agents", limit=2).json()
+    assert body["count"] == 4 and len(body["items"]) == 2
+    assert len(api.get("/agents", limit=2, offset=3).json()["items"]) == 1
+    generating = api.get("/agents", status="generating").json()
+    assert [a["name"] for a in generating["items"]] == ["Midway"]
+    assert generating["items"][0]["status"] == "generating"  # never the upstream "completed"
+    assert generating["items"][0]["agent_code"] is None  # null until ready
+    fields = _envelope(api.get("/agents", limit=101), 422, "validation_error")["details"]["fields"]
+    assert "limit" in fields
+
+
+def test_other_organizations_ids_are_404_like_missing_ones(org, api, other_api):
+    agent = AgentFactory(organization=org)
+    assert api.get(f"/agents/{agent.public_id}").status_code == 200
+    for path in [
+        f"/agents/{agent.public_id}",
+        "/agents/00000000-0000-0000-0000-000000000000",
+        "/agents/not-a-uuid",
+    ]:
+        _envelope(other_api.get(path), 404, "not_found")
+    _envelope(
+        other_api.patch(f"/agents/{agent.public_id}", {"system_prompt": "x"}), 404, "not_found"
+    )
+    _envelope(other_api.delete(f"/agents/{agent.public_id}"), 404, "not_found")
+    _envelope(other_api.post(f"/agents/{agent.public_id}/retry"), 404, "not_found")
+    _envelope(other_api.get(f"/agents/{agent.public_id}/history"), 404, "not_found")
+    agent.refresh_from_db()
+    assert agent.archived_at is None
+
+
+def test_unknown_api_path_is_a_json_404(api):
+    _envelope(api.get("/nothing-here"), 404, "not_found")
+
+
+def test_validation_errors_name_the_fields(api):
+    error = _envelope(api.post("/agents", {"prompt": "no name"}), 422, "validation_error")
+    assert "name" in error["details"]["fields"]
+    error = _envelope(
+        api.post("/agents", {"name": "x", "model": "video-9"}), 422, "validation_error"
+    )
+    assert "model" in error["details"]["fields"]
+    assert not Agent.objects.exists()
+
+
+def test_invalid_json_is_an_envelope_not_a_500(api):
+    response = api.client.post(
+        "/api/v1/agents", data="{not json", content_type="application/json", headers=api.headers
+    )
+    assert response.status_code in (400, 422)
+    assert "error" in response.json()
+
+
+def test_preflight_mirrors_the_web_form(api):
+    error = _envelope(
+        api.post("/agents", {"name": "x", "image_base64": base64.b64encode(b"text").decode()}),
+        422,
+        "validation_error",
+    )
+    assert "image_base64" in error["details"]["fields"]
+    error = _envelope(api.post("/agents", {"name": "x"}), 422, "validation_error")
+    assert "prompt" in error["details"]["fields"]  # no image: a prompt is required
+    error = _envelope(
+        api.post("/agents", {"name": "x", "image_url": "http://127.0.0.1/face.png"}),
+        422,
+        "validation_error",
+    )
+    assert "image_url" in error["details"]["fields"]
+    assert not Agent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_poll_patch_history_retry_delete(sandbox_api, org, api, settings):
+    body = {
+        "name": "Kiosk",
+        "prompt": "A helpful kiosk assistant",
+        "image_base64": base64.b64encode(png_bytes()).decode(),
+        "audio_base64": base64.b64encode(wav_bytes()).decode(),
+    }
+    created = api.post("/agents", body)
+    assert created.status_code == 202, created.content
+    agent = created.json()
+    assert agent["status"] == "submitting" and agent["agent_code"] is None
+    fetched = api.get(f"/agents/{agent['id']}").json()
+    assert fetched["status"] == "processing"  # the outbox task sent it to the sandbox
+    _envelope(api.patch(f"/agents/{agent['id']}", {"system_prompt": "x"}), 409, "agent_not_ready")
+    history = api.get(f"/agents/{agent['id']}/history").json()["items"]
+    assert [h["to_status"] for h in history] == ["submitting", "processing"]
+    _envelope(api.post(f"/agents/{agent['id']}/retry"), 409, "agent_not_failed")
+    assert api.delete(f"/agents/{agent['id']}").status_code == 204
+    _envelope(api.get(f"/agents/{agent['id']}"), 404, "not_found")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_idempotent_create_replays_and_detects_reuse(sandbox_api, org, api):
+    body = {"name": "Once", "prompt": "Only one of me"}
+    headers = {"Idempotency-Key": "order-42"}
+    first = api.post("/agents", body, headers)
+    again = api.post("/agents", body, headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert again["Idempotency-Replayed"] == "true" and "Idempotency-Replayed" not in first
+    assert Agent.objects.count() == 1
+    reused = api.post("/agents", {**body, "name": "Twice"}, headers)
+    _envelope(reused, 409, "idempotency_key_reused")
+    # Keys are per organization: the same key elsewhere is a new request.
+    assert Agent.objects.count() == 1
+
+
+def test_duplicate_while_the_first_runs_is_409(org, api):
+    from portal import idempotency
+    from portal.models import ApiIdempotencyKey
+
+    body = b'{"name": "Slow", "prompt": "p"}'
+    ApiIdempotencyKey.objects.create(
+        organization=org,
+        key="busy",
+        request_hash=idempotency.request_fingerprint(
+            method="POST", path="/api/v1/agents", body=body
+        ),
+    )
+    response = api.client.post(
+        "/api/v1/agents",
+        data=body,
+        content_type="application/json",
+        headers={**api.headers, "Idempotency-Key": "busy"},
+    )
+    _envelope(response, 409, "request_in_progress")
+
+
+def test_rate_limit_headers_and_429(org, api, settings):
+    settings.API_RATE_LIMIT_PER_MINUTE = 3
+    for remaining in ["2", "1", "0"]:
+        response = api.get("/organization")
+        assert response.status_code == 200
+        assert response["X-RateLimit-Limit"] == "3"
+        assert response["X-RateLimit-Remaining"] == remaining
+        assert int(response["X-RateLimit-Reset"]) > timezone.now().timestamp()
+    limited = api.get("/organization")
+    error = _envelope(limited, 429, "rate_limited")
+    assert int(limited["Retry-After"]) >= 1 and error["details"]["retry_after"] >= 1
+    assert limited["X-RateLimit-Remaining"] == "0"
+
+
+def test_last_used_is_written_at_most_once_a_minute(org):
+    key = make_key(org)
+    client = ApiClient(key)
+    client.get("/organization")
+    first = ApiKey.objects.get().last_used_at
+    client.get("/organization")
+    assert ApiKey.objects.get().last_used_at == first
+
+
+def test_status_mapping_hides_upstream_intermediates(org, api):
+    agent = AgentFactory(organization=org, status=AgentStatus.SUCCESS, progress=0.5)
+    assert api.get(f"/agents/{agent.public_id}").json()["status"] == "generating"
