@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-installed
 REQUIREMENTS := requirements/base.txt requirements/dev.txt requirements/prod.txt
 
-.PHONY: help install run test lint fmt migrations-check ci demo-password clean
+.PHONY: help install run test test-faults lint fmt migrations-check docker-check ci demo-password clean bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,6 +33,10 @@ demo-password: install ## Give the demo owner a new password and print it
 test: install ## Run the whole test suite (PostgreSQL, Redis and Chromium when available)
 	@PY=$(PY) scripts/test.sh $(ARGS)
 
+test-faults: install ## Fault-injection suite: real workers killed, throttled, rotated (PostgreSQL + Redis required)
+	@CI=true REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/8} PORTAL_BROWSER=$${PORTAL_BROWSER:-unused} \
+		PY=$(PY) scripts/test.sh tests/faults $(ARGS)
+
 lint: install ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -42,10 +46,18 @@ fmt: install ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+docker-check: install ## Validate docker/compose.yaml (compose spec, offline) and lint docker/Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
+	$(VENV)/bin/hadolint --failure-threshold info docker/Dockerfile
+
 migrations-check: install ## Fail if models changed without a migration
 	DJANGO_DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 
 ci: test lint migrations-check ## What .ci/run runs
+
+bench: install ## Benchmarks on the real stack (PostgreSQL, Redis, Celery, gunicorn, sandbox); writes bench/results.md
+	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
+	$(PY) -m bench.run $(ARGS)
 
 clean: ## Remove the virtualenv and local state (database, broker files, media)
 	rm -rf $(VENV) var

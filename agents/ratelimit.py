@@ -200,16 +200,23 @@ def _fallback_locked(name: str) -> Iterator[None]:
 # --- Token bucket -------------------------------------------------------------------------------
 
 
+def bucket_capacity(per_minute: int) -> int:
+    """The burst: a quarter of the per-minute allowance."""
+    return max(1, per_minute // 4)
+
+
 def tokens_take(*, key: str, wanted: int, per_minute: int) -> int:
     """Take up to `wanted` read tokens from the account's bucket; return how many were granted.
 
-    The bucket holds `per_minute` tokens (bitHuman's burst equals its per-minute limit) and
-    refills continuously at `per_minute / 60` a second.
+    The bucket refills continuously at `per_minute / 60` a second and holds at most
+    `bucket_capacity(per_minute)`, so ANY 60-second window sees at most 1.25 x `per_minute`:
+    with the default share of 0.8 that is exactly the plan's limit (a bucket as big as the
+    per-minute limit would allow nearly twice the limit in the first minute).
     """
     if wanted <= 0:
         return 0
-    capacity = max(1, per_minute)
-    rate = capacity / 60.0
+    capacity = bucket_capacity(per_minute)
+    rate = max(1, per_minute) / 60.0
     bucket = f"bucket:{key}"
     client = _redis()
     if client is not None:

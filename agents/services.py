@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
+from activity import services as activity_services
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
@@ -113,6 +114,13 @@ def agent_create(
         ) from None
     _history(agent, from_status="", source=StatusSource.SUBMIT)
     _submit_enqueue(agent)
+    activity_services.audit_record(
+        org=actor.organization,
+        actor=actor,
+        action="agent.created",
+        target=agent,
+        details={"model": agent.model},
+    )
     return agent
 
 
@@ -257,6 +265,7 @@ def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
     if changed:
         agent.refresh_from_db()
         _history(agent, from_status=previous, source=source)
+        activity_services.agent_outcome_record(agent=agent, previous=previous)
     return bool(changed)
 
 
@@ -309,6 +318,7 @@ def agent_status_apply(*, agent: Agent, status: bh.AgentStatus, source: str) -> 
         agent.refresh_from_db()
         if agent.status != previous or agent.current_step != step or source == StatusSource.WEBHOOK:
             _history(agent, from_status=previous, source=source)
+        activity_services.agent_outcome_record(agent=agent, previous=previous)
     return bool(changed)
 
 
@@ -345,6 +355,13 @@ def agent_prompt_update(*, actor: Membership, agent: Agent, text: str) -> Prompt
             agent=agent, text=text, author=_actor_user(actor), accepted=True
         )
         Agent.objects.filter(pk=agent.pk).update(system_prompt=text, updated_at=timezone.now())
+        activity_services.audit_record(
+            org=agent.organization,
+            actor=actor,
+            action="agent.prompt_changed",
+            target=agent,
+            details={"revision": revision.pk, "text": text[:500]},
+        )
     agent.system_prompt = text
     return revision
 
@@ -367,6 +384,9 @@ def agent_archive(*, actor: Membership, agent: Agent) -> Agent:
     now = timezone.now()
     Agent.objects.filter(pk=agent.pk).update(
         archived_at=now, updated_at=now, next_poll_at=None, lease_until=None
+    )
+    activity_services.audit_record(
+        org=agent.organization, actor=actor, action="agent.deleted", target=agent
     )
     agent.refresh_from_db()
     return agent
@@ -394,6 +414,13 @@ def agent_retry(*, actor: Membership, agent: Agent) -> Agent:
         )
         _history(retry, from_status="", source=StatusSource.SUBMIT)
         _submit_enqueue(retry)
+        activity_services.audit_record(
+            org=agent.organization,
+            actor=actor,
+            action="agent.retried",
+            target=retry,
+            details={"retry_of": str(agent.public_id)},
+        )
     return retry
 
 

@@ -97,12 +97,49 @@ def _rate_limit(request: HttpRequest, api_key: ApiKey) -> None:
         )
 
 
+# Failed key checks one client address may make per window before it is refused (429) for the
+# rest of the window. Per address, so a guesser never locks out the key's owner elsewhere.
+API_AUTH_FAILURE_LIMIT = 20
+API_AUTH_FAILURE_WINDOW = 300  # seconds
+
+
+def _auth_failures_key(request: HttpRequest) -> str:
+    from axes.helpers import get_client_ip_address  # honours AXES_PROXY_COUNT
+
+    return f"api:authfail:{get_client_ip_address(request) or 'unknown'}"
+
+
+def _auth_throttle_check(request: HttpRequest) -> None:
+    limit = getattr(settings, "API_AUTH_FAILURE_LIMIT", API_AUTH_FAILURE_LIMIT)
+    if int(cache.get(_auth_failures_key(request), 0)) >= limit:
+        window = getattr(settings, "API_AUTH_FAILURE_WINDOW", API_AUTH_FAILURE_WINDOW)
+        raise ApiError(
+            429,
+            "too_many_failed_authentications",
+            "Too many invalid API keys from this address; try again later.",
+            details={"retry_after": window},
+            headers={"Retry-After": str(window)},
+        )
+
+
+def _auth_failure_record(request: HttpRequest) -> None:
+    counter = _auth_failures_key(request)
+    window = getattr(settings, "API_AUTH_FAILURE_WINDOW", API_AUTH_FAILURE_WINDOW)
+    if not cache.add(counter, 1, timeout=window):
+        try:
+            cache.incr(counter)
+        except ValueError:  # expired between add and incr
+            cache.set(counter, 1, timeout=window)
+
+
 class ApiKeyAuth(HttpBearer):
     openapi_description = "An organization API key: `Authorization: Bearer bhp_...`"
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        _auth_throttle_check(request)
         api_key = services.api_key_authenticate(key=token)
         if api_key is None:
+            _auth_failure_record(request)
             return None
         _rate_limit(request, api_key)
         request.organization = api_key.organization  # type: ignore[attr-defined]
@@ -307,6 +344,7 @@ def organization_get(request: HttpRequest) -> dict[str, str]:
 api.add_router("/organization", organization_router)
 api.add_router("/agents", "agents.api.router")
 api.add_router("/sessions", "sessions.api.router")
+api.add_router("/audit-events", "activity.api.router")
 
 
 def api_index(request: HttpRequest) -> HttpResponse:

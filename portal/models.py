@@ -241,6 +241,7 @@ class ApiScope(models.TextChoices):
     AGENTS_WRITE = "agents:write", "Create and change agents"
     SESSIONS_READ = "sessions:read", "Read sessions"
     SESSIONS_WRITE = "sessions:write", "Start and operate sessions"
+    AUDIT_READ = "audit:read", "Read the audit log"
 
 
 API_KEY_PREFIX = "bhp_"

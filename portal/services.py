@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from activity import services as activity_services
 from portal.bithuman import webhooks
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import BithumanError
@@ -143,6 +144,13 @@ def membership_role_change(*, actor: Membership, target: Membership, role: str) 
         raise ApplicationError(
             "The last owner cannot be demoted. Make someone else an owner first."
         )
+    activity_services.audit_record(
+        org=target.organization,
+        actor=actor,
+        action="member.role_changed",
+        target=target,
+        details={"from": target.role, "to": role},
+    )
     target.role = role
     target.save(update_fields=["role"])
     return target
@@ -161,6 +169,13 @@ def membership_remove(*, actor: Membership, target: Membership) -> None:
             "The last owner cannot leave. Make someone else an owner first, "
             "or delete the organization."
         )
+    activity_services.audit_record(
+        org=target.organization,
+        actor=actor,
+        action="member.removed",
+        target=target,
+        details={"role": target.role, "left": leaving},
+    )
     target.delete()
 
 
@@ -226,6 +241,9 @@ def invitation_create(
         token_hash=hashed,
         expires_at=timezone.now() + settings.INVITATION_TTL,
     )
+    activity_services.audit_record(
+        org=org, actor=actor, action="member.invited", target=invitation, details={"role": role}
+    )
     return _invitation_send(invitation=invitation, token=token, base_url=base_url)
 
 
@@ -243,6 +261,9 @@ def invitation_resend(
     invitation.token_hash = hashed
     invitation.expires_at = timezone.now() + settings.INVITATION_TTL
     invitation.save(update_fields=["token_hash", "expires_at"])
+    activity_services.audit_record(
+        org=invitation.organization, actor=actor, action="invitation.resent", target=invitation
+    )
     return _invitation_send(invitation=invitation, token=token, base_url=base_url)
 
 
@@ -253,6 +274,12 @@ def invitation_revoke(*, actor: Membership, invitation: Invitation) -> Invitatio
     if not invitation.revoked_at:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
+        activity_services.audit_record(
+            org=invitation.organization,
+            actor=actor,
+            action="invitation.revoked",
+            target=invitation,
+        )
     return invitation
 
 
@@ -296,6 +323,13 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
         raise ApplicationError("This invitation has already been used.")
     membership, _created = Membership.objects.get_or_create(
         organization=invitation.organization, user=user, defaults={"role": invitation.role}
+    )
+    activity_services.audit_record(
+        org=invitation.organization,
+        actor=user,
+        action="member.joined",
+        target=membership,
+        details={"role": membership.role},
     )
     return membership
 
@@ -412,6 +446,13 @@ def connection_live_save(
     connection.webhook_secret = webhook.secret if webhook else ""
     connection.updated_by = actor.user
     connection.save()
+    activity_services.audit_record(
+        org=actor.organization,
+        actor=actor,
+        action="connection.changed",
+        target=connection,
+        details={"mode": "live", "webhook_registered": webhook is not None},
+    )
     _webhook_forget(webhook_id=previous_webhook[0], api_secret=previous_webhook[1])
     return ConnectionSaved(
         connection=connection,
@@ -438,6 +479,13 @@ def connection_test_use(*, actor: Membership) -> BithumanConnection:
     connection.mode = ConnectionMode.TEST
     connection.updated_by = actor.user
     connection.save(update_fields=["mode", "updated_by", "updated_at"])
+    activity_services.audit_record(
+        org=actor.organization,
+        actor=actor,
+        action="connection.changed",
+        target=connection,
+        details={"mode": "test"},
+    )
     return connection
 
 
@@ -546,12 +594,26 @@ def api_key_create(
 
 def api_key_create_by(*, actor: Membership, **kwargs: object) -> IssuedApiKey:
     _require(actor, Role.ADMIN, "manage API keys")
-    return api_key_create(org=actor.organization, created_by=actor.user, **kwargs)  # type: ignore[arg-type]
+    issued = api_key_create(org=actor.organization, created_by=actor.user, **kwargs)  # type: ignore[arg-type]
+    activity_services.audit_record(
+        org=actor.organization,
+        actor=actor,
+        action="api_key.created",
+        target=issued.api_key,
+        details={"scopes": issued.api_key.scopes},
+    )
+    return issued
 
 
 def api_key_revoke(*, actor: Membership, api_key: ApiKey) -> ApiKey:
     _require(actor, Role.ADMIN, "manage API keys")
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        activity_services.audit_record(
+            org=actor.organization, actor=actor, action="api_key.revoked", target=api_key
+        )
     api_key.refresh_from_db()
     return api_key
 

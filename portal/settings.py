@@ -58,15 +58,21 @@ INSTALLED_APPS = [
     "portal.sandbox",
     "agents",
     "sessions.apps.AgentSessionsConfig",
+    "activity",
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz, answered before host validation and the HTTPS redirect.
+    "portal.health.HealthCheckMiddleware",
+    # Request id and log context (see portal/logging.py), one log line per request.
+    "portal.logging.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "activity.middleware.AuditRequestMiddleware",  # client address for the audit log
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -192,7 +198,7 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = DEBUG  # serve app static files without collectstatic in local runs
-STORAGES = {
+STORAGES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -200,6 +206,29 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# Media on S3-compatible storage (django-storages, requirements/prod.txt) when a bucket is set.
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+if AWS_STORAGE_BUCKET_NAME:
+    _s3_options = {
+        "bucket_name": AWS_STORAGE_BUCKET_NAME,
+        "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default=""),
+        "region_name": env.str("AWS_S3_REGION_NAME", default=""),
+        "access_key": env.str("AWS_ACCESS_KEY_ID", default=""),
+        "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default=""),
+        "location": env.str("AWS_S3_LOCATION", default="media"),
+    }
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            # Unset options fall back to boto3's own (instance role, AWS_* variables).
+            **{key: value for key, value in _s3_options.items() if value},
+            # Private objects, reached through short-lived signed URLs; never overwritten.
+            "default_acl": "private",
+            "querystring_auth": True,
+            "querystring_expire": 3600,
+            "file_overwrite": False,
+        },
+    }
 
 # --- Internationalisation -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -358,13 +387,48 @@ CELERY_BEAT_SCHEDULE["sessions-end-idle"] = {
     "options": {"expires": 60},
 }
 
+# --- Activity: outbound webhooks to customers' systems --------------------------------------------
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)  # seconds per delivery attempt
+# Waits (seconds) after each failed attempt: 8 attempts over about 24 h, then the delivery fails.
+WEBHOOK_RETRY_SCHEDULE = (60, 300, 1800, 7200, 18000, 28800, 28800)
+WEBHOOK_DISABLE_AFTER_DAYS = env.int("WEBHOOK_DISABLE_AFTER_DAYS", default=3)
+WEBHOOK_SECRET_OVERLAP_HOURS = env.int("WEBHOOK_SECRET_OVERLAP_HOURS", default=24)
+# Allow http:// and local addresses as webhook URLs: tests and local receivers only.
+WEBHOOK_ALLOW_LOCAL = env.bool("WEBHOOK_ALLOW_LOCAL", default=False)
+CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
+    "task": "activity.tasks.outbound_deliveries_sweep",
+    "schedule": timedelta(minutes=1),
+    "options": {"expires": 60},
+}
+
 # --- Logging ------------------------------------------------------------------------------------
+# JSON lines in production (LOG_FORMAT=json), a readable line locally; both carry the request
+# id, organization, user or API key, task id and agent/session ids (portal/logging.py).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "portal.logging.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "portal.logging.PlainFormatter"},
+        "json": {"()": "portal.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        # The portal logs every request itself (portal.request, with its id and context).
+        "django.server": {"level": "WARNING"},
+    },
 }
+# Celery keeps Django's handlers (it would otherwise replace the root logger's).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 
-from portal import views
+from portal import health, views
 from portal.api import api, api_index, api_not_found
 
 org_patterns: list[URLPattern | URLResolver] = [
@@ -32,9 +32,13 @@ org_patterns: list[URLPattern | URLResolver] = [
     path("settings/api-keys/<uuid:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("agents/", include("agents.urls")),
     path("sessions/", include("sessions.urls")),
+    path("activity/", include("activity.urls")),
 ]
 
 urlpatterns = [
+    # Also answered by portal.health.HealthCheckMiddleware, before host checks.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),

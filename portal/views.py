@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from activity import views as activity_views
 from portal import selectors, services, tasks
 from portal.errors import ApplicationError
 from portal.forms import (
@@ -179,7 +180,8 @@ def org_home(request: HttpRequest, membership: Membership) -> HttpResponse:
     org = membership.organization
     request.session["last_org"] = org.slug
     counts = selectors.organization_counts(org=org)
-    return render(request, "portal/org_home.html", {"counts": counts})
+    dashboard = activity_views.dashboard_context(request, membership)
+    return render(request, "portal/org_home.html", {"counts": counts, **dashboard})
 
 
 @org_view({"GET": Role.VIEWER})

@@ -76,4 +76,5 @@ fi
 echo "tests: browser ${PORTAL_BROWSER:-none (browser tests will fail)}"
 
 export DJANGO_DEBUG=true
-exec "$PY" -m pytest "$@"
+# The fault-injection suite (tests/faults) runs on its own: `make test-faults`.
+exec "$PY" -m pytest --ignore=tests/faults "$@"

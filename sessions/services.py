@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from activity import services as activity_services
 from agents.models import Agent
 from portal import services as portal_services
 from portal.bithuman import errors as bh_errors
@@ -186,6 +187,7 @@ def session_start(*, actor: Membership, agent: Agent, kind: str) -> AgentSession
             last_activity_at=now,
         )
         _system_event(session, started_text, author=user)
+        activity_services.session_started_record(actor=actor, session=session)
     return session
 
 
@@ -272,6 +274,7 @@ def _deliver(*, actor: Membership, session: AgentSession, kind: str, text: str) 
             **outcome,
         )
         AgentSession.objects.filter(pk=session.pk).update(last_activity_at=now)
+        activity_services.session_message_record(actor=actor, session=session, event=event)
     session.last_activity_at = now
     return event
 
@@ -332,6 +335,7 @@ def _end(
     reason: str,
     user: User | None,
     idle_before: datetime | None = None,
+    actor: Membership | None = None,
 ) -> bool:
     now = timezone.now()
     live = AgentSession.objects.filter(pk=session.pk, status=SessionStatus.LIVE)
@@ -347,6 +351,7 @@ def _end(
     else:
         text = f"Session ended by {user.get_short_name()}" if user else "Session ended"
     _system_event(session, text, author=user)
+    activity_services.session_ended_record(actor=actor, session=session)
     if session.kind == SessionKind.LIVEKIT:
         _livekit_room_close(session)
     return True
@@ -357,7 +362,7 @@ def session_end(*, actor: Membership, session: AgentSession) -> bool:
     _require(actor, Role.MEMBER, "end sessions")
     if session.organization_id != actor.organization_id:
         raise ApplicationError("No such session.")
-    return _end(session=session, reason=EndReason.OPERATOR, user=_actor_user(actor))
+    return _end(session=session, reason=EndReason.OPERATOR, user=_actor_user(actor), actor=actor)
 
 
 def sessions_end_idle(*, now: datetime | None = None, batch: int = 500) -> int:

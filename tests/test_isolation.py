@@ -56,6 +56,8 @@ NON_TENANT_NAMES = {
     "organization_create": "creates a new organization",
     "invitation_accept": "secret token, bound to the invited email",
     "bithuman_webhook": "unguessable per-organization token plus an HMAC signature",
+    "healthz": "liveness probe: no data, no dependency",
+    "readyz": "readiness probe: which dependencies answer, no tenant data",
 }
 API_PREFIX = "api/v1/"
 # API routes that need no key (documentation) or only answer errors.
@@ -110,7 +112,27 @@ PARAMETERS: dict[str, Callable[[Organization], Any]] = {
     "revision_id": lambda org: PromptRevisionFactory(agent__organization=org).pk,
     "session_id": lambda org: AgentSessionFactory(agent__organization=org).public_id,
     "reply_id": lambda org: QuickReplyFactory(organization=org).public_id,
+    "endpoint_id": lambda org: _webhook_endpoint(org).public_id,
+    "delivery_id": lambda org: _outbound_delivery(org).public_id,
 }
+
+
+def _webhook_endpoint(org: Organization) -> Any:
+    from activity.models import WebhookEndpoint
+
+    return WebhookEndpoint.objects.create(
+        organization=org, url="https://hooks.example.com/x", events=["agent.ready"], secret="s"
+    )
+
+
+def _outbound_delivery(org: Organization) -> Any:
+    from activity.models import OutboundDelivery
+
+    endpoint = _webhook_endpoint(org)
+    return OutboundDelivery.objects.create(
+        organization=org, endpoint=endpoint, event_id="evt_1", event_type="agent.ready", body="{}"
+    )
+
 
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
 

@@ -1,0 +1,665 @@
+"""Writes of the activity app: the audit log and outbound webhooks.
+
+- `audit_record` is the one way an audit entry is written. The services call it (pages, the API
+  and tasks are then all covered); the entry joins the caller's transaction.
+- Outbound webhooks: `webhook_emit` records one delivery per subscribed endpoint and sends it
+  after commit (Celery). Each attempt re-checks that the URL is public, signs the stored body
+  Stripe-style (`Portal-Signature: t=<unix>,v1=<hex>[,v1=<hex of the previous secret>]`) and
+  schedules the next attempt on WEBHOOK_RETRY_SCHEDULE; after the last one the delivery fails.
+  The beat sweep sends due retries and disables endpoints failing for days.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import models, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from activity.models import (
+    TEST_EVENT,
+    ActorKind,
+    AuditAction,
+    AuditEvent,
+    DeliveryStatus,
+    OutboundDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from agents import preflight
+from portal.errors import ApplicationError
+from portal.models import ApiKey, Membership, Organization, User
+from portal.tenancy import Role, role_at_least
+
+logger = logging.getLogger(__name__)
+
+# --- The audit log ------------------------------------------------------------------------------
+
+# The client address of the request being served (set by activity.middleware), so services that
+# never see the request can still record where a person acted from.
+request_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_ip", default=None)
+
+Actor = Membership | User | ApiKey | None
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    from axes.helpers import get_client_ip_address
+
+    address = get_client_ip_address(request)
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None
+
+
+def _actor_fields(actor: Actor) -> dict[str, Any]:
+    """Who acted: a person (a membership or a user), an API key, or the system (None)."""
+    api_key = getattr(actor, "api_key", None) if isinstance(actor, Membership) else None
+    if isinstance(actor, ApiKey):
+        api_key = actor
+    if api_key is not None:
+        return {
+            "actor_kind": ActorKind.API_KEY,
+            "actor_api_key": api_key,
+            "actor_label": f"{api_key.name} ({api_key.display})",
+        }
+    user = actor.user if isinstance(actor, Membership) and actor.user_id else actor
+    if isinstance(user, User):
+        return {"actor_kind": ActorKind.USER, "actor_user": user, "actor_label": user.email}
+    return {"actor_kind": ActorKind.SYSTEM, "actor_label": "system"}
+
+
+def target_describe(target: models.Model | None) -> dict[str, str]:
+    """A target's type, opaque id and a label people recognize."""
+    if target is None:
+        return {}
+    identifier = getattr(target, "public_id", None) or target.pk
+    label: object = target
+    if isinstance(target, Membership):
+        label = target.user.email
+    elif hasattr(target, "email"):
+        label = target.email
+    elif hasattr(target, "display"):
+        label = f"{getattr(target, 'name', '')} ({target.display})"
+    elif target._meta.label == "agent_sessions.AgentSession":
+        label = f"session of {target.agent.name}"  # type: ignore[attr-defined]
+    elif target._meta.label == "agents.Agent":
+        label = target.name  # type: ignore[attr-defined]
+    return {
+        "target_type": target._meta.model_name or "",
+        "target_id": str(identifier),
+        "target_label": str(label)[:200],
+    }
+
+
+def audit_record(
+    *,
+    org: Organization,
+    actor: Actor,
+    action: str,
+    target: models.Model | None = None,
+    details: dict[str, Any] | None = None,
+    request: HttpRequest | None = None,
+    staff: bool = False,
+) -> AuditEvent:
+    """Append one audit entry. People's entries carry their IP address."""
+    fields = _actor_fields(actor)
+    if staff:
+        fields["actor_kind"] = ActorKind.STAFF
+    ip = None
+    if fields["actor_kind"] in (ActorKind.USER, ActorKind.STAFF):
+        ip = client_ip(request) if request is not None else request_ip.get()
+    return AuditEvent.objects.create(
+        organization=org,
+        action=action,
+        details=details or {},
+        ip_address=ip,
+        **fields,
+        **target_describe(target),
+    )
+
+
+# --- Outbound webhooks: endpoints ---------------------------------------------------------------
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+SIGNATURE_HEADER = "Portal-Signature"
+EVENT_TYPES = [choice.value for choice in WebhookEvent]
+
+
+def _require_admin(actor: Membership) -> None:
+    if not role_at_least(actor.role, Role.ADMIN):
+        raise ApplicationError("Only admins and above can manage webhooks.")
+
+
+def _secret_new() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def _internal_name(host: str) -> bool:
+    return host in preflight._INTERNAL_HOSTS or host.endswith(preflight._INTERNAL_SUFFIXES)
+
+
+def webhook_url_check(url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The public address to deliver to, by the same rules as media links (https, public
+    addresses only, every resolved address checked). ApplicationError says why not.
+
+    With WEBHOOK_ALLOW_LOCAL (tests, local development) http:// and local addresses pass, and
+    None means "connect by name"."""
+    try:
+        target = httpx.URL(url.strip())
+        host = target.raw_host.decode("ascii").rstrip(".").lower()
+    except (httpx.InvalidURL, UnicodeError):
+        raise ApplicationError("This is not a valid web address.", field="url") from None
+    if settings.WEBHOOK_ALLOW_LOCAL and target.scheme in ("http", "https") and host:
+        return None
+    if target.scheme != "https":
+        raise ApplicationError("The URL must start with https://.", field="url")
+    if not host:
+        raise ApplicationError("The URL has no host name.", field="url")
+    if _internal_name(host):
+        raise ApplicationError(
+            "The URL points to an internal host name; webhooks only go to the public internet.",
+            field="url",
+        )
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            answers = preflight.host_resolve(host, target.port or 443)
+            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in answers]
+        except (OSError, UnicodeError, ValueError):
+            addresses = []
+        if not addresses:
+            raise ApplicationError("The URL's host name could not be found.", field="url") from None
+    for address in addresses:
+        if not preflight.address_is_public(address):
+            raise ApplicationError(
+                f"The URL points to a private or internal network address ({address}); "
+                "webhooks only go to the public internet.",
+                field="url",
+            )
+    return addresses[0]
+
+
+def _events_clean(events: Iterable[str]) -> list[str]:
+    chosen = sorted(set(events))
+    if not chosen or set(chosen) - set(EVENT_TYPES):
+        raise ApplicationError("Choose at least one valid event.", field="events")
+    return chosen
+
+
+@dataclass(frozen=True)
+class EndpointWithSecret:
+    endpoint: WebhookEndpoint
+    secret: str  # shown once
+
+
+@transaction.atomic
+def webhook_endpoint_create(
+    *, actor: Membership, url: str, events: Iterable[str], description: str = ""
+) -> EndpointWithSecret:
+    _require_admin(actor)
+    url = url.strip()
+    webhook_url_check(url)
+    secret = _secret_new()
+    endpoint = WebhookEndpoint.objects.create(
+        organization=actor.organization,
+        url=url,
+        events=_events_clean(events),
+        description=description.strip()[:200],
+        secret=secret,
+        created_by=actor.user if actor.user_id else None,
+    )
+    audit_record(
+        org=actor.organization,
+        actor=actor,
+        action=AuditAction.WEBHOOK_CREATED,
+        target=endpoint,
+        details={"url": endpoint.url, "events": endpoint.events},
+    )
+    return EndpointWithSecret(endpoint=endpoint, secret=secret)
+
+
+@transaction.atomic
+def webhook_endpoint_update(
+    *,
+    actor: Membership,
+    endpoint: WebhookEndpoint,
+    url: str,
+    events: Iterable[str],
+    description: str,
+    enabled: bool,
+) -> WebhookEndpoint:
+    _require_admin(actor)
+    url = url.strip()
+    webhook_url_check(url)
+    before = {
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "description": endpoint.description,
+        "enabled": endpoint.enabled,
+    }
+    endpoint.url = url
+    endpoint.events = _events_clean(events)
+    endpoint.description = description.strip()[:200]
+    if enabled and not endpoint.enabled:
+        endpoint.disabled_reason = ""
+        endpoint.failing_since = None
+    endpoint.enabled = enabled
+    endpoint.save()
+    after = {
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "description": endpoint.description,
+        "enabled": endpoint.enabled,
+    }
+    changes = {k: {"from": before[k], "to": after[k]} for k in before if before[k] != after[k]}
+    if changes:
+        audit_record(
+            org=actor.organization,
+            actor=actor,
+            action=AuditAction.WEBHOOK_UPDATED,
+            target=endpoint,
+            details=changes,
+        )
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_delete(*, actor: Membership, endpoint: WebhookEndpoint) -> None:
+    _require_admin(actor)
+    audit_record(
+        org=actor.organization,
+        actor=actor,
+        action=AuditAction.WEBHOOK_DELETED,
+        target=endpoint,
+        details={"url": endpoint.url},
+    )
+    endpoint.delete()
+
+
+@transaction.atomic
+def webhook_secret_rotate(*, actor: Membership, endpoint: WebhookEndpoint) -> str:
+    """A new signing secret, shown once. The old one keeps signing (as a second `v1=`) for
+    WEBHOOK_SECRET_OVERLAP_HOURS so receivers can switch without missing a delivery."""
+    _require_admin(actor)
+    secret = _secret_new()
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = timezone.now() + timedelta(
+        hours=settings.WEBHOOK_SECRET_OVERLAP_HOURS
+    )
+    endpoint.secret = secret
+    endpoint.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at"])
+    audit_record(
+        org=actor.organization,
+        actor=actor,
+        action=AuditAction.WEBHOOK_SECRET_ROTATED,
+        target=endpoint,
+        details={"previous_valid_until": endpoint.previous_secret_expires_at.isoformat()},
+    )
+    return secret
+
+
+# --- Outbound webhooks: signing and sending -----------------------------------------------------
+
+
+def signature_compute(*, secret: str, timestamp: int, body: bytes) -> str:
+    signed = f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def signing_secrets(endpoint: WebhookEndpoint, *, now: datetime | None = None) -> list[str]:
+    """The current secret, and the previous one while its rotation overlap lasts."""
+    now = now or timezone.now()
+    found = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires and expires > now:
+        found.append(endpoint.previous_secret)
+    return found
+
+
+def signature_header(*, endpoint: WebhookEndpoint, body: bytes, timestamp: int) -> str:
+    parts = [f"t={timestamp}"]
+    for secret in signing_secrets(endpoint):
+        parts.append(f"v1={signature_compute(secret=secret, timestamp=timestamp, body=body)}")
+    return ",".join(parts)
+
+
+def event_body(*, event_type: str, data: dict[str, Any]) -> tuple[str, str]:
+    """(event id, JSON body) of one event: `{"id", "type", "created", "data"}`."""
+    event_id = "evt_" + uuid.uuid4().hex
+    body = {"id": event_id, "type": event_type, "created": int(time.time()), "data": data}
+    return event_id, json.dumps(body, default=str, separators=(",", ":"))
+
+
+def _deliveries_create(
+    *, org: Organization, endpoints: Iterable[WebhookEndpoint], event_type: str, data: dict
+) -> list[OutboundDelivery]:
+    event_id, body = event_body(event_type=event_type, data=data)
+    now = timezone.now()
+    return [
+        OutboundDelivery.objects.create(
+            organization=org,
+            endpoint=endpoint,
+            event_id=event_id,
+            event_type=event_type,
+            body=body,
+            next_attempt_at=now,
+        )
+        for endpoint in endpoints
+    ]
+
+
+def _send_after_commit(deliveries: list[OutboundDelivery]) -> None:
+    from activity import tasks
+
+    for delivery in deliveries:
+        pk = delivery.pk
+        transaction.on_commit(lambda pk=pk: tasks.outbound_delivery_send.delay(pk))  # type: ignore[misc]
+
+
+def webhook_emit(*, org: Organization, event_type: str, data: dict[str, Any]) -> int:
+    """Record the event for every enabled endpoint subscribed to it; send after commit."""
+    endpoints = [
+        endpoint
+        for endpoint in WebhookEndpoint.objects.for_org(org).enabled()
+        if event_type in endpoint.events
+    ]
+    if not endpoints:
+        return 0
+    deliveries = _deliveries_create(org=org, endpoints=endpoints, event_type=event_type, data=data)
+    _send_after_commit(deliveries)
+    return len(deliveries)
+
+
+def webhook_test_send(*, actor: Membership, endpoint: WebhookEndpoint) -> OutboundDelivery:
+    _require_admin(actor)
+    data = {"message": "A test event from bitHuman Portal.", "endpoint": str(endpoint.public_id)}
+    (delivery,) = _deliveries_create(
+        org=actor.organization, endpoints=[endpoint], event_type=TEST_EVENT, data=data
+    )
+    _send_after_commit([delivery])
+    return delivery
+
+
+def delivery_resend(*, actor: Membership, delivery: OutboundDelivery) -> OutboundDelivery:
+    """Send the same event (same id, same data) again as a new delivery with fresh attempts;
+    receivers deduplicate by the event id."""
+    _require_admin(actor)
+    copy = OutboundDelivery.objects.create(
+        organization=delivery.organization,
+        endpoint=delivery.endpoint,
+        event_id=delivery.event_id,
+        event_type=delivery.event_type,
+        body=delivery.body,
+        next_attempt_at=timezone.now(),
+        resent_from=delivery,
+    )
+    _send_after_commit([copy])
+    return copy
+
+
+def _retry_delay(attempts: int) -> timedelta | None:
+    """The wait before the next attempt after `attempts` failed ones; None: give up."""
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    if attempts > len(schedule):
+        return None
+    return timedelta(seconds=schedule[attempts - 1])
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status_code: int | None
+    duration_ms: int
+    excerpt: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> AttemptResult:
+    started = time.monotonic()
+
+    def result(**kwargs: Any) -> AttemptResult:
+        return AttemptResult(duration_ms=int((time.monotonic() - started) * 1000), **kwargs)
+
+    try:
+        address = webhook_url_check(endpoint.url)  # again: DNS may have changed since
+    except ApplicationError as error:
+        return result(status_code=None, error=error.message)
+    target = httpx.URL(endpoint.url)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "bitHuman-Portal-Webhooks/1",
+        "Portal-Event": event_type,
+        SIGNATURE_HEADER: signature_header(
+            endpoint=endpoint, body=body, timestamp=int(time.time())
+        ),
+    }
+    extensions: dict[str, Any] = {}
+    if address is not None:
+        # Connect to the address just checked, not to a second DNS answer (rebinding); Host
+        # and SNI keep the name, so the certificate is checked against it.
+        headers["Host"] = target.netloc.decode("ascii")
+        extensions["sni_hostname"] = target.raw_host.decode("ascii")
+        target = target.copy_with(host=str(address))
+    try:
+        with httpx.Client(
+            trust_env=False, follow_redirects=False, timeout=settings.WEBHOOK_TIMEOUT
+        ) as client:
+            request = client.build_request(
+                "POST", target, content=body, headers=headers, extensions=extensions
+            )
+            response = client.send(request)
+    except httpx.TimeoutException:
+        return result(status_code=None, error=f"No answer within {settings.WEBHOOK_TIMEOUT:g} s")
+    except httpx.HTTPError as error:
+        return result(status_code=None, error=f"Could not connect: {type(error).__name__}")
+    return result(status_code=response.status_code, excerpt=response.text[:500])
+
+
+def delivery_attempt(*, delivery_pk: int, now: datetime | None = None) -> OutboundDelivery | None:
+    """One attempt of a due delivery. The claim is compare-and-set: a task and the sweep never
+    send the same attempt twice."""
+    now = now or timezone.now()
+    lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT + 60)
+    claimed = OutboundDelivery.objects.due(now).filter(pk=delivery_pk).update(next_attempt_at=lease)
+    if not claimed:
+        return None
+    delivery = OutboundDelivery.objects.select_related("endpoint").get(pk=delivery_pk)
+    endpoint = delivery.endpoint
+    if not endpoint.enabled:
+        OutboundDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="Endpoint disabled"
+        )
+        return delivery
+    outcome = _post(endpoint=endpoint, body=delivery.body.encode(), event_type=delivery.event_type)
+    attempts = delivery.attempts + 1
+    fields: dict[str, Any] = {
+        "attempts": attempts,
+        "last_attempt_at": now,
+        "last_status_code": outcome.status_code,
+        "last_duration_ms": outcome.duration_ms,
+        "last_error": outcome.error[:300],
+        "response_excerpt": outcome.excerpt,
+    }
+    if outcome.ok:
+        fields |= {"status": DeliveryStatus.SUCCEEDED, "delivered_at": now, "next_attempt_at": None}
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+    else:
+        delay = _retry_delay(attempts)
+        if delay is None:
+            fields |= {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
+        else:
+            fields["next_attempt_at"] = now + delay
+        WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(
+            failing_since=now
+        )
+    OutboundDelivery.objects.filter(pk=delivery.pk).update(**fields)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def deliveries_due(*, now: datetime | None = None, batch: int = 500) -> list[int]:
+    """Deliveries whose next attempt is due (retries, and first sends a lost task missed)."""
+    now = now or timezone.now()
+    return list(
+        OutboundDelivery.objects.due(now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:batch]
+    )
+
+
+def endpoints_disable_failing(*, now: datetime | None = None) -> int:
+    """Disable endpoints that have failed every attempt for WEBHOOK_DISABLE_AFTER_DAYS and tell
+    the organization's admins (an audit entry, a notice on the page and an email)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.WEBHOOK_DISABLE_AFTER_DAYS)
+    failing = WebhookEndpoint.objects.enabled().filter(failing_since__lt=cutoff)
+    disabled = 0
+    for endpoint in failing.select_related("organization"):
+        reason = (
+            f"Disabled on {now:%Y-%m-%d}: every delivery failed since "
+            f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC."
+        )
+        with transaction.atomic():
+            changed = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
+                enabled=False, disabled_reason=reason
+            )
+            if not changed:
+                continue
+            OutboundDelivery.objects.filter(
+                endpoint=endpoint, status=DeliveryStatus.PENDING
+            ).update(status=DeliveryStatus.FAILED, next_attempt_at=None)
+            audit_record(
+                org=endpoint.organization,
+                actor=None,
+                action=AuditAction.WEBHOOK_DISABLED,
+                target=endpoint,
+                details={"reason": reason},
+            )
+        _admins_notify(endpoint=endpoint, reason=reason)
+        disabled += 1
+    return disabled
+
+
+def _admins_notify(*, endpoint: WebhookEndpoint, reason: str) -> None:
+    emails = list(
+        Membership.objects.for_org(endpoint.organization)
+        .filter(role__in=[Role.OWNER, Role.ADMIN])
+        .values_list("user__email", flat=True)
+    )
+    if not emails:
+        return
+    try:
+        _disabled_mail_send(endpoint=endpoint, reason=reason, emails=emails)
+    except Exception:  # the endpoint is disabled either way; the page shows the notice
+        logger.exception("Could not email the admins of %s", endpoint.organization.slug)
+
+
+def _disabled_mail_send(*, endpoint: WebhookEndpoint, reason: str, emails: list[str]) -> None:
+    send_mail(
+        subject=f"Webhook endpoint disabled in {endpoint.organization.name}",
+        message=(
+            f"The webhook endpoint {endpoint.url} of {endpoint.organization.name} was disabled.\n"
+            f"{reason}\nFix the receiver, then re-enable the endpoint on the Webhooks page."
+        ),
+        from_email=None,
+        recipient_list=emails,
+    )
+
+
+# --- Hooks called by the other apps' services -------------------------------------------------
+
+
+def agent_outcome_record(*, agent: Any, previous: str) -> None:
+    """An agent reached ready or failed: one audit entry (system) and the webhook event."""
+    if agent.status == previous or agent.status not in ("ready", "failed"):
+        return
+    from agents.api import agent_out
+
+    event_type = f"agent.{agent.status}"
+    details = {"model": agent.model}
+    if agent.error_message:
+        details["error_message"] = agent.error_message[:500]
+    audit_record(
+        org=agent.organization, actor=None, action=event_type, target=agent, details=details
+    )
+    data = json.loads(json.dumps(agent_out(agent), default=str))
+    webhook_emit(org=agent.organization, event_type=event_type, data=data)
+
+
+def _session_data(session: Any) -> dict[str, Any]:
+    from sessions.api import session_out
+
+    data = session_out(session)
+    data.pop("join_url", None)  # a bearer link to the room: never sent to third parties
+    return json.loads(json.dumps(data, default=str))
+
+
+def session_started_record(*, actor: Actor, session: Any) -> None:
+    audit_record(
+        org=session.organization,
+        actor=actor,
+        action=AuditAction.SESSION_STARTED,
+        target=session,
+        details={"kind": session.kind, "agent": str(session.agent.public_id)},
+    )
+    webhook_emit(
+        org=session.organization,
+        event_type=WebhookEvent.SESSION_STARTED,
+        data=_session_data(session),
+    )
+
+
+def session_ended_record(*, actor: Actor, session: Any) -> None:
+    audit_record(
+        org=session.organization,
+        actor=actor,
+        action=AuditAction.SESSION_ENDED,
+        target=session,
+        details={"reason": session.end_reason},
+    )
+    webhook_emit(
+        org=session.organization, event_type=WebhookEvent.SESSION_ENDED, data=_session_data(session)
+    )
+
+
+def session_message_record(*, actor: Actor, session: Any, event: Any) -> None:
+    """Speak or context sent: who, the text (shortened) and the outcome."""
+    from sessions.api import event_out
+
+    action = AuditAction.SESSION_SPEAK if event.kind == "speak" else AuditAction.SESSION_CONTEXT
+    audit_record(
+        org=session.organization,
+        actor=actor,
+        action=action,
+        target=session,
+        details={
+            "text": event.text[:500],
+            "outcome": event.outcome,
+            "outcome_label": event.outcome_label,
+        },
+    )
+    data = json.loads(json.dumps(event_out(event), default=str))
+    data["session_id"] = str(session.public_id)
+    data["outcome_label"] = event.outcome_label
+    webhook_emit(org=session.organization, event_type=WebhookEvent.SESSION_MESSAGE, data=data)

@@ -1,0 +1,317 @@
+"""Pages of the activity app: the audit log (admins), its CSV export, and webhook endpoints
+with their delivery logs. The dashboard is the organization home (portal.views.org_home)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from activity import charts, selectors, services
+from activity.forms import AuditFilterForm, WebhookEndpointForm
+from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
+from portal.errors import ApplicationError
+from portal.forms import apply_error
+from portal.models import Membership
+from portal.tenancy import Role, org_view
+
+PAGE_SIZE = 50
+
+
+def _filters(request: HttpRequest) -> tuple[AuditFilterForm, selectors.AuditFilters]:
+    form = AuditFilterForm(request.GET or None)
+    if form.is_bound and form.is_valid():
+        return form, selectors.AuditFilters(**form.cleaned_data)
+    return form, selectors.AuditFilters()
+
+
+@org_view({"GET": Role.ADMIN})
+def audit_log(request: HttpRequest, membership: Membership) -> HttpResponse:
+    form, filters = _filters(request)
+    events = selectors.audit_event_list(org=membership.organization, filters=filters)
+    page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "activity/audit_log.html",
+        {"form": form, "page": page, "query": query.urlencode()},
+    )
+
+
+def _csv_cell(value: Any) -> str:
+    """Text a spreadsheet will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_rows(events: Any) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(
+        [
+            "time",
+            "actor_kind",
+            "actor",
+            "action",
+            "target_type",
+            "target_id",
+            "target",
+            "details",
+            "ip_address",
+        ]
+    )
+    for event in events.iterator(chunk_size=2000):
+        event: AuditEvent  # type: ignore[no-redef]
+        yield writer.writerow(
+            [
+                _csv_cell(v)
+                for v in (
+                    event.created_at.isoformat(),
+                    event.actor_kind,
+                    event.actor_label,
+                    event.action,
+                    event.target_type,
+                    event.target_id,
+                    event.target_label,
+                    event.details,
+                    event.ip_address,
+                )
+            ]
+        )
+
+
+@org_view({"GET": Role.ADMIN})  # type: ignore[arg-type]  # a streamed CSV
+def audit_export(request: HttpRequest, membership: Membership) -> StreamingHttpResponse:
+    _form, filters = _filters(request)
+    events = selectors.audit_event_list(org=membership.organization, filters=filters)
+    response = StreamingHttpResponse(_csv_rows(events), content_type="text/csv; charset=utf-8")
+    name = f"audit-{membership.organization.slug}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+# --- Webhooks -----------------------------------------------------------------------------------
+
+
+def _endpoint_get(membership: Membership, endpoint_id: UUID) -> WebhookEndpoint:
+    return get_object_or_404(
+        WebhookEndpoint.objects.for_org(membership.organization), public_id=endpoint_id
+    )
+
+
+@org_view({"GET": Role.ADMIN, "POST": Role.ADMIN})
+def webhook_list(request: HttpRequest, membership: Membership) -> HttpResponse:
+    org = membership.organization
+    form = WebhookEndpointForm(request.POST or None, initial={"enabled": True})
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = services.webhook_endpoint_create(
+                actor=membership,
+                url=form.cleaned_data["url"],
+                events=form.cleaned_data["events"],
+                description=form.cleaned_data["description"],
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            return _detail_page(request, membership, created.endpoint, new_secret=created.secret)
+    status = 400 if request.method == "POST" else 200
+    endpoints = selectors.webhook_endpoint_list(org=org)
+    return render(
+        request,
+        "activity/webhooks.html",
+        {"form": form, "endpoints": endpoints, "event_types": services.EVENT_TYPES},
+        status=status,
+    )
+
+
+def _detail_page(
+    request: HttpRequest,
+    membership: Membership,
+    endpoint: WebhookEndpoint,
+    *,
+    form: WebhookEndpointForm | None = None,
+    new_secret: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    form = form or WebhookEndpointForm(
+        initial={
+            "url": endpoint.url,
+            "description": endpoint.description,
+            "events": endpoint.events,
+            "enabled": endpoint.enabled,
+        }
+    )
+    page = Paginator(selectors.delivery_list(endpoint=endpoint), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "activity/webhook_detail.html",
+        {
+            "endpoint": endpoint,
+            "form": form,
+            "page": page,
+            "new_secret": new_secret,
+            "signing_secrets": len(services.signing_secrets(endpoint)),
+        },
+        status=status,
+    )
+
+
+@org_view({"GET": Role.ADMIN, "POST": Role.ADMIN})
+def webhook_detail(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
+    endpoint = _endpoint_get(membership, endpoint_id)
+    if request.method != "POST":
+        return _detail_page(request, membership, endpoint)
+    form = WebhookEndpointForm(request.POST)
+    if form.is_valid():
+        try:
+            services.webhook_endpoint_update(
+                actor=membership, endpoint=endpoint, **form.cleaned_data
+            )
+        except ApplicationError as error:
+            apply_error(form, error)
+        else:
+            messages.success(request, "Saved the endpoint.")
+            return redirect(_detail_url(membership, endpoint))
+    endpoint.refresh_from_db()
+    return _detail_page(request, membership, endpoint, form=form, status=400)
+
+
+def _detail_url(membership: Membership, endpoint: WebhookEndpoint) -> str:
+    return reverse("webhook_detail", args=[membership.organization.slug, endpoint.public_id])
+
+
+@org_view({"POST": Role.ADMIN})
+def webhook_rotate(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
+    endpoint = _endpoint_get(membership, endpoint_id)
+    secret = services.webhook_secret_rotate(actor=membership, endpoint=endpoint)
+    return _detail_page(request, membership, endpoint, new_secret=secret)
+
+
+@org_view({"POST": Role.ADMIN})
+def webhook_test(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
+    endpoint = _endpoint_get(membership, endpoint_id)
+    services.webhook_test_send(actor=membership, endpoint=endpoint)
+    messages.success(request, "Sent a test event: its delivery is at the top of the log.")
+    return redirect(_detail_url(membership, endpoint))
+
+
+@org_view({"POST": Role.ADMIN})
+def webhook_delete(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
+    endpoint = _endpoint_get(membership, endpoint_id)
+    services.webhook_endpoint_delete(actor=membership, endpoint=endpoint)
+    messages.success(request, f"Deleted the endpoint {endpoint.url}.")
+    return redirect("webhook_list", membership.organization.slug)
+
+
+@org_view({"POST": Role.ADMIN})
+def delivery_resend(
+    request: HttpRequest, membership: Membership, delivery_id: UUID
+) -> HttpResponse:
+    delivery = get_object_or_404(
+        OutboundDelivery.objects.for_org(membership.organization).select_related("endpoint"),
+        public_id=delivery_id,
+    )
+    services.delivery_resend(actor=membership, delivery=delivery)
+    messages.success(request, f"Resent {delivery.event_type} ({delivery.event_id}).")
+    return redirect(_detail_url(membership, delivery.endpoint))
+
+
+# --- The dashboard (the organization home) ------------------------------------------------------
+
+GREEN, RED, AMBER, BLUE, PURPLE = "#16a34a", "#dc2626", "#d97706", "#2563eb", "#7c3aed"
+
+
+def dashboard_context(request: HttpRequest, membership: Membership) -> dict[str, Any]:
+    """Charts and numbers for the organization home, for the chosen range (7, 30 or 90 days)."""
+    from portal import services as portal_services
+
+    org = membership.organization
+    try:
+        days = int(request.GET.get("days", 7))
+    except ValueError:
+        days = 7
+    board = selectors.dashboard_get(org=org, days=days)
+    labels = [p.day.strftime("%b %d") for p in board.agents_per_day]
+    agents_rows = [
+        {
+            "ready": p.values["ready"],
+            "failed": p.values["failed"],
+            "other": p.values["total"] - p.values["ready"] - p.values["failed"],
+        }
+        for p in board.agents_per_day
+    ]
+    times = board.generation_times
+    timing = charts.bar_chart(
+        chart_id="generation-time",
+        title="Generation time by model (minutes)",
+        labels=[row["model"] for row in times],
+        rows=[{"p50": row["p50"] / 60, "p90": row["p90"] / 60} for row in times],
+        series=[
+            charts.Series("p50", "Median", BLUE),
+            charts.Series("p90", "90th percentile", PURPLE),
+        ],
+        stacked=False,
+        unit=" min",
+    )
+    timing["first_column"] = "Model"
+    connection = portal_services.connection_get(org=org)
+    account = (
+        portal_services.connection_account(connection=connection) if connection.is_live else None
+    )
+    return {
+        "board": board,
+        "ranges": selectors.RANGES,
+        "connection": connection,
+        "account": account,
+        "charts": [
+            charts.bar_chart(
+                chart_id="agents",
+                title="Agents generated per day",
+                labels=labels,
+                rows=agents_rows,
+                series=[
+                    charts.Series("ready", "Ready", GREEN),
+                    charts.Series("failed", "Failed", RED),
+                    charts.Series("other", "In progress", AMBER),
+                ],
+            ),
+            timing,
+            charts.bar_chart(
+                chart_id="sessions",
+                title="Sessions and messages per day",
+                labels=labels,
+                rows=[p.values for p in board.sessions_per_day],
+                series=[
+                    charts.Series("sessions", "Sessions", BLUE),
+                    charts.Series("messages", "Messages", PURPLE),
+                ],
+                stacked=False,
+            ),
+            charts.bar_chart(
+                chart_id="credits",
+                title="Estimated credits spent per day",
+                labels=labels,
+                rows=[p.values for p in board.credits_per_day],
+                series=[
+                    charts.Series("generation", "Generations", AMBER),
+                    charts.Series("sessions", "Session minutes", BLUE),
+                ],
+                unit=" credits",
+            ),
+        ],
+    }
