@@ -128,7 +128,9 @@ def _submit_enqueue(agent: Agent) -> None:
     from agents import tasks
 
     agent_pk = agent.pk
-    transaction.on_commit(lambda: tasks.agent_submit.delay(agent_pk))
+    # robust: a broker outage must not fail the request; the row is committed `submitting` and
+    # the sweeper re-sends it with the same Idempotency-Key.
+    transaction.on_commit(lambda: tasks.agent_submit.delay(agent_pk), robust=True)
 
 
 def _history(agent: Agent, *, from_status: str, source: str) -> None:

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import stack
+from bench.dashboard import bench_dashboard
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
-ALL = ("poller", "ratelimit", "propagation", "api", "pages")
+ALL = ("poller", "ratelimit", "propagation", "api", "pages", "dashboard")
 
 
 # --- Report ---------------------------------------------------------------------------------------
@@ -697,6 +698,7 @@ def main() -> None:
         ("propagation", lambda: bench_propagation(report, 100)),
         ("api", lambda: bench_api(report, 8 if args.quick else 15, 10_000)),
         ("pages", lambda: bench_pages(report, 8 if args.quick else 15, 10_000)),
+        ("dashboard", lambda: bench_dashboard(report.table, requests=10 if args.quick else 20)),
     ]
     with stack.running(worker, gunicorn):
         for name, benchmark in benchmarks:
