@@ -127,8 +127,10 @@ def start_worker(
             "INFO",
             "--concurrency",
             "2",
-            "--schedule",
-            str(tmp_path / f"{name}-beat-schedule"),
+            # In memory: the persistent scheduler's shelve (dbm.sqlite3) can fail with
+            # "locking protocol" when workers start and die quickly.
+            "--scheduler",
+            "celery.beat:Scheduler",
             "--hostname",
             f"{name}-{uuid.uuid4().hex[:8]}@%h",
             "--without-gossip",

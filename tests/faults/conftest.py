@@ -215,7 +215,9 @@ class Stack:
         log = self.tmp / f"{name}.log"
         command = [sys.executable, "-m", "celery", "-A", "portal", "worker"]
         if beat:
-            command += ["--beat", "--schedule", str(self.tmp / f"{name}-beat-schedule")]
+            # The in-memory scheduler: the persistent one's shelve (dbm.sqlite3 on Python 3.13)
+            # intermittently fails with "locking protocol" when beats start and die quickly.
+            command += ["--beat", "--scheduler", "celery.beat:Scheduler"]
         command += [
             "--loglevel",
             "INFO",
