@@ -53,7 +53,7 @@ docker-check: install ## Validate docker/compose.yaml (compose spec, offline) an
 migrations-check: install ## Fail if models changed without a migration
 	DJANGO_DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 
-ci: test lint migrations-check ## What .ci/run runs
+ci: test test-faults lint migrations-check ## What .ci/run runs
 
 bench: install ## Benchmarks on the real stack (PostgreSQL, Redis, Celery, gunicorn, sandbox); writes bench/results.md
 	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
