@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router
 
-from agents import services
+from agents import selectors, services
 from agents.models import Agent, AgentStatus
 from agents.preflight import MediaSource, preflight_run
 from agents.schemas import AgentHistory, AgentIn, AgentList, AgentListQuery, AgentOut, AgentPatch
@@ -27,6 +27,7 @@ from portal.api import (
     page_bounds,
     scope_require,
     upstream_refusal,
+    uuid_or_404,
 )
 from portal.errors import ApplicationError
 from portal.models import ApiScope
@@ -60,17 +61,8 @@ def agent_out(agent: Agent) -> dict[str, Any]:
 def _agent_get(request: HttpRequest, agent_id: str) -> Agent:
     return get_object_or_404(
         Agent.objects.for_org(request.organization).active(),  # type: ignore[attr-defined]
-        public_id=_uuid_or_404(agent_id),
+        public_id=uuid_or_404(agent_id),
     )
-
-
-def _uuid_or_404(value: str) -> str:
-    import uuid
-
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ApiError(404, "not_found", "Not found.") from None
 
 
 def _media(kind: str, url: str | None, data: str | None) -> MediaSource:
@@ -173,20 +165,12 @@ def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
 def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> dict[str, Any]:
     scope_require(request, ApiScope.AGENTS_READ)
     start, end = page_bounds(ListQuery(limit=filters.limit, offset=filters.offset))
-    agents = Agent.objects.for_org(request.organization).active()  # type: ignore[attr-defined]
-    if filters.status == "generating":
-        agents = agents.filter(
-            status__in=[AgentStatus.GENERATING, AgentStatus.COMPLETED, AgentStatus.SUCCESS]
-        )
-    elif filters.status:
-        agents = agents.filter(status=filters.status)
-    if filters.search:
-        from django.db.models import Q
-
-        agents = agents.filter(
-            Q(name__icontains=filters.search) | Q(code__iexact=filters.search.strip())
-        )
-    agents = agents.order_by("-created_at")
+    # The same selector as the agents page: the API and the page cannot disagree.
+    agents = selectors.agent_list(
+        org=request.organization,  # type: ignore[attr-defined]
+        query=filters.search or "",
+        status=filters.status or "",
+    )
     return {"items": [agent_out(a) for a in agents[start:end]], "count": agents.count()}
 
 

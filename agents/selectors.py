@@ -34,6 +34,10 @@ def agent_list(
         agents = agents.filter(Q(name__icontains=query) | Q(code__iexact=query.strip()))
     if status == "in_flight":
         agents = agents.in_flight()
+    elif status == AgentStatus.GENERATING:  # upstream's completed/success are still generating
+        agents = agents.filter(
+            status__in=[AgentStatus.GENERATING, AgentStatus.COMPLETED, AgentStatus.SUCCESS]
+        )
     elif status:
         agents = agents.filter(status=status)
     if model:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from typing import Annotated, Any
 
 from django.conf import settings
@@ -87,13 +88,8 @@ def _rate_limit(request: HttpRequest, api_key: ApiKey) -> None:
         "X-RateLimit-Reset": str(reset),
     }
     if used > limit:
-        retry_after = max(1, math.ceil(reset - now))
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"Too many requests for this key: the limit is {limit} per minute.",
-            details={"retry_after": retry_after},
-            headers={"Retry-After": str(retry_after)},
+        raise rate_limited(
+            reset - now, f"Too many requests for this key: the limit is {limit} per minute."
         )
 
 
@@ -204,14 +200,28 @@ class ListQuery(Schema):
 
 
 def page_bounds(query: ListQuery) -> tuple[int, int]:
-    fields = {}
-    if not 1 <= query.limit <= 100:
-        fields["limit"] = ["Must be between 1 and 100."]
-    if query.offset < 0:
-        fields["offset"] = ["Must be 0 or more."]
-    if fields:
-        raise ApiError(422, "validation_error", "Invalid paging.", details={"fields": fields})
+    """The slice of a list (the schema already bounds limit and offset)."""
     return query.offset, query.offset + query.limit
+
+
+def uuid_or_404(value: str) -> uuid.UUID:
+    """Ids are opaque strings: one that is not even a UUID is simply not found."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(404, "not_found", "Not found.") from None
+
+
+def rate_limited(retry_after: float | None, message: str = "") -> ApiError:
+    """The one shape of a 429: ours per key, or bitHuman's passed on with its Retry-After."""
+    seconds = max(1, math.ceil(retry_after or 1))
+    return ApiError(
+        429,
+        "rate_limited",
+        message or f"bitHuman is rate limiting this organization: retry in {seconds} s.",
+        details={"retry_after": seconds},
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def application_error(error: ApplicationError, *, status: int = 422) -> ApiError:
@@ -225,14 +235,7 @@ def upstream_refusal(error: ApplicationError) -> ApiError:
     """A service error caused by bitHuman: its 4xx refusals are conflicts, the rest outages."""
     status = error.extra.get("upstream_status")
     if status == 429:
-        retry_after = max(1, math.ceil(error.extra.get("retry_after") or 1))
-        return ApiError(
-            429,
-            "rate_limited",
-            f"bitHuman is rate limiting this organization: retry in {retry_after} s.",
-            details={"retry_after": retry_after},
-            headers={"Retry-After": str(retry_after)},
-        )
+        return rate_limited(error.extra.get("retry_after"))
     details: dict[str, Any] = {"upstream_status": status}
     if error.field:
         details["fields"] = {error.field: [error.message]}
@@ -244,14 +247,7 @@ def upstream_refusal(error: ApplicationError) -> ApiError:
 def upstream_error(error: bh_errors.BithumanError) -> ApiError:
     """bitHuman's refusal, as our API says it."""
     if isinstance(error, bh_errors.RateLimitedError):
-        retry_after = max(1, math.ceil(error.retry_after or 1))
-        return ApiError(
-            429,
-            "rate_limited",
-            f"bitHuman is rate limiting this organization: retry in {retry_after} s.",
-            details={"retry_after": retry_after},
-            headers={"Retry-After": str(retry_after)},
-        )
+        return rate_limited(error.retry_after)
     status = 503 if isinstance(error, bh_errors.TransportError | bh_errors.UpstreamError) else 502
     return ApiError(
         status, "upstream_error", f"bitHuman: {error.message}", details={"code": error.code}

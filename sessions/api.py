@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -18,7 +18,9 @@ from portal.api import (
     actor_for,
     application_error,
     page_bounds,
+    rate_limited,
     scope_require,
+    uuid_or_404,
 )
 from portal.errors import ApplicationError
 from portal.models import ApiScope
@@ -101,17 +103,10 @@ def event_out(event: SessionEvent) -> dict[str, Any]:
     }
 
 
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(404, "not_found", "Not found.") from None
-
-
 def _session_get(request: HttpRequest, session_id: str) -> AgentSession:
     return get_object_or_404(
         AgentSession.objects.for_org(request.organization).select_related("agent"),  # type: ignore[attr-defined]
-        public_id=_uuid(session_id),
+        public_id=uuid_or_404(session_id),
     )
 
 
@@ -122,7 +117,7 @@ def session_start(request: HttpRequest, agent_id: str, payload: SessionStartIn) 
     actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
     agent = get_object_or_404(
         Agent.objects.for_org(request.organization).active(),  # type: ignore[attr-defined]
-        public_id=_uuid(agent_id),
+        public_id=uuid_or_404(agent_id),
     )
     if not agent.is_ready:
         raise ApiError(409, "agent_not_ready", "Sessions can start once the agent is ready.")
@@ -139,7 +134,7 @@ def session_list(request: HttpRequest, filters: Query[SessionListQuery]) -> dict
     start, end = page_bounds(ListQuery(limit=filters.limit, offset=filters.offset))
     sessions = AgentSession.objects.for_org(request.organization).select_related("agent")  # type: ignore[attr-defined]
     if filters.agent_id:
-        sessions = sessions.filter(agent__public_id=_uuid(filters.agent_id))
+        sessions = sessions.filter(agent__public_id=uuid_or_404(filters.agent_id))
     if filters.status:
         sessions = sessions.filter(status=filters.status)
     return {
@@ -175,13 +170,9 @@ def _delivered(event: SessionEvent) -> JsonResponse:
             details={"event_id": event.pk},
         )
     if event.retry_after_seconds:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"bitHuman is rate limiting this organization: retry in {event.retry_after_seconds} s.",
-            details={"event_id": event.pk, "retry_after": event.retry_after_seconds},
-            headers={"Retry-After": str(event.retry_after_seconds)},
-        )
+        limited = rate_limited(event.retry_after_seconds)
+        limited.details["event_id"] = event.pk
+        raise limited
     raise ApiError(
         502,
         "upstream_error",
@@ -190,19 +181,30 @@ def _delivered(event: SessionEvent) -> JsonResponse:
     )
 
 
+def _message_send(
+    request: HttpRequest,
+    session_id: str,
+    send: Callable[..., SessionEvent],
+    text: str,
+) -> JsonResponse:
+    """Speak or add context through the same service as the console; the event is recorded
+    whatever the outcome, and the outcome decides the answer."""
+    actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
+    session = _session_get(request, session_id)
+    try:
+        event = send(actor=actor, session=session, text=text)
+    except ApplicationError as error:
+        raise application_error(error, status=409 if not session.is_live else 422) from None
+    return _delivered(event)
+
+
 @router.post(
     "/{session_id}/speak",
     response={201: EventOut},
     summary="Make the avatar say something now",
 )
 def session_speak(request: HttpRequest, session_id: str, payload: SpeakIn) -> JsonResponse:
-    actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
-    session = _session_get(request, session_id)
-    try:
-        event = services.session_speak(actor=actor, session=session, text=payload.message)
-    except ApplicationError as error:
-        raise application_error(error, status=409 if not session.is_live else 422) from None
-    return _delivered(event)
+    return _message_send(request, session_id, services.session_speak, payload.message)
 
 
 @router.post(
@@ -211,13 +213,7 @@ def session_speak(request: HttpRequest, session_id: str, payload: SpeakIn) -> Js
     summary="Give the avatar knowledge for its next replies",
 )
 def session_context(request: HttpRequest, session_id: str, payload: ContextIn) -> JsonResponse:
-    actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
-    session = _session_get(request, session_id)
-    try:
-        event = services.session_context_add(actor=actor, session=session, text=payload.context)
-    except ApplicationError as error:
-        raise application_error(error, status=409 if not session.is_live else 422) from None
-    return _delivered(event)
+    return _message_send(request, session_id, services.session_context_add, payload.context)
 
 
 @router.get("/{session_id}/events", response=EventList, summary="The session's timeline")
