@@ -357,6 +357,8 @@ AGENT_POLL_INTERVAL = env.float("AGENT_POLL_INTERVAL", default=5.0)  # seconds b
 AGENT_POLL_BATCH = env.int("AGENT_POLL_BATCH", default=200)  # agents claimed per batch
 AGENT_POLL_CONCURRENCY = env.int("AGENT_POLL_CONCURRENCY", default=16)  # HTTP requests in flight
 AGENT_POLL_LEASE = env.float("AGENT_POLL_LEASE", default=60.0)  # seconds a claim lasts
+# The slowest cadence (long models late in their run), also the cap of the error backoff.
+AGENT_POLL_MAX_INTERVAL = env.float("AGENT_POLL_MAX_INTERVAL", default=60.0)
 AGENT_DEADLINE_FACTOR = env.float("AGENT_DEADLINE_FACTOR", default=6.0)  # x typical duration
 AGENT_SUBMIT_MAX_ATTEMPTS = env.int("AGENT_SUBMIT_MAX_ATTEMPTS", default=8)
 CELERY_BEAT_SCHEDULE |= {

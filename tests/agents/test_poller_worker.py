@@ -19,15 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
-import redis
-from django.conf import settings as django_settings
-from django.db import connection
 
 from agents import services
 from agents.models import Agent, AgentStatus, StatusSource
+from tests import workers
 from tests.agents.test_poller import Upstream, fresh, sandbox, tenant, upstream, wait_for
 
 __all__ = ["sandbox", "upstream"]  # fixtures shared with test_poller.py
@@ -39,33 +36,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _redis_urls() -> tuple[str, str]:
-    """(cache URL, broker URL); fails the test, with the reason, when Redis is missing."""
-    url = django_settings.REDIS_URL
-    if not url:
-        pytest.fail(
-            "The worker tests need Redis as broker and shared cache: set REDIS_URL (e.g. "
-            "redis://127.0.0.1:6379/14; `make test` does when Redis runs on 127.0.0.1:6379)."
-        )
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as error:
-        pytest.fail(f"The worker tests need Redis, and {url} does not answer: {error}")
-    return url, urlunsplit(urlsplit(url)._replace(path=f"/{BROKER_DB}"))
+    return workers.redis_urls(broker_db=BROKER_DB, who="The worker tests")
 
 
 def _test_database_url() -> str:
-    """pytest-django's test database (`test_` + the configured name), for another process."""
-    db = connection.settings_dict
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.fail(
-            "The worker tests need PostgreSQL: a worker process cannot share this test "
-            f"database ({db['ENGINE']}). Set DATABASE_URL to a PostgreSQL server."
-        )
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = db["HOST"] or "127.0.0.1"
-    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+    return workers.database_url_for_workers(who="The worker tests")
 
 
 @dataclass

@@ -28,15 +28,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 from celery import Celery
-from django.conf import settings as django_settings
-from django.db import connection
 
 from agents.models import TERMINAL_STATUSES, Agent, AgentStatusChange
+from tests import workers
 from tests.agents.test_poller import sandbox, upstream, wait_for
 
 __all__ = ["sandbox", "upstream"]  # fixtures shared with the poller's tests
@@ -118,33 +117,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def redis_urls() -> tuple[str, str]:
-    """(cache URL, broker URL); fails the test, with the reason, when Redis is missing."""
-    url = django_settings.REDIS_URL
-    if not url:
-        pytest.fail(
-            "The fault suite needs Redis as broker and shared cache: set REDIS_URL (e.g. "
-            "redis://127.0.0.1:6379/8; `make test-faults` does)."
-        )
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as error:
-        pytest.fail(f"The fault suite needs Redis, and {url} does not answer: {error}")
-    return url, urlunsplit(urlsplit(url)._replace(path=f"/{BROKER_DB}"))
+    return workers.redis_urls(broker_db=BROKER_DB, who="The fault suite")
 
 
 def database_url_for_workers() -> str:
-    """pytest-django's test database (`test_` + the configured name), for other processes."""
-    db = connection.settings_dict
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.fail(
-            "The fault suite needs PostgreSQL: worker processes cannot share this test "
-            f"database ({db['ENGINE']}). Set DATABASE_URL to a PostgreSQL server."
-        )
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = db["HOST"] or "127.0.0.1"
-    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+    return workers.database_url_for_workers(who="The fault suite")
 
 
 # --- Workers ------------------------------------------------------------------------------------
@@ -209,6 +186,9 @@ class Stack:
             "SANDBOX_BASE_URL": self.sandbox_url,
             "AGENT_POLL_INTERVAL": str(POLL_INTERVAL),
             "AGENT_POLL_LEASE": str(POLL_LEASE),
+            # Backoff after transient errors is capped here, so an unlucky streak of injected
+            # faults cannot push an agent's next poll past a case's time limit.
+            "AGENT_POLL_MAX_INTERVAL": "4",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
