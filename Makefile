@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-installed
 REQUIREMENTS := requirements/base.txt requirements/dev.txt requirements/prod.txt
 
-.PHONY: help install run test test-faults lint fmt migrations-check docker-check ci demo-password clean bench
+.PHONY: help install run test test-faults lint audit fmt migrations-check docker-check ci demo-password clean bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,10 +37,14 @@ test-faults: install ## Fault-injection suite: real workers killed, throttled, r
 	@CI=true REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/8} PORTAL_BROWSER=$${PORTAL_BROWSER:-unused} \
 		PY=$(PY) scripts/test.sh tests/faults $(ARGS)
 
-lint: install ## ruff check, ruff format --check, mypy
+lint: install ## ruff check, ruff format --check, mypy, dependency audit (skipped when offline)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	DJANGO_DEBUG=true $(VENV)/bin/mypy .
+	$(PY) scripts/audit.py
+
+audit: install ## pip-audit of the installed pins; fails when the advisory service is unreachable
+	AUDIT_STRICT=true $(PY) scripts/audit.py
 
 fmt: install ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .
