@@ -8,7 +8,7 @@ flight, so polling stops by itself at a terminal state.
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -20,7 +20,14 @@ from django.utils import timezone
 from agents import selectors, services
 from agents.forms import AgentDeleteForm, AgentForm, PromptForm
 from agents.models import Agent, AgentModel, AgentStatus, PromptRevision
-from agents.preflight import MediaSource, PreflightReport, preflight_run
+from agents.preflight import (
+    AUDIO,
+    IMAGE,
+    MediaSource,
+    PreflightReport,
+    preflight_run,
+    stored_name,
+)
 from portal.errors import ApplicationError
 from portal.forms import apply_error
 from portal.models import Membership
@@ -35,12 +42,17 @@ def _agent_get(membership: Membership, agent_id: UUID) -> Agent:
     )
 
 
+def _filter_value(request: HttpRequest, name: str) -> str:
+    # PostgreSQL text cannot hold NUL: a filter carrying one would be a server error.
+    return request.GET.get(name, "").replace("\x00", "")
+
+
 @org_view({"GET": Role.VIEWER})
 def agent_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     org = membership.organization
-    query = request.GET.get("q", "").strip()
-    status = request.GET.get("status", "")
-    model = request.GET.get("model", "")
+    query = _filter_value(request, "q").strip()
+    status = _filter_value(request, "status")
+    model = _filter_value(request, "model")
     agents = selectors.agent_list(org=org, query=query, status=status, model=model)
     page = Paginator(agents, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
@@ -92,6 +104,9 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
                 field = "audio_url"
             form.add_error(field if field in form.fields else None, check.message)
         return _new_page(request, membership, form, report=report, status=400)
+    for source, kind in ((image, IMAGE), (audio, AUDIO)):
+        if source.upload is not None:
+            source.upload.name = stored_name(kind=kind, upload=source.upload)
     try:
         agent = services.agent_create(
             actor=membership,
@@ -103,7 +118,10 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
             transparency=data["transparency"],
             image=image,
             audio=audio,
-            public_id=data["submission_id"],
+            # The form's id, namespaced by organization: a resubmitted form still finds its
+            # agent, and another organization's agent id pasted into the form names nothing
+            # (the same answer as an unused id, never "already used").
+            public_id=uuid5(data["submission_id"], str(org.pk)),
         )
     except ApplicationError as error:
         apply_error(form, error)

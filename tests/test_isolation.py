@@ -1,209 +1,110 @@
-"""Tenant isolation: walk EVERY URL pattern of the project and attack each org-scoped one.
+"""Tenant isolation: walk EVERY URL pattern and API operation and attack each one with another
+organization's ids in the URL.
 
-The walker reads the URL resolver, not a hand-kept list, so routes added later are covered by
-default. Each route is classified:
+The walker reads the URL resolver and the API's own OpenAPI schema, not a hand-kept list, so
+routes added later are covered by default. Each route is classified (tests/isolation_support.py):
 
-- org-scoped (under /o/<org_slug>/): a member of another organization requests it with real
-  object ids of the first organization, for GET and POST, both under the victim's slug and under
-  the intruder's own slug; every answer must be 404 and no row anywhere may change. The victim's
-  own owner must *not* get 404, which proves the walker builds real URLs.
-- one of the explicitly listed non-tenant routes (auth pages, admin, sandbox, static).
+- org-scoped (under /o/<org_slug>/): another organization's owner requests it
+  - under the victim's slug with the victim's real ids, by GET, HEAD, POST, PUT, PATCH and
+    DELETE, as a page and as an htmx fragment (`HX-Request`): 404, the same answer (status and
+    page) as for a missing organization with fresh ids;
+  - when the route names objects, under the attacker's own slug with the victim's ids: the same
+    answer as with fresh random ids (404 for the methods the route accepts, 405 for the others).
+  No row anywhere may change. The victim's own owner must *not* get 404, which proves the walker
+  builds real URLs.
+- API (/api/v1/): with the attacker's key, the victim's ids in the path answer exactly what
+  fresh random ids answer (the 404 `not_found` envelope); operations without ids answer only the
+  key's own organization (no trace of the victim in the body) and change none of its rows.
+- the staff admin: tests/test_isolation_admin.py. Ids in bodies and query strings (forms,
+  filters, JSON bodies, the webhook receiver): tests/test_isolation_ids.py.
+- one of the explicitly listed non-tenant routes (auth pages, sandbox, static).
 
-A route that fits neither fails the test: classify it here when you add it.
+A route that fits none fails the test: classify it when you add it. Each walking test ends by
+checking that it requested every (route, method) of its kind (read back from the resolver for
+each request it made) and lists the ones it never exercised.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+import uuid
 
 import pytest
-from django.apps import apps
-from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-from portal.models import Organization
-from portal.tenancy import Role
 from tests.conftest import client_for
-from tests.factories import (
-    AgentFactory,
-    AgentSessionFactory,
-    ApiKeyFactory,
-    InvitationFactory,
-    MembershipFactory,
-    PromptRevisionFactory,
-    QuickReplyFactory,
+from tests.isolation_support import (
+    JSON,
+    ORG_PREFIX,
+    PARAMETERS,
+    Walk,
+    all_routes,
+    answer,
+    api_client,
+    api_methods,
+    api_valid_body,
+    build_path,
+    classify,
+    db_changes,
+    db_snapshot,
+    has_object_parameters,
+    lazy_rows_create,
+    leaks,
+    missing_path,
+    one_moment,
+    org_methods,
+    placeholder_path,
+    routes_of,
+    victim_world,
 )
 
-ORG_PREFIX = "o/<slug:org_slug>/"
+# tests/security/test_csrf_and_bruteforce.py walks the org routes with these.
+__all__ = ["ORG_PREFIX", "_methods", "all_routes", "build_path", "classify"]
 
-# Routes outside any organization, by URL name (or route prefix), and why they are safe.
-NON_TENANT_NAMES = {
-    "home": "redirects to the user's own organization",
-    "signup": "creates a new organization",
-    "login": "authentication",
-    "logout": "authentication",
-    "account": "the user's own profile",
-    "password_change": "the user's own password",
-    "password_change_done": "static confirmation",
-    "password_reset": "by email",
-    "password_reset_done": "static confirmation",
-    "password_reset_confirm": "signed token",
-    "password_reset_complete": "static confirmation",
-    "organization_create": "creates a new organization",
-    "invitation_accept": "secret token, bound to the invited email",
-    "bithuman_webhook": "unguessable per-organization token plus an HMAC signature",
-    "healthz": "liveness probe: no data, no dependency",
-    "readyz": "readiness probe: which dependencies answer, no tenant data",
-}
-API_PREFIX = "api/v1/"
-# API routes that need no key (documentation) or only answer errors.
-API_PUBLIC = {"api/v1/", "api/v1/openapi.json", "api/v1/docs", "api/v1/<path:rest>"}
-NON_TENANT_PREFIXES = {
-    "admin/": "staff only (Django admin checks is_staff)",
-    "sandbox/": "the bitHuman simulator, authenticated by its own api-secret",
-    "static/": "static files",
-    "media/": "uploaded media (served by the dev server only)",
-}
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_FORM_BODY = "role=viewer&name=x&email=intruder%40example.com&confirm=acme"
+FRAGMENT = {"HX-Request": "true"}
 
 
-@dataclass(frozen=True)
-class Route:
-    route: str
-    name: str | None
-
-
-def _walk(patterns: list[Any], prefix: str = "") -> Iterator[Route]:
-    for p in patterns:
-        if isinstance(p, URLResolver):
-            yield from _walk(p.url_patterns, prefix + str(p.pattern))
-        elif isinstance(p, URLPattern):
-            yield Route(route=prefix + str(p.pattern), name=p.name)
-
-
-def all_routes() -> list[Route]:
-    return list(_walk(get_resolver().url_patterns))
-
-
-def classify(route: Route) -> str:
-    if route.route.startswith(ORG_PREFIX):
-        return "org"
-    if route.route in API_PUBLIC:
-        return "non-tenant"
-    if route.route.startswith(API_PREFIX):
-        return "api"
-    if any(route.route.lstrip("^").startswith(p) for p in NON_TENANT_PREFIXES):
-        return "non-tenant"
-    if route.name in NON_TENANT_NAMES:
-        return "non-tenant"
-    return "unclassified"
-
-
-# How to get a real object id of the victim organization for each URL parameter name.
-# Add an entry when a route introduces a new parameter.
-PARAMETERS: dict[str, Callable[[Organization], Any]] = {
-    "member_id": lambda org: MembershipFactory(organization=org, role=Role.MEMBER).public_id,
-    "invitation_id": lambda org: InvitationFactory(organization=org).public_id,
-    "agent_id": lambda org: AgentFactory(organization=org).public_id,
-    "key_id": lambda org: ApiKeyFactory(organization=org).public_id,
-    "revision_id": lambda org: PromptRevisionFactory(agent__organization=org).pk,
-    "session_id": lambda org: AgentSessionFactory(agent__organization=org).public_id,
-    "reply_id": lambda org: QuickReplyFactory(organization=org).public_id,
-    "endpoint_id": lambda org: _webhook_endpoint(org).public_id,
-    "delivery_id": lambda org: _outbound_delivery(org).public_id,
-}
-
-
-def _webhook_endpoint(org: Organization) -> Any:
-    from activity.models import WebhookEndpoint
-
-    return WebhookEndpoint.objects.create(
-        organization=org, url="https://hooks.example.com/x", events=["agent.ready"], secret="s"
-    )
-
-
-def _outbound_delivery(org: Organization) -> Any:
-    from activity.models import OutboundDelivery
-
-    endpoint = _webhook_endpoint(org)
-    return OutboundDelivery.objects.create(
-        organization=org, endpoint=endpoint, event_id="evt_1", event_type="agent.ready", body="{}"
-    )
-
-
-_PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
-
-
-def build_path(route: str, org_slug: str, victim: Organization) -> str:
-    def value(match: re.Match[str]) -> str:
-        name = match.group("name")
-        if name == "org_slug":
-            return org_slug
-        if name not in PARAMETERS:
-            pytest.fail(
-                f"URL parameter <{name}> in {route!r} has no victim value: add it to "
-                "PARAMETERS in tests/test_isolation.py"
-            )
-        return str(PARAMETERS[name](victim))
-
-    return "/" + _PARAM.sub(value, route)
-
-
-# Bookkeeping that a mere request may write (not data anyone else can see or change).
-FINGERPRINT_IGNORED_FIELDS = {("portal.ApiKey", "last_used_at")}
-
-
-def database_fingerprint() -> str:
-    """A digest of every row of every model (bar sessions and login-attempt logs)."""
-    skipped = {"sessions", "axes", "admin"}
-    digest = hashlib.sha256()
-    for model in sorted(apps.get_models(), key=lambda m: m._meta.label):
-        if model._meta.app_label in skipped:
-            continue
-        fields = [
-            f.attname
-            for f in model._meta.concrete_fields
-            if (model._meta.label, f.name) not in FINGERPRINT_IGNORED_FIELDS
-        ]
-        for row in model._default_manager.order_by("pk").values_list(*fields):
-            digest.update(repr(row).encode())
-    return digest.hexdigest()
+def _methods(route) -> set[str]:
+    """The methods an org route declares (kept for tests/security/test_csrf_and_bruteforce.py)."""
+    return org_methods(route.route)
 
 
 def test_every_route_is_classified():
     unclassified = [r.route for r in all_routes() if classify(r) == "unclassified"]
     assert not unclassified, (
-        "These routes are neither org-scoped nor listed as non-tenant in "
-        f"tests/test_isolation.py: {unclassified}"
+        "These routes are neither org-scoped, API, admin nor listed as non-tenant in "
+        f"tests/isolation_support.py: {unclassified}"
     )
 
 
 def test_walker_finds_the_org_routes_and_each_goes_through_org_view():
+    from django.urls import resolve
+
     org_routes = [r for r in all_routes() if classify(r) == "org"]
     names = {r.name for r in org_routes}
     assert {"org_home", "members", "member_role", "invitation_revoke", "agent_list"} <= names
+    exports = {"session_export_csv", "session_export_json", "audit_export"}
+    assert exports <= names, "the exports must be org routes, walked like the rest"
     for route in org_routes:
-        path = "/" + _PARAM.sub(_placeholder, route.route)
-        view = resolve(path).func
+        view = resolve(placeholder_path(route.route)).func
         assert hasattr(view, "org_permissions"), f"{route.route} does not use tenancy.org_view"
 
 
-def _placeholder(match: re.Match[str]) -> str:
-    return {"uuid": "00000000-0000-0000-0000-000000000000", "int": "1"}.get(
-        match.group("converter"), "x"
+def _attack(walk, intruder, method, victim_path, fresh_path, *, expect=None, **extra):
+    """Request the victim's path and the fresh one; both answers must be identical."""
+    label = f"{method} {victim_path}" + (" (fragment)" if extra else "")
+    with one_moment():
+        victim_answer = walk.request(intruder, method, victim_path, _FORM_BODY, **extra)
+        fresh_answer = walk.request(intruder, method, fresh_path, _FORM_BODY, **extra)
+    status = victim_answer.status_code
+    if expect is not None:
+        walk.check(status == expect, f"{label}: {status}, expected {expect}")
+    walk.check(
+        answer(victim_answer) == answer(fresh_answer),
+        f"{label}: answers {status} but a missing one answers {fresh_answer.status_code} "
+        "(or the same status with another body)",
     )
-
-
-_FORM_BODY = "role=viewer&name=x&email=intruder%40example.com&confirm=acme"
-_FORM_TYPE = "application/x-www-form-urlencoded"
-
-
-def _methods(route: Route) -> set[str]:
-    view = resolve("/" + _PARAM.sub(_placeholder, route.route)).func
-    return set(getattr(view, "org_permissions", {}))
 
 
 @pytest.mark.django_db
@@ -211,29 +112,39 @@ def test_foreign_organization_routes_answer_404_and_change_nothing(org, owner, o
     intruder = client_for(other_owner)
     victim_owner = client_for(owner)
     intruder_slug = other_owner.organization.slug
-    checked = 0
-    for route in all_routes():
-        if classify(route) != "org":
-            continue
-        victim_path = build_path(route.route, org.slug, org)
+    walk = Walk()
+    routes = routes_of("org")
+    for route in routes:
+        victim_path = build_path(route, org.slug, org)
         # The victim's own owner reaches it (POST-only routes answer 405 to GET, not 404).
         assert victim_owner.get(victim_path).status_code != 404, victim_path
+        missing_org = missing_path(route, f"no-such-org-{uuid.uuid4().hex[:8]}")
+        names_objects = has_object_parameters(route)
+        if names_objects:
+            own_path = build_path(route, intruder_slug, org)
+            fresh = missing_path(route, intruder_slug)
 
-        # Under the victim's slug: every method answers 404.
-        attempts = [(victim_path, ("GET", "POST"))]
-        if _PARAM.search(route.route.removeprefix(ORG_PREFIX)):
-            # The route names objects: the victim's object ids under the intruder's own slug
-            # must be 404 too, for the methods the route accepts (others are 405 either way).
-            own_path = build_path(route.route, intruder_slug, org)
-            attempts.append((own_path, tuple(m for m in ("GET", "POST") if m in _methods(route))))
-        for path, methods in attempts:
-            before = database_fingerprint()
-            for method in methods:
-                response = intruder.generic(method, path, _FORM_BODY, _FORM_TYPE)
-                assert response.status_code == 404, f"{method} {path}: {response.status_code}"
-            assert database_fingerprint() == before, f"{path} changed data"
-            checked += 1
-    assert checked >= 10
+        before = db_snapshot()
+        # Under the victim's slug: whatever the method, the same 404 as a missing organization.
+        for method in METHODS:
+            _attack(walk, intruder, method, victim_path, missing_org, expect=404)
+        for method in ("GET", "POST"):
+            _attack(walk, intruder, method, victim_path, missing_org, headers=FRAGMENT)
+        if names_objects:
+            # The victim's objects under the intruder's own slug: the same answer as objects
+            # that do not exist (404 for the route's methods; others are 405 either way).
+            for method in METHODS:
+                expect = 404 if method in org_methods(route) else None
+                _attack(walk, intruder, method, own_path, fresh, expect=expect)
+            for method in ("GET", "POST"):
+                _attack(walk, intruder, method, own_path, fresh, headers=FRAGMENT)
+        changed = db_changes(before, db_snapshot())
+        walk.check(not changed, f"/{route} changed data: {changed}")
+
+    walk.assert_clean()
+    expected = {(r, m) for r in routes for m in org_methods(r) | {"GET", "POST"}}
+    assert not walk.missing(expected), f"never exercised: {walk.missing(expected)}"
+    assert len(routes) >= 30
 
 
 @pytest.mark.django_db
@@ -250,84 +161,55 @@ def test_foreign_and_missing_organizations_look_identical(org, other_owner):
 # --- The REST API: the organization comes from the key ------------------------------------------
 
 
-def _api_operations(route: str) -> dict[str, Any]:
-    """The operations the API serves on a route, read from its own OpenAPI schema."""
-    from portal.api import api
-
-    openapi_path = "/" + re.sub(r"<(?:[^>:]+:)?([^>]+)>", r"{\1}", route)
-    return api.get_openapi_schema()["paths"].get(openapi_path, {})
-
-
-def _api_methods(route: str) -> list[str]:
-    return [method.upper() for method in _api_operations(route)]
-
-
-def _valid_body(route: str, method: str) -> str:
-    """A body that passes validation, so only the object lookup can refuse the request."""
-    from portal.api import api
-
-    schema = api.get_openapi_schema()
-    content = _api_operations(route)[method.lower()].get("requestBody", {}).get("content", {})
-    body_schema = content.get("application/json", {}).get("schema", {})
-    if "$ref" in body_schema:
-        body_schema = schema["components"]["schemas"][body_schema["$ref"].split("/")[-1]]
-    samples = {"string": "walker", "integer": 1, "number": 1, "boolean": True}
-    body = {}
-    for name in body_schema.get("required", []):
-        prop = body_schema["properties"][name]
-        body[name] = prop["enum"][0] if "enum" in prop else samples.get(prop.get("type"), "x")
-    return json.dumps(body)
-
-
-def _api_client(org):
-    from portal import services
-
-    key = services.api_key_create(
-        org=org,
-        name="walker",
-        scopes=["agents:read", "agents:write", "sessions:read", "sessions:write"],
-        created_by=None,
-    ).key
-    from django.test import Client
-
-    return Client(headers={"Authorization": f"Bearer {key}"})
-
-
 @pytest.mark.django_db
-def test_api_routes_answer_404_for_other_organizations_objects(org, other_org):
-    intruder = _api_client(other_org)
-    victim = _api_client(org)
-    checked = 0
-    for route in all_routes():
-        if classify(route) != "api":
-            continue
-        methods = _api_methods(route.route)
-        assert methods, f"{route.route} is routed but absent from the OpenAPI schema"
-        if not _PARAM.search(route.route):
-            continue  # no object in the URL: the key's organization is the only scope
-        path = build_path(route.route, "", org)
-        if "GET" in methods:
-            assert victim.get(path).status_code != 404, path
+def test_api_routes_answer_404_for_other_organizations_objects(org, owner, other_org):
+    world = victim_world(org, owner)
+    lazy_rows_create(other_org)
+    intruder = api_client(other_org)
+    victim = api_client(org)
+    walk = Walk()
+    routes = routes_of("api")
+    for route in routes:
+        methods = api_methods(route)
+        assert methods, f"{route} is routed but absent from the OpenAPI schema"
         for method in methods:
-            before = database_fingerprint()
-            body = _valid_body(route.route, method)
-            response = intruder.generic(method, path, body, "application/json")
-            assert response.status_code == 404, f"{method} {path}: {response.status_code}"
-            assert response.json()["error"]["code"] == "not_found"
-            assert database_fingerprint() == before, f"{method} {path} changed data"
-            checked += 1
-    assert checked >= 5
+            body = api_valid_body(route, method)
+            if not has_object_parameters(route):
+                # No object in the URL: the key's organization is the only scope.
+                before = db_snapshot()
+                response = walk.request(intruder, method, "/" + route, body, JSON)
+                found = leaks(response, world.markers())
+                walk.check(not found, f"{method} /{route} shows the victim's data: {found}")
+                changed = db_changes(before, db_snapshot(), new_rows_of=other_org)
+                walk.check(not changed, f"{method} /{route} changed data: {changed}")
+                continue
+            path = build_path(route, "", org)
+            if method == "GET":
+                assert victim.get(path).status_code != 404, path
+            before = db_snapshot()
+            response = walk.request(intruder, method, path, body, JSON)
+            fresh = walk.request(intruder, method, missing_path(route, ""), body, JSON)
+            label = f"{method} {path}"
+            walk.check(response.status_code == 404, f"{label}: {response.status_code}")
+            walk.check(answer(response) == answer(fresh), f"{label}: differs from a missing id")
+            if response.status_code == 404:
+                code = response.json()["error"]["code"]
+                walk.check(code == "not_found", f"{label}: error code {code}")
+            changed = db_changes(before, db_snapshot())
+            walk.check(not changed, f"{label} changed data: {changed}")
+    walk.assert_clean()
+    expected = {(r, m) for r in routes for m in api_methods(r)}
+    assert not walk.missing(expected), f"never exercised: {walk.missing(expected)}"
+    assert len(expected) >= 15
 
 
 @pytest.mark.django_db
 def test_api_lists_show_only_the_keys_organization(org, other_org):
-    intruder = _api_client(other_org)
+    intruder = api_client(other_org)
     secrets_of_victim = [str(PARAMETERS[name](org)) for name in PARAMETERS]
-    for route in all_routes():
-        if classify(route) != "api" or _PARAM.search(route.route):
+    for route in routes_of("api"):
+        if has_object_parameters(route) or "GET" not in api_methods(route):
             continue
-        if "GET" not in _api_methods(route.route):
-            continue
-        body = intruder.get("/" + route.route).content.decode()
+        body = intruder.get("/" + route).content.decode()
         leaked = [value for value in secrets_of_victim if value in body]
-        assert not leaked, f"/{route.route} shows another organization's objects: {leaked}"
+        assert not leaked, f"/{route} shows another organization's objects: {leaked}"
