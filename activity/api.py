@@ -37,7 +37,7 @@ class AuditEventList(Schema):
 
 class AuditEventQuery(Schema):
     actor: Text | None = Field(default=None, max_length=254)
-    actor_kind: str | None = None
+    actor_kind: Text | None = None  # Text: a NUL would reach PostgreSQL and fail there
     action: Text | None = Field(default=None, max_length=40)
     target: Text | None = Field(default=None, max_length=200)
     since: date | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 
 from portal.errors import ApplicationError
 from portal.models import ApiScope, User
@@ -17,6 +19,13 @@ def apply_error(form: forms.Form, error: ApplicationError) -> None:
     """Show a domain error next to its field, or at the top of the form."""
     field = error.field if error.field in form.fields else None
     form.add_error(field, error.message)
+
+
+def single_line(value: str) -> None:
+    """A name shown in titles and email subjects: no line breaks or other control characters
+    (a line break in an email subject makes sending fail)."""
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        raise ValidationError("Use one line of text, without line breaks or control characters.")
 
 
 class LoginForm(AuthenticationForm):
@@ -49,7 +58,9 @@ class SignupForm(NewPasswordMixin):
     email = forms.EmailField(
         label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email"})
     )
-    organization_name = forms.CharField(label="Organization name", max_length=100)
+    organization_name = forms.CharField(
+        label="Organization name", max_length=100, validators=[single_line]
+    )
 
     field_order = ["full_name", "email", "password", "organization_name"]
 
@@ -95,7 +106,7 @@ class RoleForm(forms.Form):
 
 
 class OrganizationForm(forms.Form):
-    name = forms.CharField(label="Organization name", max_length=100)
+    name = forms.CharField(label="Organization name", max_length=100, validators=[single_line])
 
 
 class OrganizationDeleteForm(forms.Form):
