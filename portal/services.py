@@ -197,7 +197,10 @@ def _invitation_send(*, invitation: Invitation, token: str, base_url: str) -> Is
     link = invitation_link(base_url=base_url, token=token)
     context = {"invitation": invitation, "link": link, "ttl_days": settings.INVITATION_TTL.days}
     send_mail(
-        subject=f"You are invited to {invitation.organization.name} on bitHuman Portal",
+        # One line: names saved before forms refused line breaks would make send_mail fail.
+        subject=" ".join(
+            f"You are invited to {invitation.organization.name} on bitHuman Portal".split()
+        ),
         message=render_to_string("portal/emails/invitation.txt", context),
         from_email=None,
         recipient_list=[invitation.email],
@@ -518,12 +521,32 @@ def webhook_receive(
         delivery_id = str(headers.get(webhooks.DELIVERY_HEADER) or payload["id"])
     except (ValueError, KeyError, TypeError):
         raise ApplicationError("Malformed delivery body.") from None
+    # Signed is not the same as storable: refuse what the columns (or PostgreSQL's jsonb, which
+    # holds no NUL) cannot take, rather than fail on the write.
+    if len(event) > 50 or not 0 < len(delivery_id) <= 100 or _holds_nul(payload, delivery_id):
+        raise ApplicationError("Malformed delivery body.")
     delivery, created = WebhookDelivery.objects.get_or_create(
         organization=connection.organization,
         delivery_id=delivery_id,
         defaults={"event": event, "payload": payload},
     )
     return WebhookReceived(delivery=delivery, duplicate=not created)
+
+
+def _holds_nul(*values: object) -> bool:
+    """Whether a NUL character hides anywhere in these JSON values (keys included)."""
+    pending = list(values)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def webhook_delivery_process(*, delivery_id: int) -> None:

@@ -163,3 +163,12 @@ def test_housekeeping_deletes_only_long_expired_unaccepted_invitations(org):
     remaining = set(Invitation.objects.values_list("pk", flat=True))
     assert remaining == {recent.pk, accepted.pk}
     assert old.pk not in remaining
+
+
+def test_an_organization_name_saved_with_a_line_break_still_sends_invitations(admin):
+    """Forms now refuse line breaks in names; a name stored before that must not make every
+    invitation fail (email subjects are one line)."""
+    admin.organization.name = "Acme\nLabs"
+    admin.organization.save()
+    _invite(admin)
+    assert mail.outbox[-1].subject == "You are invited to Acme Labs on bitHuman Portal"

@@ -298,6 +298,39 @@ timestamps = (
 )
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"id": "d-long-event", "event": "e" * 51, "data": {}},
+        {"id": "d" * 101, "event": "agent.ready", "data": {}},
+        {"id": "d-nul", "event": "agent.ready", "data": {"code": "A\u0000B"}},
+        {"id": "d-nul-key", "event": "agent.ready", "data": {"k\u0000": 1}},
+    ],
+)
+def test_a_signed_delivery_the_columns_cannot_hold_is_refused_not_a_server_error(org, payload):
+    """Genuine signature, unstorable content: 400 and no row, never a failed write (500)."""
+    from django.test import Client
+
+    from portal.models import WebhookDelivery
+
+    connection = portal_services.connection_get(org=org)
+    connection.webhook_secret = "whsec_property"
+    connection.save()
+    raw = json.dumps(payload).encode()
+    headers = webhooks.delivery_headers_build(
+        secret="whsec_property", raw_body=raw, event="agent.ready", delivery_id="", timestamp=None
+    )
+    headers.pop(webhooks.DELIVERY_HEADER, None)  # the id comes from the body
+    response = Client(raise_request_exception=False).post(
+        f"/webhooks/bithuman/{connection.receiver_token}/",
+        raw,
+        content_type="application/json",
+        headers=headers,
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert not WebhookDelivery.objects.filter(organization=org).exists()
+
+
 @PURE
 @given(
     secret=st.text(max_size=40),
