@@ -7,11 +7,12 @@ import logging
 from celery import shared_task
 
 from activity import services
+from portal import outage
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task
+@shared_task(**outage.TASK_RETRY)
 def outbound_delivery_send(delivery_pk: int) -> None:
     services.delivery_attempt(delivery_pk=delivery_pk)
 

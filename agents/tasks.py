@@ -7,15 +7,16 @@ import logging
 from celery import Task, shared_task
 
 from agents import services
+from portal import outage
 from portal.bithuman import errors as bh_errors
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, max_retries=6)
+@shared_task(bind=True, max_retries=6, **outage.TASK_RETRY)
 def agent_submit(self: Task, agent_pk: int) -> None:
-    """Send an agent's generate request. Transient bitHuman errors retry with backoff; the same
-    Idempotency-Key makes every re-send safe."""
+    """Send an agent's generate request. Transient bitHuman errors retry with backoff, and so
+    does an unreachable database; the same Idempotency-Key makes every re-send safe."""
     try:
         services.agent_submit(agent_pk=agent_pk)
     except (bh_errors.RateLimitedError, bh_errors.UpstreamError, bh_errors.TransportError) as error:
@@ -52,7 +53,7 @@ def agents_poll_tick() -> int:
         ratelimit.lock_release(name=_POLL_TICK_LOCK, token=token)
 
 
-@shared_task
+@shared_task(**outage.TASK_RETRY)
 def agent_poll_one(agent_pk: int) -> int:
     """Poll one agent now (after a webhook), if no tick holds it."""
     from agents import poller

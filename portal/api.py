@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
@@ -23,7 +24,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 from pydantic import AfterValidator, Field
 
-from portal import services
+from portal import outage, services
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership
@@ -312,6 +313,13 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 def _bithuman_error(request: HttpRequest, exc: bh_errors.BithumanError) -> HttpResponse:
     error = upstream_error(exc)
     return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def _database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """The database is unreachable (a restart): 503 and Retry-After, as for pages (outage.py)."""
+    return outage.api_outage_response()
 
 
 @api.exception_handler(Exception)

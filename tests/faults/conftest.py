@@ -159,6 +159,10 @@ class Worker:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        # A pool or beat process forked while the group was stopping missed the signal: none may
+        # outlive its case (it would go on consuming the shared broker's tasks).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @dataclass
