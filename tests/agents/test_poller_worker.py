@@ -150,8 +150,11 @@ def test_worker_beat_ticks_drive_an_agent_from_submitted_to_ready(
     sandbox: Upstream, start_worker: Callable[..., Worker]
 ):
     owner = tenant(time_scale=45)  # expression-1's 90 s take 2 s
-    agent = _submitted_agent(owner)
     worker = start_worker("poller")
+    # Submit once the worker is up, so its start-up time (long on a loaded machine) does not
+    # eat the 2 s the generation takes: the ticks must see it step by step.
+    _wait(worker, lambda: " ready." in worker.log.read_text(errors="replace"), timeout=60)
+    agent = _submitted_agent(owner)
     _wait(worker, lambda: fresh(agent).status == AgentStatus.READY, timeout=20)
     agent = fresh(agent)
     assert agent.progress == 1.0 and agent.next_poll_at is None and agent.lease_until is None
