@@ -165,12 +165,41 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(org, admin, receive
         "https://localhost/x",
         "https://metadata.google.internal/x",
         "ftp://example.com/x",
+        # Numeric spellings of loopback and metadata addresses (decimal, octal, hex, short).
+        "https://2130706433/x",
+        "https://0177.0.0.1/x",
+        "https://0x7f.0.0.1/x",
+        "https://0x7f000001/x",
+        "https://127.1/x",
+        "https://2852039166/latest/meta-data",
+        "https://[::ffff:7f00:1]/x",
+        "https://[0:0:0:0:0:ffff:127.0.0.1]/x",
+        "https://[fd00::1]/x",
+        "https://[fe80::1]/x",
+        "https://localhost./x",
     ],
 )
 def test_private_and_non_https_urls_are_refused(org, admin, url):
     with pytest.raises(ApplicationError):
         _endpoint(admin, url)
     assert not WebhookEndpoint.objects.exists()
+
+
+def test_redirects_are_never_followed(org, admin, receiver):
+    """A receiver answering a redirect (say to an internal address) gets no second request: the
+    delivery fails with the 3xx and is retried at the same URL."""
+    from tests.activity.conftest import Receiver
+
+    internal = Receiver()
+    try:
+        _endpoint(admin, receiver.url)
+        receiver.script = [(307, internal.url)]
+        services.webhook_emit(org=org, event_type="agent.ready", data={})
+        delivery = OutboundDelivery.objects.get()
+        assert delivery.status != DeliveryStatus.SUCCEEDED and delivery.last_status_code == 307
+        assert len(receiver.requests) == 1 and internal.requests == []
+    finally:
+        internal.close()
 
 
 def test_hosts_resolving_to_private_addresses_are_refused_at_save_and_delivery(
