@@ -594,6 +594,9 @@ def agent_outcome_record(*, agent: Any, previous: str) -> None:
     """An agent reached ready or failed: one audit entry (system) and the webhook event."""
     if agent.status == previous or agent.status not in ("ready", "failed"):
         return
+    # portal.api first: it registers agents.api's router by name, so agents.api imported first in
+    # a process (a script, a worker started without Django's checks) would meet itself half-made.
+    import portal.api  # noqa: F401
     from agents.api import agent_out
 
     event_type = f"agent.{agent.status}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router
 
@@ -26,6 +28,7 @@ from portal.api import (
     error_response,
     page_bounds,
     scope_require,
+    trusted_response,
     upstream_refusal,
     uuid_or_404,
 )
@@ -40,29 +43,56 @@ router = Router(tags=["agents"])
 _PUBLIC_STATUS = {AgentStatus.COMPLETED: "generating", AgentStatus.SUCCESS: "generating"}
 
 
+# The columns an AgentOut is made of: lists read only these (no media paths, no poller state).
+AGENT_OUT_COLUMNS = (
+    "public_id",
+    "name",
+    "status",
+    "progress",
+    "current_step",
+    "progress_message",
+    "error_message",
+    "code",
+    "model",
+    "system_prompt",
+    "created_at",
+    "updated_at",
+    "ready_at",
+)
+
+
 def agent_out(agent: Agent) -> dict[str, Any]:
+    return _agent_out_row({name: getattr(agent, name) for name in AGENT_OUT_COLUMNS})
+
+
+def _agent_out_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An AgentOut from a row of AGENT_OUT_COLUMNS (`.values()`, or an agent's attributes)."""
+    is_ready = row["status"] == AgentStatus.READY
     return {
-        "id": str(agent.public_id),
-        "name": agent.name,
-        "status": _PUBLIC_STATUS.get(agent.status, agent.status),  # type: ignore[call-overload]
-        "progress": 1.0 if agent.is_ready else agent.progress,
-        "current_step": agent.current_step,
-        "progress_message": agent.progress_message,
-        "error_message": agent.error_message,
-        "agent_code": agent.code if agent.is_ready else None,
-        "model": agent.model,
-        "system_prompt": agent.system_prompt,
-        "created_at": agent.created_at,
-        "updated_at": agent.updated_at,
-        "ready_at": agent.ready_at,
+        "id": str(row["public_id"]),
+        "name": row["name"],
+        "status": _PUBLIC_STATUS.get(row["status"], row["status"]),
+        "progress": 1.0 if is_ready else row["progress"],
+        "current_step": row["current_step"],
+        "progress_message": row["progress_message"],
+        "error_message": row["error_message"],
+        "agent_code": row["code"] if is_ready else None,
+        "model": row["model"],
+        "system_prompt": row["system_prompt"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "ready_at": row["ready_at"],
     }
 
 
+def _agents(request: HttpRequest, agent_id: str) -> QuerySet[Agent]:
+    """The key's organization's agent with this id (none for a foreign or unknown id)."""
+    org = request.organization  # type: ignore[attr-defined]
+    return Agent.objects.for_org(org).active().filter(public_id=uuid_or_404(agent_id))
+
+
 def _agent_get(request: HttpRequest, agent_id: str) -> Agent:
-    return get_object_or_404(
-        Agent.objects.for_org(request.organization).active(),  # type: ignore[attr-defined]
-        public_id=uuid_or_404(agent_id),
-    )
+    return get_object_or_404(_agents(request, agent_id))
 
 
 def _media(kind: str, url: str | None, data: str | None) -> MediaSource:
@@ -162,7 +192,7 @@ def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
 
 
 @router.get("", response=AgentList, summary="List agents")
-def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> dict[str, Any]:
+def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> HttpResponse:
     scope_require(request, ApiScope.AGENTS_READ)
     start, end = page_bounds(ListQuery(limit=filters.limit, offset=filters.offset))
     # The same selector as the agents page: the API and the page cannot disagree.
@@ -171,13 +201,25 @@ def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> dict[str
         query=filters.search or "",
         status=filters.status or "",
     )
-    return {"items": [agent_out(a) for a in agents[start:end]], "count": agents.count()}
+    items = [_agent_out_row(row) for row in agents.values(*AGENT_OUT_COLUMNS)[start:end]]
+    count = selectors.agent_list_count(
+        org=request.organization,  # type: ignore[attr-defined]
+        agents=agents,
+        filters=f"{filters.status or ''}\n{filters.search or ''}",
+        offset=start,
+        limit=end - start,
+        page_size=len(items),
+    )
+    return trusted_response(request, {"items": items, "count": count})
 
 
 @router.get("/{agent_id}", response=AgentOut, summary="An agent")
-def agent_get(request: HttpRequest, agent_id: str) -> dict[str, Any]:
+def agent_get(request: HttpRequest, agent_id: str) -> HttpResponse:
     scope_require(request, ApiScope.AGENTS_READ)
-    return agent_out(_agent_get(request, agent_id))
+    row = _agents(request, agent_id).values(*AGENT_OUT_COLUMNS).first()
+    if row is None:
+        raise Http404
+    return trusted_response(request, _agent_out_row(row))
 
 
 @router.patch("/{agent_id}", response=AgentOut, summary="Change the system prompt")

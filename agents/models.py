@@ -124,6 +124,14 @@ class Agent(OrgScopedModel):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["organization", "-created_at"]),
+            # The agent list (page and API): a page is the first rows of this index, and the
+            # count reads the index alone, status filters too (status is its last column
+            # rather than an INCLUDE, which SQLite lacks).
+            models.Index(
+                fields=["organization", "-created_at", "-id", "status"],
+                condition=Q(archived_at__isnull=True),
+                name="agent_active_list_idx",
+            ),
             models.Index(fields=["status", "next_poll_at"]),
             # The dashboard's in-flight list: a few rows among 100,000 finished ones.
             models.Index(

@@ -7,18 +7,24 @@ over the agents that are due, in batches:
    next poll time passed, no live lease), stamp a lease (`lease_until`, unique to this batch) and
    set `next_poll_at` to the lease's end, then commit. Another tick or worker skips these rows;
    if this one dies, the agents fall due again when the lease ends.
-2. Budget: group the agents by bitHuman account (a hash of the API secret). An account deferred
-   by a 429 is skipped until its Retry-After has passed; otherwise the shared token bucket
-   (agents.ratelimit) grants at most the plan's Read budget, and agents beyond it keep their
-   place in line for the next tick.
+2. Budget: group the agents by bitHuman account (a hash of the API secret). With Redis one
+   script call per batch answers for every account: an account deferred by a 429 is skipped
+   until its Retry-After has passed; otherwise the shared token bucket (agents.ratelimit)
+   grants at most the plan's Read budget, and agents beyond it keep their place in line for
+   the next tick.
 3. Fetch: outside any transaction, one event loop fetches every granted status concurrently
-   (AGENT_POLL_CONCURRENCY at most), with the async client's own retries off: the next poll is
-   the retry. The first 429 of an account stops its remaining requests.
-4. Apply: `agents.services.agent_status_apply`, the compare-and-set write (forward only, terminal
-   absorbs, duplicates write nothing). Then each lease this batch still holds (compared by its
-   value) is released with the next poll time: the cadence after an answer, a backoff after a
-   transient error (429, 5xx, timeouts never fail an agent), the deferral after a 429. A time
-   set by someone else meanwhile (a webhook asking for an immediate refresh) is kept.
+   (AGENT_POLL_CONCURRENCY at most) over one set of connections for the whole batch, with the
+   async client's own retries off: the next poll is the retry. The first 429 of an account
+   stops its remaining requests.
+4. Apply, in one transaction and a constant number of statements whatever the batch's size:
+   `agents.services.agent_statuses_apply` (one compare-and-set UPDATE for every answer:
+   forward only, terminal absorbs, duplicates write nothing; one INSERT of the history rows;
+   the audit entries and webhook events of agents that reached ready or failed), then one
+   statement releasing every lease this batch still holds (compared by its value) with the
+   next poll time: the cadence after an answer (counted from the tick's start, so the agent is
+   due at the tick one cadence later), a backoff after a transient error (429, 5xx, timeouts
+   never fail an agent), the deferral after a 429. A time set by someone else meanwhile (a
+   webhook asking for an immediate refresh) is kept.
 5. Deadline: an agent still unfinished long after its model's typical duration
    (TYPICAL_SECONDS x AGENT_DEADLINE_FACTOR) fails with a reason that says so.
 """
@@ -26,21 +32,23 @@ over the agents that are due, in batches:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 import random
+import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import httpx
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, DateTimeField, F, Value, When
-from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from agents import ratelimit, services
-from agents.models import TERMINAL_STATUSES, Agent, StatusSource
+from agents.models import Agent, StatusSource
 from portal import services as portal_services
 from portal.bithuman import aio
 from portal.bithuman import errors as bh_errors
@@ -115,6 +123,15 @@ def cadence_seconds(*, agent: Agent, now: datetime) -> float:
     if typical <= 300 or elapsed < max(60.0, typical * 0.05):
         return interval
     return min(max(interval, typical / 60), _max_interval())
+
+
+def next_poll_after_answer(*, agent: Agent, now: datetime) -> datetime:
+    """When to poll an agent again after an answer at `now`: one cadence later, so no agent is
+    polled twice within AGENT_POLL_INTERVAL. Beat ticks every AGENT_POLL_TICK (1 s), so the tick
+    after that finds it due: it waits at most one tick period past its cadence. (With ticks as
+    far apart as the cadence, an answer always came just too late for the next tick, and every
+    agent was polled every 2 x AGENT_POLL_INTERVAL.)"""
+    return now + timedelta(seconds=cadence_seconds(agent=agent, now=now))
 
 
 def _backoff_seconds(errors: int) -> float:
@@ -196,25 +213,25 @@ def agents_claim(
 
 
 def _release(
-    *, agent: Agent, batch: Batch, next_poll_at: datetime, errors: int | Combinable | None = None
+    *, agent: Agent, batch: Batch, next_poll_at: datetime, errors: int | None = None
 ) -> None:
-    """Give up this batch's lease (if still ours) and schedule the next poll.
+    """Give up this batch's lease on one agent (if still ours) and schedule its next poll.
 
     A next_poll_at somebody else changed during the lease (`agent_refresh_now`) is kept.
+    `errors`: None keeps the error count, 0 resets it, 1 adds one.
     """
-    fields: dict[str, object] = {
-        "lease_until": None,
-        "next_poll_at": Case(
-            When(next_poll_at=batch.lease, then=Value(next_poll_at)),
-            default=F("next_poll_at"),
-            output_field=DateTimeField(),
-        ),
-    }
-    if errors is not None:
-        fields["consecutive_errors"] = errors
-    Agent.objects.filter(pk=agent.pk, lease_until=batch.lease).exclude(
-        status__in=TERMINAL_STATUSES
-    ).update(**fields)
+    _releases_write(
+        batch=batch,
+        releases=[
+            services.LeaseRelease(agent_pk=agent.pk, next_poll_at=next_poll_at, errors=errors)
+        ],
+    )
+
+
+def _releases_write(
+    *, batch: Batch, releases: Sequence[services.LeaseRelease], now: datetime | None = None
+) -> set[int]:
+    return services.agent_leases_release(lease=batch.lease, releases=releases, now=now)
 
 
 # --- Accounts -----------------------------------------------------------------------------------
@@ -238,17 +255,23 @@ def _groups(agents: Sequence[Agent]) -> list[AccountGroup]:
         for connection in BithumanConnection.objects.filter(organization_id__in=org_ids)
     }
     groups: dict[str, AccountGroup] = {}
+    group_of: dict[int, AccountGroup] = {}  # organization -> its account's group
     for agent in agents:
-        connection = connections.get(agent.organization_id)
-        if connection is None:
-            org = Organization.objects.get(pk=agent.organization_id)
-            connection = connections[org.pk] = portal_services.connection_get(org=org)
-        key = ratelimit.account_key(connection.api_secret)
-        group = groups.setdefault(
-            key,
-            AccountGroup(key=key, base_url=connection.base_url, api_secret=connection.api_secret),
-        )
-        group.organization_ids.add(agent.organization_id)
+        group = group_of.get(agent.organization_id)
+        if group is None:
+            connection = connections.get(agent.organization_id)
+            if connection is None:
+                org = Organization.objects.get(pk=agent.organization_id)
+                connection = portal_services.connection_get(org=org)
+            key = ratelimit.account_key(connection.api_secret)
+            group = groups.setdefault(
+                key,
+                AccountGroup(
+                    key=key, base_url=connection.base_url, api_secret=connection.api_secret
+                ),
+            )
+            group.organization_ids.add(agent.organization_id)
+            group_of[agent.organization_id] = group
         group.agents.append(agent)
     return list(groups.values())
 
@@ -278,9 +301,62 @@ def _read_limit(group: AccountGroup, *, may_look_up: bool) -> int:
     return ratelimit.read_limit(key=group.key)
 
 
+def _read_limits(groups: Sequence[AccountGroup], *, look_up_until: float) -> dict[str, int]:
+    """Each account's read budget per minute: remembered plans in one cache round trip; an
+    account whose plan is not known yet (not deferred) asks /v1/me while time allows."""
+    limits = ratelimit.read_limits_known(keys=[group.key for group in groups])
+    for group in groups:
+        if group.key not in limits:
+            may_look_up = time.monotonic() < look_up_until
+            if ratelimit.account_deferral_remaining(key=group.key) > 0:
+                may_look_up = False  # reads_take will say how long; nothing is sent now
+            limits[group.key] = _read_limit(group, may_look_up=may_look_up)
+    return limits
+
+
 # --- Fetch (the only part that waits on the network) --------------------------------------------
 
 type FetchResult = bh.AgentStatus | bh_errors.BithumanError | _Unsent
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), made once."""
+    return httpx.create_ssl_context()
+
+
+class _BatchTransport(httpx.AsyncBaseTransport):
+    """The connections of one batch, shared by every account's client (the secret is a header
+    of each request, so a connection serves any account).
+
+    They are spread over small pools: httpcore checks every connection of a pool each time a
+    request starts or ends, so one pool of 40 costs ~5 times the CPU of five pools of 8. A
+    request goes to the pool with the fewest requests in flight. Closing a client leaves the
+    pools open for the others; the batch closes them once, at the end.
+    """
+
+    def __init__(self, *, connections: int, per_pool: int = 8) -> None:
+        count = max(1, math.ceil(connections / per_pool))
+        size = math.ceil(connections / count)
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        self._pools = [
+            httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits) for _ in range(count)
+        ]
+        self._in_flight = [0] * count
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
+        self._in_flight[index] += 1
+        try:
+            return await self._pools[index].handle_async_request(request)
+        finally:
+            self._in_flight[index] -= 1
+
+    async def aclose(self) -> None:
+        pass  # the clients' aclose(); the batch calls pools_close()
+
+    async def pools_close(self) -> None:
+        await asyncio.gather(*(pool.aclose() for pool in self._pools))
 
 
 async def _statuses_fetch(
@@ -289,15 +365,20 @@ async def _statuses_fetch(
     """Every planned status, concurrently; and the Retry-After of each account that said 429."""
     deadline = _fetch_deadline()
     request_timeout = min(float(settings.BITHUMAN_TIMEOUT), deadline)
-    slots = asyncio.Semaphore(max(1, int(settings.AGENT_POLL_CONCURRENCY)))
+    concurrency = max(1, int(settings.AGENT_POLL_CONCURRENCY))
+    slots = asyncio.Semaphore(concurrency)
     results: dict[int, FetchResult] = {}
     limited: dict[str, float] = {}
+    # The batch's connections, whatever the number of accounts, on a TLS context made once
+    # per process (a client with its own transport builds one: ~25 ms of CPU each).
+    transport = _BatchTransport(connections=concurrency)
     clients = {
         group.key: AsyncBithumanClient(
             base_url=group.base_url,
             api_secret=group.api_secret,
             timeout=request_timeout,
             max_retries=0,
+            transport=transport,
         )
         for group, _agents in plan
     }
@@ -329,6 +410,7 @@ async def _statuses_fetch(
         await asyncio.gather(*pending, return_exceptions=True)
     finally:
         await asyncio.gather(*(client.aclose() for client in clients.values()))
+        await transport.pools_close()
     return results, limited
 
 
@@ -346,45 +428,57 @@ class PollReport:
     failed: int = 0
 
 
-def _batch_process(batch: Batch, report: PollReport) -> set[int]:
-    """Budget, fetch and apply one claimed batch. Returns the organizations whose account is
-    out of budget or deferred (not worth claiming again in this tick)."""
+@dataclass
+class BatchOutcome:
+    # Organizations whose account is out of budget or deferred: not worth claiming again in
+    # this tick.
+    exhausted: set[int] = field(default_factory=set)
+    # Agents whose poll somebody asked for (a webhook) while this batch held them.
+    asked: set[int] = field(default_factory=set)
+
+
+def _batch_process(batch: Batch, report: PollReport) -> BatchOutcome:
+    """Budget, fetch and apply one claimed batch."""
     report.claimed += len(batch.agents)
     # Plan lookups (one request each, sequential) get half the fetch deadline; later accounts
     # keep the Free limits until a later tick.
     look_up_until = time.monotonic() + _fetch_deadline() / 2
     exhausted: set[int] = set()
     plan: list[tuple[AccountGroup, list[Agent]]] = []
-    for group in _groups(batch.agents):
-        limit = 0
-        remaining = ratelimit.account_deferral_remaining(key=group.key)
-        if remaining <= 0:
-            limit = _read_limit(group, may_look_up=time.monotonic() < look_up_until)
-            # Learning the plan may itself have met a 429.
-            remaining = ratelimit.account_deferral_remaining(key=group.key)
-        if remaining > 0:
+    not_sent: list[services.LeaseRelease] = []
+    groups = _groups(batch.agents)
+    limits = _read_limits(groups, look_up_until=look_up_until)
+    grants = ratelimit.reads_take(
+        wants=[(group.key, len(group.agents), limits[group.key]) for group in groups]
+    )
+    for group, grant in zip(groups, grants, strict=True):
+        if grant.deferred_for > 0:
             exhausted |= group.organization_ids
-            until = timezone.now() + timedelta(seconds=remaining)
-            for agent in group.agents:
-                _release(agent=agent, batch=batch, next_poll_at=until)
+            until = timezone.now() + timedelta(seconds=grant.deferred_for)
+            not_sent += [services.LeaseRelease(agent.pk, until) for agent in group.agents]
             report.deferred += len(group.agents)
             continue
-        granted = ratelimit.tokens_take(key=group.key, wanted=len(group.agents), per_minute=limit)
+        granted = grant.granted
         if granted < len(group.agents):
             exhausted |= group.organization_ids
-            for agent in group.agents[granted:]:
-                _release(agent=agent, batch=batch, next_poll_at=batch.due_at[agent.pk])
+            # Beyond the budget: back in line at their old place, for the next tick.
+            not_sent += [
+                services.LeaseRelease(agent.pk, batch.due_at[agent.pk])
+                for agent in group.agents[granted:]
+            ]
             report.over_budget += len(group.agents) - granted
         if granted:
             plan.append((group, group.agents[:granted]))
+    _releases_write(batch=batch, releases=not_sent)
     if not plan:
-        return exhausted
+        return BatchOutcome(exhausted=exhausted)
 
     # No transaction and no row lock is held here: only the leases, which are committed.
     results, limited = aio.run(_statuses_fetch(plan))
     deferred_for = {
         key: ratelimit.account_defer(key=key, seconds=seconds) for key, seconds in limited.items()
     }
+    outcomes: list[tuple[Agent, FetchResult, float]] = []
     for group, agents in plan:
         if group.key in deferred_for:
             exhausted |= group.organization_ids
@@ -394,73 +488,72 @@ def _batch_process(batch: Batch, report: PollReport) -> set[int]:
                 result = bh_errors.TransportError(
                     message="no answer within the poller's deadline", request_may_have_arrived=True
                 )
-            _result_apply(
-                agent=agent,
-                batch=batch,
-                result=result,
-                deferral=deferred_for.get(group.key, 0.0),
-                report=report,
-            )
-    return exhausted
+            outcomes.append((agent, result, deferred_for.get(group.key, 0.0)))
+    asked = _results_apply(batch=batch, outcomes=outcomes, report=report)
+    return BatchOutcome(exhausted=exhausted, asked=asked)
 
 
-def _result_apply(
-    *, agent: Agent, batch: Batch, result: FetchResult, deferral: float, report: PollReport
-) -> None:
+def _results_apply(
+    *,
+    batch: Batch,
+    outcomes: Sequence[tuple[Agent, FetchResult, float]],
+    report: PollReport,
+) -> set[int]:
+    """Write a batch's answers in one transaction: one compare-and-set statement for every
+    status (agents.services.agent_statuses_apply), one statement releasing the leases, and
+    per agent only the rare failures (deadline passed, unknown upstream). Returns the agents
+    whose poll a webhook asked for meanwhile (every time released here is in the future)."""
     now = timezone.now()
-    if isinstance(result, _Unsent | bh_errors.RateLimitedError):
-        # Not the agent's fault: no error counted; nothing goes to the account until then.
-        if isinstance(result, bh_errors.RateLimitedError):
-            report.requested += 1
-        report.deferred += 1
-        _release(agent=agent, batch=batch, next_poll_at=now + timedelta(seconds=deferral))
-        return
-    report.requested += 1
-    if isinstance(result, bh.AgentStatus):
-        if services.agent_status_apply(agent=agent, status=result, source=StatusSource.POLL):
-            report.changed += 1
-        if result.is_terminal:
-            return  # the write above ended polling (or the agent had already ended)
+    answers: list[tuple[Agent, bh.AgentStatus]] = []
+    releases: list[services.LeaseRelease] = []
+    failures: list[tuple[Agent, str]] = []
+    for agent, result, deferral in outcomes:
+        if isinstance(result, _Unsent | bh_errors.RateLimitedError):
+            # Not the agent's fault: no error counted; nothing goes to the account until then.
+            if isinstance(result, bh_errors.RateLimitedError):
+                report.requested += 1
+            report.deferred += 1
+            releases.append(services.LeaseRelease(agent.pk, now + timedelta(seconds=deferral)))
+            continue
+        report.requested += 1
+        if isinstance(result, bh.AgentStatus):
+            answers.append((agent, result))
+            continue
+        report.errors += 1
+        errors = agent.consecutive_errors + 1
+        logger.info("Polling agent %s failed (%d in a row): %s", agent.pk, errors, result)
         if now >= deadline_of(agent):
-            _deadline_fail(agent=agent, now=now, report=report)
-            return
-        _release(
-            agent=agent,
-            batch=batch,
-            next_poll_at=now + timedelta(seconds=cadence_seconds(agent=agent, now=now)),
-            errors=0,
-        )
-        return
-    report.errors += 1
-    errors = agent.consecutive_errors + 1
-    logger.info("Polling agent %s failed (%d in a row): %s", agent.pk, errors, result)
-    if now >= deadline_of(agent):
-        _deadline_fail(agent=agent, now=now, report=report)
-        return
-    if isinstance(result, bh_errors.AgentNotFoundError) and errors >= NOT_FOUND_LIMIT:
-        if services.agent_fail(
-            agent=agent,
-            reason=(
-                f"bitHuman no longer knows agent {agent.code}: it was deleted there, or this "
-                "organization's bitHuman connection changed to another account."
-            ),
-            source=StatusSource.POLL,
-        ):
-            report.failed += 1
-        return
-    _release(
-        agent=agent,
-        batch=batch,
-        next_poll_at=now + timedelta(seconds=_backoff_seconds(errors)),
-        errors=F("consecutive_errors") + 1,
-    )
-
-
-def _deadline_fail(*, agent: Agent, now: datetime, report: PollReport) -> None:
-    if services.agent_fail(
-        agent=agent, reason=_deadline_reason(agent, now), source=StatusSource.POLL
-    ):
-        report.failed += 1
+            failures.append((agent, _deadline_reason(agent, now)))
+        elif isinstance(result, bh_errors.AgentNotFoundError) and errors >= NOT_FOUND_LIMIT:
+            failures.append(
+                (
+                    agent,
+                    f"bitHuman no longer knows agent {agent.code}: it was deleted there, or this "
+                    "organization's bitHuman connection changed to another account.",
+                )
+            )
+        else:
+            releases.append(
+                services.LeaseRelease(
+                    agent.pk, now + timedelta(seconds=_backoff_seconds(errors)), errors=1
+                )
+            )
+    with transaction.atomic():
+        changed = services.agent_statuses_apply(answers=answers, source=StatusSource.POLL)
+        report.changed += len(changed)
+        for agent, status in answers:
+            if status.is_terminal:
+                continue  # the write above ended polling (or the agent had already ended)
+            if now >= deadline_of(agent):
+                failures.append((agent, _deadline_reason(agent, now)))
+                continue
+            next_poll_at = next_poll_after_answer(agent=agent, now=now)
+            releases.append(services.LeaseRelease(agent.pk, next_poll_at, errors=0))
+        asked = _releases_write(batch=batch, releases=releases, now=now)
+        for agent, reason in failures:
+            if services.agent_fail(agent=agent, reason=reason, source=StatusSource.POLL):
+                report.failed += 1
+    return asked
 
 
 # --- Entry points -------------------------------------------------------------------------------
@@ -474,11 +567,25 @@ def tick() -> PollReport:
     batch_size = max(1, int(settings.AGENT_POLL_BATCH))
     report = PollReport()
     skipped_organizations: set[int] = set()
+    asked: set[int] = set()
     while time.monotonic() - started < _fetch_deadline():
-        batch = agents_claim(limit=batch_size, now=now, exclude_organizations=skipped_organizations)
+        batch = None
+        if asked:
+            # A webhook asked for these while this tick held them (its own one-agent poll found
+            # them leased): poll them again now rather than at the next tick.
+            batch = agents_claim(
+                limit=len(asked), pks=asked, exclude_organizations=skipped_organizations
+            )
+            asked = set()
+        if batch is None:
+            batch = agents_claim(
+                limit=batch_size, now=now, exclude_organizations=skipped_organizations
+            )
         if batch is None:
             break
-        skipped_organizations |= _batch_process(batch, report)
+        outcome = _batch_process(batch, report)
+        skipped_organizations |= outcome.exhausted
+        asked |= outcome.asked
     if report.claimed:
         logger.info("Poller tick: %s", report)
     return report

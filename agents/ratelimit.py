@@ -9,9 +9,11 @@ defers the whole account, for every process, until it has passed.
 - Accounts are named by a hash of their API secret (`account_key`): the secret itself never
   reaches the cache, keys or logs.
 - With the Redis cache, each operation is one small Lua script: atomic across processes and
-  timed by the Redis server's clock (workers' clocks may disagree). With any other cache, a
-  fallback keeps the state in the cache and serializes access with a database lock (a
-  PostgreSQL advisory lock, or SQLite's immediate write transaction) plus a process lock.
+  timed by the Redis server's clock (workers' clocks may disagree). `reads_take` answers a
+  poller batch's accounts (deferral, then tokens) in one script call, however many they are.
+  With any other cache, a fallback keeps the state in the cache and serializes access with a
+  database lock (a PostgreSQL advisory lock, or SQLite's immediate write transaction) plus a
+  process lock.
 - The plan is learned from GET /v1/me (by the poller) and remembered for an hour; until it is
   known the account gets the Free limit, the smallest one.
 """
@@ -23,8 +25,9 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 from django.conf import settings
@@ -35,6 +38,7 @@ from django.db import connection, transaction
 __all__ = [
     "DEFAULT_PLAN",
     "READ_LIMITS",
+    "ReadGrant",
     "account_defer",
     "account_deferral_remaining",
     "account_key",
@@ -44,6 +48,8 @@ __all__ = [
     "plan_lookup_claim",
     "plan_remember",
     "read_limit",
+    "read_limits_known",
+    "reads_take",
     "tokens_take",
 ]
 
@@ -100,37 +106,82 @@ def plan_lookup_claim(*, key: str) -> bool:
     return bool(cache.add(f"{_PREFIX}:plan-lookup:{key}", 1, PLAN_RETRY_SECONDS))
 
 
+def _plan_limit(plan: str | None) -> int:
+    limit = READ_LIMITS.get(plan or DEFAULT_PLAN, READ_LIMITS[DEFAULT_PLAN])
+    return max(1, math.floor(limit * _poll_share()))
+
+
 def read_limit(*, key: str) -> int:
     """The poller's reads per minute for the account: its plan's Read limit times the share
     (AGENT_POLL_READ_SHARE), Free until the plan is known."""
-    plan = cache.get(_plan_cache_key(key)) or DEFAULT_PLAN
-    return max(1, math.floor(READ_LIMITS.get(plan, READ_LIMITS[DEFAULT_PLAN]) * _poll_share()))
+    return _plan_limit(cache.get(_plan_cache_key(key)))
+
+
+def read_limits_known(*, keys: Iterable[str]) -> dict[str, int]:
+    """`read_limit` of each account whose plan is known, in one cache round trip (the others
+    are left out: the caller learns their plan first)."""
+    names = {_plan_cache_key(key): key for key in keys}
+    found = cache.get_many(list(names))
+    return {names[name]: _plan_limit(plan) for name, plan in found.items() if plan is not None}
 
 
 # --- Redis scripts ------------------------------------------------------------------------------
 
-# KEYS[1] bucket hash; ARGV capacity, refill per second, wanted. Returns the tokens granted.
-_TAKE_LUA: Final = """
+_NOW_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = capacity
-  at = now
-end
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local granted = math.max(0, math.min(wanted, math.floor(tokens)))
-tokens = tokens - granted
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at',
-  string.format('%.6f', now))
-redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
-return granted
 """
+
+# take(bucket hash key, capacity, refill per second, wanted): the tokens granted.
+_TAKE_FUNCTION_LUA: Final = """
+local function take(bucket, capacity, rate, wanted)
+  local state = redis.call('HMGET', bucket, 'tokens', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil or at == nil then
+    tokens = capacity
+    at = now
+  end
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  local granted = math.max(0, math.min(wanted, math.floor(tokens)))
+  tokens = tokens - granted
+  redis.call('HSET', bucket, 'tokens', string.format('%.6f', tokens), 'at',
+    string.format('%.6f', now))
+  redis.call('EXPIRE', bucket, math.ceil(capacity / rate) + 60)
+  return granted
+end
+"""
+
+# KEYS[1] bucket hash; ARGV capacity, refill per second, wanted. Returns the tokens granted.
+_TAKE_LUA: Final = (
+    _NOW_LUA
+    + _TAKE_FUNCTION_LUA
+    + """
+return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+)
+
+# Many accounts at once: KEYS bucket and deferral of each account, in pairs; ARGV capacity,
+# refill per second and wanted of each. Returns per account the tokens granted and the seconds
+# of deferral left (a string): a deferred account is granted nothing.
+_READS_TAKE_LUA: Final = (
+    _NOW_LUA
+    + _TAKE_FUNCTION_LUA
+    + """
+local answer = {}
+for i = 1, #KEYS / 2 do
+  local untl = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  local granted = 0
+  if untl <= now then
+    granted = take(KEYS[2 * i - 1], tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
+      tonumber(ARGV[3 * i]))
+  end
+  answer[2 * i - 1] = granted
+  answer[2 * i] = string.format('%.6f', math.max(0, untl - now))
+end
+return answer
+"""
+)
 
 # KEYS[1] deferral; ARGV seconds. Only ever extends. Returns the remaining seconds (a string:
 # Lua numbers come back as integers).
@@ -233,6 +284,44 @@ def tokens_take(*, key: str, wanted: int, per_minute: int) -> int:
             math.ceil(capacity / rate) + 60,
         )
         return granted
+
+
+@dataclass(frozen=True)
+class ReadGrant:
+    """An account's share of a batch: the reads granted, or (when > 0) the seconds it is still
+    deferred by a Retry-After, in which case nothing is granted."""
+
+    granted: int
+    deferred_for: float = 0.0
+
+
+def reads_take(*, wants: Sequence[tuple[str, int, int]]) -> list[ReadGrant]:
+    """For each account `(key, wanted, per_minute)`: its deferral left, or else up to `wanted`
+    tokens from its bucket (`tokens_take`). With Redis one script call answers a whole batch,
+    whatever its number of accounts."""
+    client = _redis()
+    if client is None:
+        grants = []
+        for key, wanted, per_minute in wants:
+            remaining = account_deferral_remaining(key=key)
+            if remaining > 0:
+                grants.append(ReadGrant(granted=0, deferred_for=remaining))
+            else:
+                granted = tokens_take(key=key, wanted=wanted, per_minute=per_minute)
+                grants.append(ReadGrant(granted=granted))
+        return grants
+    if not wants:
+        return []
+    keys: list[str] = []
+    args: list[float | int] = []
+    for key, wanted, per_minute in wants:
+        keys += [_raw_key(f"bucket:{key}"), _raw_key(f"defer:{key}")]
+        args += [bucket_capacity(per_minute), max(1, per_minute) / 60.0, max(0, wanted)]
+    answer = client.eval(_READS_TAKE_LUA, len(keys), *keys, *args)
+    return [
+        ReadGrant(granted=int(answer[2 * i]), deferred_for=float(answer[2 * i + 1]))
+        for i in range(len(wants))
+    ]
 
 
 # --- Deferral (Retry-After) ---------------------------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -42,7 +44,44 @@ def agent_list(
         agents = agents.filter(status=status)
     if model:
         agents = agents.filter(model=model)
-    return agents.order_by("-created_at")
+    # The id breaks ties (agents created in one go share created_at): pages never overlap.
+    # agent_active_list_idx serves this order, and the count from the index alone.
+    return agents.order_by("-created_at", "-id")
+
+
+# A list's count is exact below this many matching agents; above, counting costs more than the
+# page itself (10,000 index entries per request), so it is remembered for a few seconds.
+COUNT_EXACT_BELOW = 1000
+
+
+def agent_list_count(
+    *,
+    org: Organization,
+    agents: QuerySet[Agent],
+    filters: str,
+    offset: int,
+    limit: int,
+    page_size: int,
+) -> int:
+    """How many agents `agents` (the `agent_list` of `org` with `filters`) matches, for a page of
+    `page_size` rows read at `offset` with `limit`.
+
+    A page that is not full ends the list, so it gives the count at no cost. Otherwise COUNT(*):
+    exact below COUNT_EXACT_BELOW, and above it remembered for AGENT_LIST_COUNT_CACHE_SECONDS
+    (10 s), so a large organization's count may lag its newest agents by that much.
+    """
+    if page_size < limit and (page_size or not offset):
+        return offset + page_size
+    digest = hashlib.sha256(filters.encode()).hexdigest()[:16]
+    key = f"agents:list-count:{org.pk}:{digest}"
+    cached = cache.get(key)
+    if cached is not None:
+        return int(cached)
+    count = agents.count()
+    if count >= COUNT_EXACT_BELOW:
+        seconds = settings.AGENT_LIST_COUNT_CACHE_SECONDS
+        cache.set(key, count, seconds)
+    return count
 
 
 def model_costs(*, org: Organization) -> dict[str, int]:

@@ -45,27 +45,24 @@ def idempotent_run(
     keep: Callable[[BaseException], tuple[int, Any] | None],
 ) -> Outcome:
     """Run `run` once per (organization, key). `keep` turns an error raised by `run` into an
-    answer worth replaying (a 4xx), or None to forget the key (a 5xx: the client may retry)."""
+    answer worth replaying (a 4xx), or None to forget the key (a 5xx: the client may retry).
+
+    A replay is one read: the key is looked up first, and only a new key is inserted (the
+    unique constraint still settles two first requests racing each other)."""
     now = timezone.now()
-    ApiIdempotencyKey.objects.filter(organization=org, key=key, created_at__lt=now - TTL).delete()
+    existing = ApiIdempotencyKey.objects.filter(organization=org, key=key).first()
+    if existing is not None and existing.created_at < now - TTL:
+        ApiIdempotencyKey.objects.filter(pk=existing.pk, created_at__lt=now - TTL).delete()
+        existing = None
+    if existing is not None:
+        return _replay(existing, fingerprint)
     try:
         with transaction.atomic():
             record = ApiIdempotencyKey.objects.create(
                 organization=org, key=key, request_hash=fingerprint
             )
     except IntegrityError:
-        existing = ApiIdempotencyKey.objects.get(organization=org, key=key)
-        if existing.request_hash != fingerprint:
-            raise IdempotencyConflict(
-                "idempotency_key_reused",
-                "This Idempotency-Key was used with a different request.",
-            ) from None
-        if existing.status_code is None:
-            raise IdempotencyConflict(
-                "request_in_progress",
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-            ) from None
-        return Outcome(status=existing.status_code, body=existing.response_body, replayed=True)
+        return _replay(ApiIdempotencyKey.objects.get(organization=org, key=key), fingerprint)
     try:
         status, body = run()
     except BaseException as error:
@@ -79,3 +76,18 @@ def idempotent_run(
         raise
     ApiIdempotencyKey.objects.filter(pk=record.pk).update(status_code=status, response_body=body)
     return Outcome(status=status, body=body, replayed=False)
+
+
+def _replay(existing: ApiIdempotencyKey, fingerprint: str) -> Outcome:
+    """The first answer again, or why it cannot be replayed."""
+    if existing.request_hash != fingerprint:
+        raise IdempotencyConflict(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request.",
+        )
+    if existing.status_code is None:
+        raise IdempotencyConflict(
+            "request_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+        )
+    return Outcome(status=existing.status_code, body=existing.response_body, replayed=True)

@@ -364,7 +364,12 @@ if SANDBOX_ENABLED:
     }
 
 # --- Agents: generation and the status poller ---------------------------------------------------
-AGENT_POLL_INTERVAL = env.float("AGENT_POLL_INTERVAL", default=5.0)  # seconds between poller ticks
+# Seconds between two polls of one agent (early in its run; long models slow down to the max).
+AGENT_POLL_INTERVAL = env.float("AGENT_POLL_INTERVAL", default=5.0)
+# Seconds between poller ticks (beat): a due agent waits at most this long. At most the interval.
+AGENT_POLL_TICK = min(env.float("AGENT_POLL_TICK", default=1.0), AGENT_POLL_INTERVAL)
+# The agent list API's count above 1,000 matches is cached this many seconds (agents/selectors.py).
+AGENT_LIST_COUNT_CACHE_SECONDS = env.int("AGENT_LIST_COUNT_CACHE_SECONDS", default=10)
 AGENT_POLL_BATCH = env.int("AGENT_POLL_BATCH", default=200)  # agents claimed per batch
 AGENT_POLL_CONCURRENCY = env.int("AGENT_POLL_CONCURRENCY", default=16)  # HTTP requests in flight
 AGENT_POLL_LEASE = env.float("AGENT_POLL_LEASE", default=60.0)  # seconds a claim lasts
@@ -375,9 +380,9 @@ AGENT_SUBMIT_MAX_ATTEMPTS = env.int("AGENT_SUBMIT_MAX_ATTEMPTS", default=8)
 CELERY_BEAT_SCHEDULE |= {
     "agents-poll": {
         "task": "agents.tasks.agents_poll_tick",
-        "schedule": timedelta(seconds=AGENT_POLL_INTERVAL),
+        "schedule": timedelta(seconds=AGENT_POLL_TICK),
         # A backlog of ticks (worker busy or down) is dropped, not replayed.
-        "options": {"expires": AGENT_POLL_INTERVAL},
+        "options": {"expires": AGENT_POLL_TICK},
     },
     "agents-submit-sweep": {
         "task": "agents.tasks.agents_submit_sweep",

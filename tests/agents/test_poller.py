@@ -554,6 +554,32 @@ def test_webhook_for_an_agent_a_tick_holds_is_polled_by_the_next_tick(sandbox: U
     assert len(sandbox.statuses(owner.key)) == 1
 
 
+@integration
+def test_webhook_during_a_tick_is_polled_again_by_that_tick(
+    sandbox: Upstream, monkeypatch: pytest.MonkeyPatch
+):
+    owner = tenant()
+    agent = agent_in_flight(owner)
+    other = agent_in_flight(owner)
+    run = poller.aio.run
+    webhooks_sent: list[int] = []
+
+    def fetch_then_webhook(coroutine: Any) -> Any:
+        answers = run(coroutine)
+        if not webhooks_sent:  # agent.ready arrives while the tick holds the agent
+            webhooks_sent.append(agent.pk)
+            services.agent_refresh_now(agent=fresh(agent))
+        return answers
+
+    monkeypatch.setattr(poller.aio, "run", fetch_then_webhook)
+    report = poller.tick()
+    assert len(sandbox.statuses(owner.key, code=agent.code)) == 2  # at once, not a tick later
+    assert len(sandbox.statuses(owner.key, code=other.code)) == 1
+    assert report.requested == 3
+    assert not Agent.objects.filter(lease_until__isnull=False).exists()
+    assert fresh(agent).next_poll_at > timezone.now()  # polled: scheduled again
+
+
 # --- Errors and the deadline --------------------------------------------------------------------
 
 
@@ -592,13 +618,14 @@ def test_unchanged_answers_write_no_status_change(
     owner = tenant()
     agent = agent_in_flight(owner)
     applied: list[bool] = []
-    apply = services.agent_status_apply
+    apply = services.agent_statuses_apply
 
-    def spying_apply(**kwargs: Any) -> bool:
-        applied.append(apply(**kwargs))
-        return applied[-1]
+    def spying_apply(**kwargs: Any) -> set[int]:
+        changed = apply(**kwargs)
+        applied.extend(agent.pk in changed for agent, _status in kwargs["answers"])
+        return changed
 
-    monkeypatch.setattr(services, "agent_status_apply", spying_apply)
+    monkeypatch.setattr(services, "agent_statuses_apply", spying_apply)
     ticks_until(lambda: len(applied) >= 1, timeout=5)
     assert applied == [True]  # processing 0 -> the first real answer
     changes = AgentStatusChange.objects.filter(agent=agent).count()
@@ -635,3 +662,168 @@ def test_cadence_is_5_s_early_and_slower_later_for_long_models(
     now = timezone.now()
     agent = Agent(model=model, submitted_at=now - timedelta(minutes=minutes))
     assert poller.cadence_seconds(agent=agent, now=now) == seconds
+
+
+# --- A batch's writes ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["one-statement", "per-row"])
+def batch_writes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a batch is written: the one-statement form (PostgreSQL, SQLite) and the per-row
+    fallback other databases get; they must agree."""
+    if request.param == "per-row":
+        monkeypatch.setattr(services, "_batch_statements_supported", lambda: False)
+    return str(request.param)
+
+
+def _answer(status: str, progress: float, step: str = "video", **fields: Any) -> Any:
+    from portal.bithuman import types as bh
+
+    return bh.AgentStatus(status=status, progress=progress, current_step=step, **fields)
+
+
+@pytest.mark.django_db
+def test_a_batch_moves_rows_only_forward_and_keeps_every_side_effect(
+    batch_writes: str, django_capture_on_commit_callbacks: Any, settings: Any
+):
+    from activity import services as activity_services
+    from activity.models import AuditEvent, OutboundDelivery
+    from portal import urls  # noqa: F401 - loaded first in every process (the API, then agents.api)
+    from tests.factories import AgentFactory
+
+    settings.WEBHOOK_ALLOW_LOCAL = True
+    owner = MembershipFactory(role=Role.OWNER)
+    org = owner.organization
+    activity_services.webhook_endpoint_create(
+        actor=owner, url="http://127.0.0.1:9/in", events=["agent.ready", "agent.failed"]
+    )
+
+    def agent(status: str, progress: float, **fields: Any) -> Agent:
+        return AgentFactory(organization=org, status=status, progress=progress, **fields)
+
+    behind = agent("generating", 0.6, current_step="video")
+    same = agent("generating", 0.5, current_step="video", progress_message="Rendering")
+    ahead = agent("processing", 0.1)
+    finished = agent("ready", 1.0)
+    failing = agent("generating", 0.9, current_step="lip_sync")
+    done = agent("success", 0.7, current_step="lip_sync")
+    answers = [
+        (behind, _answer("generating", 0.5)),  # out of order: behind what we have
+        (same, _answer("generating", 0.5, progress_msg="Rendering")),  # nothing new
+        (ahead, _answer("generating", 0.5, "lip_sync", supported_models=["essence-1"])),
+        (finished, _answer("failed", 0.2, error_message="late")),  # terminal absorbs
+        (failing, _answer("failed", 0.2, error_message="No face in the image")),
+        (done, _answer("ready", 1.0, "done")),
+    ]
+    with django_capture_on_commit_callbacks() as callbacks:
+        changed = services.agent_statuses_apply(answers=answers, source=StatusSource.POLL)
+    assert changed == {ahead.pk, failing.pk, done.pk}
+
+    rows = {row.pk: row for row in Agent.objects.all()}
+    assert (rows[behind.pk].progress, rows[same.pk].progress) == (0.6, 0.5)
+    assert rows[finished.pk].status == "ready" and rows[finished.pk].error_message == ""
+    ahead_row = rows[ahead.pk]
+    assert (ahead_row.status, ahead_row.progress, ahead_row.current_step) == (
+        "generating",
+        0.5,
+        "lip_sync",
+    )
+    assert ahead_row.supported_models == ["essence-1"] and ahead_row.consecutive_errors == 0
+    assert ahead_row.updated_at > behind.updated_at
+    failed = rows[failing.pk]
+    assert failed.status == "failed" and failed.error_message == "No face in the image"
+    assert failed.failed_at and failed.next_poll_at is None and failed.lease_until is None
+    ready = rows[done.pk]
+    assert ready.status == "ready" and ready.progress == 1.0 and ready.ready_at
+    assert ready.next_poll_at is None
+    # The objects passed in show what was written.
+    assert (ahead.status, failing.status, done.status) == ("generating", "failed", "ready")
+    assert behind.progress == 0.6
+
+    history = set(
+        AgentStatusChange.objects.values_list("agent_id", "from_status", "to_status", "source")
+    )
+    assert history == {
+        (ahead.pk, "processing", "generating", "poll"),
+        (failing.pk, "generating", "failed", "poll"),
+        (done.pk, "success", "ready", "poll"),
+    }
+    assert AgentStatusChange.objects.get(agent=failing).message == "No face in the image"
+    audit = set(AuditEvent.objects.for_org(org).values_list("action", "target_id", "actor_kind"))
+    assert {entry for entry in audit if entry[0].startswith("agent.")} == {
+        ("agent.failed", str(failing.public_id), "system"),
+        ("agent.ready", str(done.public_id), "system"),
+    }
+    deliveries = {d.event_type: json.loads(d.body)["data"] for d in OutboundDelivery.objects.all()}
+    assert deliveries["agent.ready"]["id"] == str(done.public_id)
+    assert deliveries["agent.ready"]["status"] == "ready"
+    assert deliveries["agent.ready"]["agent_code"] == done.code
+    assert deliveries["agent.failed"]["error_message"] == "No face in the image"
+    assert len(callbacks) == 2  # each delivery is sent after commit
+
+
+@pytest.mark.django_db
+def test_a_batch_releases_only_its_own_leases_and_keeps_a_moved_time(batch_writes: str):
+    from tests.factories import AgentFactory
+
+    org = MembershipFactory(role=Role.OWNER).organization
+    lease = timezone.now() + timedelta(seconds=30)
+    later = timezone.now() + timedelta(seconds=5)
+
+    def leased(**fields: Any) -> Agent:
+        values = {"status": "generating", "progress": 0.3, "lease_until": lease}
+        return AgentFactory(organization=org, **{"next_poll_at": lease, **values, **fields})
+
+    answered = leased(consecutive_errors=2)
+    failing = leased(consecutive_errors=2)
+    moved = leased(next_poll_at=timezone.now())  # a webhook asked for a poll now
+    someone_elses = leased(lease_until=lease + timedelta(seconds=1))
+    finished = leased(status="ready")
+    services.agent_leases_release(
+        lease=lease,
+        releases=[
+            services.LeaseRelease(answered.pk, later, errors=0),
+            services.LeaseRelease(failing.pk, later, errors=1),
+            services.LeaseRelease(moved.pk, later),
+            services.LeaseRelease(someone_elses.pk, later),
+            services.LeaseRelease(finished.pk, later),
+        ],
+    )
+    rows = {row.pk: row for row in Agent.objects.all()}
+    assert (rows[answered.pk].lease_until, rows[answered.pk].next_poll_at) == (None, later)
+    assert rows[answered.pk].consecutive_errors == 0
+    assert rows[failing.pk].consecutive_errors == 3 and rows[failing.pk].next_poll_at == later
+    assert rows[moved.pk].lease_until is None and rows[moved.pk].next_poll_at < later
+    assert rows[moved.pk].consecutive_errors == 0
+    assert rows[someone_elses.pk].lease_until == lease + timedelta(seconds=1)
+    assert rows[finished.pk].lease_until == lease  # terminal rows are never touched
+
+
+def test_an_answered_agent_is_due_one_interval_later_and_beat_ticks_more_often(settings: Any):
+    settings.AGENT_POLL_INTERVAL = 5
+    started = timezone.now()
+    agent = Agent(model="expression-1", submitted_at=started)
+    now = started + timedelta(seconds=1.5)
+    # Never twice within one interval...
+    assert poller.next_poll_after_answer(agent=agent, now=now) == now + timedelta(seconds=5)
+    # ...and beat's ticks come every AGENT_POLL_TICK, so a due agent waits at most one of them.
+    from django.conf import settings as live
+
+    schedule = live.CELERY_BEAT_SCHEDULE["agents-poll"]
+    assert schedule["schedule"].total_seconds() == live.AGENT_POLL_TICK <= live.AGENT_POLL_INTERVAL
+    assert schedule["options"]["expires"] == live.AGENT_POLL_TICK
+
+
+@pytest.mark.parametrize("backend", ["redis", "locmem"])
+@pytest.mark.django_db
+def test_reads_take_answers_every_account_of_a_batch_at_once(settings: Any, backend: str):
+    if backend == "locmem":
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    deferred, small, large = (ratelimit.account_key(f"{backend}-{n}") for n in range(3))
+    ratelimit.account_defer(key=deferred, seconds=30)
+    grants = ratelimit.reads_take(wants=[(deferred, 5, 60), (small, 50, 60), (large, 50, 2880)])
+    assert grants[0].granted == 0 and grants[0].deferred_for == pytest.approx(30, abs=1)
+    assert grants[1] == ratelimit.ReadGrant(granted=15)  # the bucket's burst: 60 // 4
+    assert grants[2] == ratelimit.ReadGrant(granted=50)
+    assert ratelimit.tokens_take(key=small, wanted=5, per_minute=60) <= 1  # the same bucket
+    assert ratelimit.reads_take(wants=[]) == []

@@ -215,3 +215,75 @@ def test_last_used_is_written_at_most_once_a_minute(org):
 def test_status_mapping_hides_upstream_intermediates(org, api):
     agent = AgentFactory(organization=org, status=AgentStatus.SUCCESS, progress=0.5)
     assert api.get(f"/agents/{agent.public_id}").json()["status"] == "generating"
+
+
+def test_pages_never_overlap_when_agents_share_their_creation_time(org, api):
+    created_at = timezone.now()
+    ids = {str(AgentFactory(organization=org, created_at=created_at).public_id) for _ in range(7)}
+    seen = [
+        item["id"]
+        for offset in (0, 3, 6)
+        for item in api.get("/agents", limit=3, offset=offset).json()["items"]
+    ]
+    assert sorted(seen) == sorted(ids)  # each exactly once
+
+
+def test_list_items_are_exactly_the_detail_answers(org, api):
+    AgentFactory(organization=org, status=AgentStatus.COMPLETED, progress=0.3, code="A1")
+    AgentFactory(organization=org, status=AgentStatus.READY, progress=0.9, code="A2")
+    AgentFactory(organization=org, status=AgentStatus.FAILED, error_message="No face")
+    items = api.get("/agents").json()["items"]
+    assert len(items) == 3
+    for item in items:
+        assert api.get(f"/agents/{item['id']}").json() == item
+    ready = next(item for item in items if item["status"] == "ready")
+    assert ready["progress"] == 1.0 and ready["agent_code"] == "A2"
+
+
+def test_a_large_count_is_remembered_briefly_a_small_one_is_exact(org, api, monkeypatch):
+    from agents import selectors
+
+    monkeypatch.setattr(selectors, "COUNT_EXACT_BELOW", 4)
+    AgentFactory.create_batch(3, organization=org)
+    assert api.get("/agents", limit=2).json()["count"] == 3  # exact: counted
+    assert api.get("/agents", limit=5).json()["count"] == 3  # exact: a page that is not full
+    AgentFactory.create_batch(2, organization=org)
+    assert api.get("/agents", limit=2).json()["count"] == 5  # 5 >= 4: now remembered...
+    AgentFactory(organization=org)
+    assert api.get("/agents", limit=2).json()["count"] == 5  # ...for a few seconds
+    assert api.get("/agents", limit=2, status="ready").json()["count"] == 6  # per filter
+    assert api.get("/agents", limit=10).json()["count"] == 6  # a short page is always exact
+
+
+def test_an_idempotency_key_older_than_a_day_is_forgotten(org, api):
+    from datetime import timedelta
+
+    from portal import idempotency
+    from portal.models import ApiIdempotencyKey
+
+    body = b'{"name": "Again", "prompt": "p"}'
+    ApiIdempotencyKey.objects.create(
+        organization=org,
+        key="old",
+        request_hash=idempotency.request_fingerprint(
+            method="POST", path="/api/v1/agents", body=body
+        ),
+        status_code=202,
+        response_body={"id": "from yesterday"},
+        created_at=timezone.now() - idempotency.TTL - timedelta(minutes=1),
+    )
+
+    def post():
+        return api.client.post(
+            "/api/v1/agents",
+            data=body,
+            content_type="application/json",
+            headers={**api.headers, "Idempotency-Key": "old"},
+        )
+
+    first = post()
+    assert first.status_code == 202 and "Idempotency-Replayed" not in first
+    assert first.json()["id"] != "from yesterday" and Agent.objects.count() == 1
+    again = post()  # the new record replays now
+    assert again["Idempotency-Replayed"] == "true" and again.json() == first.json()
+    assert Agent.objects.count() == 1
