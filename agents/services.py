@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -304,12 +305,25 @@ def _status_write(*, agent: Agent, status: bh.AgentStatus) -> _StatusWrite | Non
         return None
     return _StatusWrite(
         status=new_status,
-        progress=1.0 if new_status == AgentStatus.READY else float(status.progress or 0.0),
-        step=(status.current_step or "")[:30],
-        message=(status.progress_msg or "")[:300],
+        progress=1.0 if new_status == AgentStatus.READY else _progress_clean(status.progress),
+        step=_text_clean(status.current_step)[:30],
+        message=_text_clean(status.progress_msg)[:300],
         supported_models=list(status.supported_models) if status.supported_models else None,
-        error_message=status.error_message or "bitHuman reported the generation failed.",
+        error_message=_text_clean(status.error_message)
+        or "bitHuman reported the generation failed.",
     )
+
+
+def _progress_clean(value: float | None) -> float:
+    """Upstream progress as a share in 0..1: NaN, infinities and out-of-range values (bitHuman's
+    JSON parser accepts NaN) would break the forward-only rule and the pages."""
+    progress = float(value or 0.0)
+    return min(max(progress, 0.0), 1.0) if math.isfinite(progress) else 0.0
+
+
+def _text_clean(value: str | None) -> str:
+    """Upstream text we can store: PostgreSQL text holds no NUL."""
+    return (value or "").replace("\x00", "")
 
 
 def _status_fields(write: _StatusWrite, now: datetime) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import redis
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI, Router, Schema
@@ -338,6 +339,17 @@ def _validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse
         name = ".".join(parts) or "body"
         fields.setdefault(name, []).append(str(error.get("msg", "Invalid value.")))
     return error_response(422, "validation_error", "The request is not valid.", {"fields": fields})
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request: HttpRequest, exc: Exception) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_response(
+        413,
+        "payload_too_large",
+        f"The request body is larger than {limit:,} bytes.",
+        {"limit_bytes": limit},
+    )
 
 
 @api.exception_handler(Http404)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
 import uuid
 import zlib
@@ -228,15 +229,10 @@ def test_the_api_stores_a_good_upload(api, media_root):
     assert [path.name for path in stored_files(media_root)] == ["audio.bin", "image.bin"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A body over DATA_UPLOAD_MAX_MEMORY_SIZE raises RequestDataTooBig inside "
-    "django-ninja, which portal/api.py maps to 500 internal_error; it should be a 413 "
-    "in the envelope (an exception handler in portal/api.py). Not in this change.",
-)
 def test_a_body_over_the_upload_limit_is_a_413_in_the_envelope(api, media_root, settings):
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
     body = {"name": "Ava", "image_base64": base64.b64encode(png_bytes()).decode()}
+    assert len(json.dumps(body)) > 1_000  # the body is over the limit
     response = api.post("/agents", body)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
