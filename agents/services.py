@@ -88,6 +88,8 @@ def agent_create(
     instead of paying for a second one.
     """
     _require_member(actor, "create agents")
+    if not name.strip():
+        raise ApplicationError("Give the agent a name.", field="name")
     if public_id is not None:
         existing = Agent.objects.for_org(actor.organization).filter(public_id=public_id).first()
         if existing is not None:

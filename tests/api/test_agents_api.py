@@ -104,6 +104,14 @@ def test_validation_errors_name_the_fields(api):
     assert not Agent.objects.exists()
 
 
+def test_a_name_of_only_spaces_is_a_field_error(api):
+    error = _envelope(
+        api.post("/agents", {"name": "   ", "prompt": "A calm guide"}), 422, "validation_error"
+    )
+    assert error["details"]["fields"] == {"name": ["Give the agent a name."]}
+    assert not Agent.objects.exists()
+
+
 def test_invalid_json_is_an_envelope_not_a_500(api):
     response = api.client.post(
         "/api/v1/agents", data="{not json", content_type="application/json", headers=api.headers
