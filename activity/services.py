@@ -590,13 +590,18 @@ def _disabled_mail_send(*, endpoint: WebhookEndpoint, reason: str, emails: list[
 # --- Hooks called by the other apps' services -------------------------------------------------
 
 
+def _api_loaded() -> None:
+    """Import portal.api before the apps' API modules we borrow serializers from: it registers
+    their routers by name, so agents.api or sessions.api imported first in a process (a script, a
+    worker started without Django's checks) would meet itself half-made."""
+    import portal.api  # noqa: F401
+
+
 def agent_outcome_record(*, agent: Any, previous: str) -> None:
     """An agent reached ready or failed: one audit entry (system) and the webhook event."""
     if agent.status == previous or agent.status not in ("ready", "failed"):
         return
-    # portal.api first: it registers agents.api's router by name, so agents.api imported first in
-    # a process (a script, a worker started without Django's checks) would meet itself half-made.
-    import portal.api  # noqa: F401
+    _api_loaded()
     from agents.api import agent_out
 
     event_type = f"agent.{agent.status}"
@@ -611,6 +616,7 @@ def agent_outcome_record(*, agent: Any, previous: str) -> None:
 
 
 def _session_data(session: Any) -> dict[str, Any]:
+    _api_loaded()
     from sessions.api import session_out
 
     data = session_out(session)
@@ -648,6 +654,7 @@ def session_ended_record(*, actor: Actor, session: Any) -> None:
 
 def session_message_record(*, actor: Actor, session: Any, event: Any) -> None:
     """Speak or context sent: who, the text (shortened) and the outcome."""
+    _api_loaded()
     from sessions.api import event_out
 
     action = AuditAction.SESSION_SPEAK if event.kind == "speak" else AuditAction.SESSION_CONTEXT
