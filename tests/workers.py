@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -39,3 +47,70 @@ def database_url_for_workers(*, who: str) -> str:
         credentials += ":" + quote(db["PASSWORD"], safe="")
     host = db["HOST"] or "127.0.0.1"
     return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+# --- Real `celery -A portal worker` processes ---------------------------------------------------
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Worker:
+    """A `celery -A portal worker` process leading its own process group (pool and beat)."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker, its pool processes and its beat (the group it leads)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> None:
+        """SIGTERM to the worker's main process only: Celery's warm shutdown."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def shutdown(self) -> None:
+        """A graceful stop (what a deploy does): SIGTERM to the main process, then wait."""
+        self.terminate()
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        # A pool or beat process forked while the group was stopping missed the signal: none may
+        # outlive its test (it would go on consuming the shared broker's tasks).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def celery_worker(name: str, *, env: dict[str, str], log: Path, beat: bool = True) -> Worker:
+    """Start `celery -A portal worker` (with beat unless told otherwise), logging to `log`."""
+    command = [sys.executable, "-m", "celery", "-A", "portal", "worker"]
+    if beat:
+        # The in-memory scheduler: the persistent one's shelve (dbm.sqlite3 on Python 3.13)
+        # intermittently fails with "locking protocol" when beats start and die quickly.
+        command += ["--beat", "--scheduler", "celery.beat:Scheduler"]
+    command += ["--loglevel", "INFO", "--concurrency", "2"]
+    command += ["--hostname", f"{name}-{uuid.uuid4().hex[:8]}@%h"]
+    command += ["--without-gossip", "--without-mingle"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to kill it and its children
+        )
+    return Worker(name=name, process=process, log=log)

@@ -10,13 +10,8 @@ with a message saying so; they never skip.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +21,7 @@ from agents import services
 from agents.models import Agent, AgentStatus, StatusSource
 from tests import workers
 from tests.agents.test_poller import Upstream, fresh, sandbox, tenant, upstream, wait_for
+from tests.workers import Worker
 
 __all__ = ["sandbox", "upstream"]  # fixtures shared with test_poller.py
 
@@ -41,30 +37,6 @@ def _redis_urls() -> tuple[str, str]:
 
 def _test_database_url() -> str:
     return workers.database_url_for_workers(who="The worker tests")
-
-
-@dataclass
-class Worker:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def kill(self) -> None:
-        """SIGKILL the worker, its pool processes and its beat (the group it leads)."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
@@ -86,46 +58,15 @@ def start_worker(
         "AGENT_POLL_LEASE": "4",  # the fetch deadline is a quarter of it: 1 s
         "PYTHONUNBUFFERED": "1",
     }
-    workers: list[Worker] = []
+    started: list[Worker] = []
 
     def start(name: str) -> Worker:
-        log = tmp_path / f"{name}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "portal",
-            "worker",
-            "--beat",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "2",
-            # In memory: the persistent scheduler's shelve (dbm.sqlite3) can fail with
-            # "locking protocol" when workers start and die quickly.
-            "--scheduler",
-            "celery.beat:Scheduler",
-            "--hostname",
-            f"{name}-{uuid.uuid4().hex[:8]}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                command,
-                cwd=BASE_DIR,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, to kill it and its children
-            )
-        worker = Worker(name=name, process=process, log=log)
-        workers.append(worker)
+        worker = workers.celery_worker(name, env=env, log=tmp_path / f"{name}.log")
+        started.append(worker)
         return worker
 
     yield start
-    for worker in workers:
+    for worker in started:
         worker.stop()
 
 
@@ -133,7 +74,8 @@ def _wait(worker: Worker, condition: Callable[[], Any], *, timeout: float) -> An
     try:
         return wait_for(condition, timeout=timeout, step=0.02)
     except AssertionError as error:
-        raise AssertionError(f"{error}; {worker.name}'s log:\n{worker.log_tail()}") from None
+        tail = worker.log_text()[-3000:]
+        raise AssertionError(f"{error}; {worker.name}'s log:\n{tail}") from None
 
 
 def _submitted_agent(owner: Any) -> Agent:

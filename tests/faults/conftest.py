@@ -18,12 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,42 +123,7 @@ def database_url_for_workers() -> str:
 # --- Workers ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Worker:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL the worker, its pool processes and its beat (the group it leads)."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def terminate(self) -> None:
-        """SIGTERM to the worker's main process only: Celery's warm shutdown."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-
-    def shutdown(self) -> None:
-        """A graceful stop (what a deploy does): SIGTERM to the main process, then wait."""
-        self.terminate()
-        self.process.wait(30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        # A pool or beat process forked while the group was stopping missed the signal: none may
-        # outlive its case (it would go on consuming the shared broker's tasks).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+Worker = workers.Worker  # the cases import it from here
 
 
 @dataclass
@@ -196,32 +157,9 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        log = self.tmp / f"{name}.log"
-        command = [sys.executable, "-m", "celery", "-A", "portal", "worker"]
-        if beat:
-            # The in-memory scheduler: the persistent one's shelve (dbm.sqlite3 on Python 3.13)
-            # intermittently fails with "locking protocol" when beats start and die quickly.
-            command += ["--beat", "--scheduler", "celery.beat:Scheduler"]
-        command += [
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "2",
-            "--hostname",
-            f"{name}-{uuid.uuid4().hex[:8]}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                command,
-                cwd=BASE_DIR,
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, to kill it and its children
-            )
-        worker = Worker(name=name, process=process, log=log)
+        worker = workers.celery_worker(
+            name, env=environment, log=self.tmp / f"{name}.log", beat=beat
+        )
         self.workers.append(worker)
         return worker
 
