@@ -163,6 +163,13 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def close(self) -> None:
+        """Stop every worker this case started, and the broker connection used to send tasks."""
+        for worker in self.workers:
+            worker.stop()
+        if self._celery is not None:
+            self._celery.close()
+
     def send_task(self, name: str, *args: Any) -> None:
         """Queue a task on the broker, as the web process or beat would (tests run eager)."""
         if self._celery is None:
@@ -190,10 +197,7 @@ def stack(transactional_db: None, live_server: Any, tmp_path: Path) -> Iterator[
         tmp=tmp_path,
     )
     yield result
-    for worker in result.workers:
-        worker.stop()
-    if result._celery is not None:
-        result._celery.close()
+    result.close()
 
 
 # --- A TCP proxy that drops connections ---------------------------------------------------------

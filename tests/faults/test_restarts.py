@@ -168,10 +168,7 @@ def redis_stack(
         tmp=tmp_path,
     )
     yield stack
-    for worker in stack.workers:
-        worker.stop()
-    if stack._celery is not None:
-        stack._celery.close()
+    stack.close()
     _celery_pools_reset(app)
 
 
