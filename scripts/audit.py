@@ -1,7 +1,8 @@
 """Audit the installed, pinned dependencies for known vulnerabilities (run by `make lint`).
 
-pip-audit checks every package installed in .venv from requirements/ (the pins and what they
-pull in) against PyPI's advisory data (`AUDIT_SERVICE=osv` for OSV). Outcomes:
+pip-audit reads the lock files (requirements/dev.txt, which holds dev + prod, and
+requirements/prod.txt: every direct and transitive package pinned with hashes, no resolution)
+and checks each pin against PyPI's advisory data (`AUDIT_SERVICE=osv` for OSV). Outcomes:
 
 - a vulnerability not listed in requirements/audit-ignore.txt: exit 1, with the fix versions;
 - no vulnerability: exit 0;
@@ -24,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IGNORE_FILE = ROOT / "requirements" / "audit-ignore.txt"
+LOCKS = (ROOT / "requirements" / "dev.txt", ROOT / "requirements" / "prod.txt")
 UNREACHABLE = re.compile(r"could not be audited|Connection|timed out", re.IGNORECASE)
 
 
@@ -65,7 +67,9 @@ def main() -> int:
     ignore = ignored_ids(IGNORE_FILE.read_text() if IGNORE_FILE.exists() else "")
     service = os.environ.get("AUDIT_SERVICE", "pypi")
     strict = os.environ.get("AUDIT_STRICT", "false").lower() == "true"
-    command = [sys.executable, "-m", "pip_audit", "--local", "--skip-editable", "-f", "json"]
+    command = [sys.executable, "-m", "pip_audit", "--disable-pip", "--no-deps", "-f", "json"]
+    for lock in LOCKS:
+        command += ["-r", str(lock)]
     command += ["--progress-spinner", "off", "--vulnerability-service", service, "--timeout", "10"]
     result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
     try:

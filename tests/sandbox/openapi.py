@@ -14,7 +14,8 @@
 - requires exactly `404 {"detail": "Not Found"}` for a path no operation matches, and
   `405 {"detail": "Method Not Allowed"}` for a known path with an undeclared method.
 
-The spec is read from $BITHUMAN_OPENAPI, else from shared/bithuman/openapi.yaml beside the repo.
+The spec is read from $BITHUMAN_OPENAPI, else from the copy vendored in the repository
+(vendor/bithuman/openapi.yaml; vendor/bithuman/SOURCE.md says where it comes from).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import httpx
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
+VENDORED_SPEC = Path(__file__).resolve().parents[2] / "vendor" / "bithuman" / "openapi.yaml"
 SANDBOX_PREFIX = "/sandbox"
 _SKIP_KEYS = {"example", "examples", "description", "x-codeSamples"}
 
@@ -38,7 +40,7 @@ def spec_path() -> Path:
     configured = os.environ.get("BITHUMAN_OPENAPI")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2].parent / "shared/bithuman/openapi.yaml"
+    return VENDORED_SPEC
 
 
 @functools.cache
