@@ -72,7 +72,15 @@ def test_a_copy_with_nothing_beside_it_runs_the_contract_tests(tmp_path):
     }
     env.update(PORTAL_VAR_DIR=str(tmp_path / "var"), DJANGO_DEBUG="true")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/sandbox/test_contract.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/sandbox/test_contract.py",
+        ],
         cwd=clone,
         env=env,
         capture_output=True,
