@@ -42,9 +42,7 @@ lock: ## Regenerate the hash-locked requirements/*.txt from requirements/*.in (n
 	&& echo "requirements/dev.txt and requirements/prod.txt regenerated"
 
 run: install ## Set up and start the portal (web + Celery worker with beat) on embedded defaults
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PY) manage.py migrate --noinput
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PY) manage.py demo_setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(VENV)/bin/honcho start -f Procfile
+	@VENV=$(VENV) scripts/run.sh
 
 demo-password: install ## Give the demo owner a new password and print it
 	$(PY) manage.py demo_setup --reset-password

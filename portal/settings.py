@@ -28,7 +28,10 @@ _DEV_SECRET_KEY = "django-insecure-local-development-key-never-use-in-production
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
 SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list(
-    "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
+    "DJANGO_ALLOWED_HOSTS",
+    default=["127.0.0.1", "localhost", "[::1]", env.str("PORTAL_HOST", default="127.0.0.1")]
+    if DEBUG
+    else [],
 )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -41,8 +44,14 @@ if not DEBUG:
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_DEBUG is false.")
 
-# The portal's own public address, used in emails (invitation links, password reset).
-SITE_URL = env.str("PORTAL_SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Where `make run`'s web server listens (Procfile); the default site URL follows it.
+PORTAL_HOST = env.str("PORTAL_HOST", default="127.0.0.1")
+PORTAL_PORT = env.int("PORTAL_PORT", default=8000)
+# A wildcard bind address is reached from this machine at the loopback address.
+_site_host = "127.0.0.1" if PORTAL_HOST in {"0.0.0.0", "::", "[::]"} else PORTAL_HOST  # noqa: S104
+# The portal's own public address, used in emails (invitation links, password reset) and as the
+# base of the sandbox URL in Test mode.
+SITE_URL = env.str("PORTAL_SITE_URL", default=f"http://{_site_host}:{PORTAL_PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -317,6 +326,12 @@ if CELERY_BROKER_URL.startswith("redis://"):
     # kombu's Redis transport, fixed so a worker survives the broker going away (portal/celery.py).
     CELERY_BROKER_TRANSPORT = "portal.celery:RedisTransport"
 CELERY_TIMEZONE = TIME_ZONE
+# With DJANGO_DEBUG=false the portal refuses to start on the file broker or a per-host cache
+# (portal/checks.py): locks, poll ticks and rate budgets would be per host. Set this to say a
+# single host is intended (one machine running web, worker and beat).
+PORTAL_SINGLE_HOST = env.bool("PORTAL_SINGLE_HOST", default=False)
+# Embedded beat's schedule file: with the rest of the local state, one per PORTAL_VAR_DIR.
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "invitations-expire": {
         "task": "portal.tasks.invitations_expire",

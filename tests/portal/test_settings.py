@@ -14,11 +14,15 @@ PROD_ENV = {
     "DJANGO_ALLOWED_HOSTS": "portal.example.com",
     "FIELD_ENCRYPTION_KEYS": "0YXN8x3YqlKGxHfhCy1AU3Fh5jXy1Q2xbyWmK2QnJ3E=",
     "DATABASE_URL": "sqlite:////tmp/portal-deploy-check.sqlite3",
+    # Shared state (nothing connects during `check`).
+    "REDIS_URL": "redis://redis.internal:6379/0",
+    "CELERY_BROKER_URL": "redis://redis.internal:6379/1",
 }
 
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
+    skip = ("DJANGO_", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "PORTAL_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -61,3 +65,60 @@ def test_production_cookies_and_headers():
     assert result.returncode == 0, result.stderr
     assert "__Host-sessionid __Host-csrftoken True True same-origin" in result.stdout
     assert "'self'" in result.stdout and "nonce" in result.stdout.lower()
+
+
+@pytest.mark.parametrize(
+    "without,code",
+    [
+        ("CELERY_BROKER_URL", "portal.E001"),  # the embedded file broker
+        ("REDIS_URL", "portal.E002"),  # a file cache per host
+    ],
+)
+def test_without_debug_per_host_broker_or_cache_refuses_to_start(without, code):
+    env = {key: value for key, value in PROD_ENV.items() if key != without}
+    for command in (("check", "--deploy"), ("migrate", "--check")):
+        result = _manage(*command, env=env)
+        assert result.returncode != 0, command
+        assert code in result.stderr
+        assert "PORTAL_SINGLE_HOST=true" in result.stderr
+
+
+def test_single_host_is_an_explicit_choice():
+    env = {k: v for k, v in PROD_ENV.items() if k not in {"REDIS_URL", "CELERY_BROKER_URL"}}
+    result = _manage(
+        "check", "--deploy", "--fail-level", "WARNING", env={**env, "PORTAL_SINGLE_HOST": "true"}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _settings_value(expression: str, env: dict[str, str]) -> str:
+    result = _manage(
+        "shell", "-c", f"from django.conf import settings as s; print({expression})", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_site_and_sandbox_urls_follow_the_port_and_host(tmp_path):
+    dev = {"DJANGO_DEBUG": "true", "PORTAL_VAR_DIR": str(tmp_path)}
+    assert _settings_value("s.SITE_URL, s.SANDBOX_BASE_URL", dev) == (
+        "http://127.0.0.1:8000 http://127.0.0.1:8000/sandbox"
+    )
+    moved = {**dev, "PORTAL_PORT": "8765", "PORTAL_HOST": "localhost"}
+    assert _settings_value("s.SITE_URL, s.SANDBOX_BASE_URL", moved) == (
+        "http://localhost:8765 http://localhost:8765/sandbox"
+    )
+    wildcard = {**dev, "PORTAL_PORT": "8765", "PORTAL_HOST": "0.0.0.0"}  # noqa: S104
+    assert _settings_value("s.SITE_URL", wildcard) == "http://127.0.0.1:8765"
+
+
+def test_every_local_state_file_lives_under_the_var_dir(tmp_path):
+    env = {"DJANGO_DEBUG": "true", "PORTAL_VAR_DIR": str(tmp_path / "state")}
+    paths = _settings_value(
+        "s.CELERY_BEAT_SCHEDULE_FILENAME, s.DATABASES['default']['NAME'], s.MEDIA_ROOT,"
+        " s.CACHES['default']['LOCATION'], s.CELERY_BROKER_TRANSPORT_OPTIONS['data_folder_in']",
+        env,
+    ).split()
+    assert len(paths) == 5
+    for path in paths:
+        assert path.startswith(str(tmp_path / "state")), path
