@@ -507,6 +507,9 @@ Resolver = Callable[[str, int], Sequence[str]]
 _INTERNAL_HOSTS = frozenset({"localhost", "metadata", "metadata.goog", "instance-data"})
 _INTERNAL_SUFFIXES = (".localhost", ".internal", ".local", ".home.arpa")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IETF protocol assignments: Python counts two of them (192.0.0.9, .10: PCP and TURN anycast) as
+# global, but no customer media or webhook receiver lives there.
+_PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
 
 
 def host_resolve(host: str, port: int) -> list[str]:
@@ -527,6 +530,8 @@ def address_is_public(address: IPAddress) -> bool:
         # Python counts it as global.
         if address.is_site_local:
             return False
+    elif address in _PROTOCOL_ASSIGNMENTS:
+        return False
     # Cloud metadata services sit at link-local 169.254.169.254 and ULA fd00:ec2::254, so they
     # are refused with their ranges. is_global alone lets multicast through: check every flag.
     return address.is_global and not (

@@ -499,6 +499,7 @@ class _NoNetwork(httpx.BaseTransport):
 @PURE
 @given(address=private_v4 | private_v6, literal=st.booleans())
 @example(address=ipaddress.IPv6Address("fec0::1"), literal=False)
+@example(address=ipaddress.IPv4Address("192.0.0.9"), literal=False)  # Python: "global"
 def test_no_private_address_is_ever_public_nor_fetched(address, literal):
     assert not preflight.address_is_public(address)
     fetcher = preflight.UrlFetcher(
