@@ -9,7 +9,7 @@ DEPS_STAMP := $(VENV)/.deps-installed
 LOCKS := requirements/dev.txt requirements/prod.txt
 UV_COMPILE := --universal --python-version 3.12 --generate-hashes --quiet
 
-.PHONY: help install lock run test test-faults lint audit fmt migrations-check docker-check ci demo-password clean bench
+.PHONY: help install lock run test test-faults lint audit fmt migrations-check docker-check ci demo-password clean bench screenshots
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ demo-password: install ## Give the demo owner a new password and print it
 
 test: install ## Run the whole test suite (PostgreSQL, Redis and Chromium when available)
 	@PY=$(PY) scripts/test.sh $(ARGS)
+
+screenshots: install ## Rewrite the README screenshots in docs/screenshots/ (light, dark, phone) from the browser tests
+	@PORTAL_SCREENSHOTS=$(CURDIR)/docs/screenshots PY=$(PY) scripts/test.sh tests/browser/test_screenshots.py -q $(ARGS)
 
 test-faults: install ## Fault-injection suite: real workers killed, throttled, rotated (PostgreSQL + Redis required)
 	@CI=true REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/8} PORTAL_BROWSER=$${PORTAL_BROWSER:-unused} \

@@ -1,5 +1,6 @@
 """Server-drawn SVG bar charts (no JavaScript, no CDN): geometry here, markup in
-templates/activity/_chart.html. Colours are SVG presentation attributes (CSP allows them)."""
+templates/activity/_chart.html. A series' colour is a CSS class (`series-<tone>`, portal/app.css),
+so both themes use the one set of colour variables; counts get whole-number ticks."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 28
+WIDTH, HEIGHT = 560, 260
+LEFT, RIGHT, TOP, BOTTOM = 52, 8, 12, 30
 
 
 @dataclass(frozen=True)
 class Series:
     key: str
     label: str
-    fill: str
+    fill: str  # a tone: ok, bad, warn, blue, purple (CSS class series-<tone>)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,17 @@ def _nice_max(value: float) -> float:
     return 10 * magnitude
 
 
+def _nice_step(value: float) -> int:
+    """The whole-number tick step (1, 2, 5, 10, 20, ...) at least `value`."""
+    if value <= 1:
+        return 1
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if value <= step * magnitude:
+            return int(step * magnitude)
+    return int(10 * magnitude)
+
+
 def _fmt(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:,.1f}"
 
@@ -51,14 +63,23 @@ def bar_chart(
     series: list[Series],
     stacked: bool = True,
     unit: str = "",
+    axis_label: str = "",
+    integer: bool = False,
 ) -> dict[str, Any]:
-    """A bar chart: one group per label, its series stacked or side by side."""
+    """A bar chart: one group per label, its series stacked or side by side. `integer` (counts)
+    puts the ticks on whole numbers; `axis_label` names the y axis and its unit."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     if stacked:
         top = max((sum(r.get(s.key, 0) for s in series) for r in rows), default=0)
     else:
         top = max((r.get(s.key, 0) for r in rows for s in series), default=0)
-    y_max = _nice_max(top)
+    if integer:
+        step = _nice_step(top / 4)
+        y_max = float(step * max(1, math.ceil(top / step)))
+        tick_values = [float(v) for v in range(0, int(y_max) + 1, step)]
+    else:
+        y_max = _nice_max(top)
+        tick_values = [y_max * k / 4 for k in range(5)]
     slot = plot_w / max(len(labels), 1)
     bar_w = slot * 0.7 / (1 if stacked else len(series))
     rects: list[Rect] = []
@@ -84,10 +105,9 @@ def bar_chart(
             if stacked:
                 base -= h
     ticks = [
-        {"y": round(TOP + plot_h - plot_h * k / 4, 1), "label": _fmt(y_max * k / 4)}
-        for k in range(5)
+        {"y": round(TOP + plot_h - plot_h * v / y_max, 1), "label": _fmt(v)} for v in tick_values
     ]
-    every = max(1, math.ceil(len(labels) / 10))
+    every = max(1, math.ceil(len(labels) / 8))
     x_labels = [
         {"x": round(LEFT + i * slot + slot / 2, 1), "label": label}
         for i, label in enumerate(labels)
@@ -98,6 +118,8 @@ def bar_chart(
     return {
         "id": chart_id,
         "title": title,
+        "axis_label": axis_label,
+        "axis_y": round(TOP + plot_h / 2, 1),
         "desc": f"{title}. {desc}.",
         "width": WIDTH,
         "height": HEIGHT,

@@ -233,7 +233,8 @@ def delivery_resend(
 
 # --- The dashboard (the organization home) ------------------------------------------------------
 
-GREEN, RED, AMBER, BLUE, PURPLE = "#16a34a", "#dc2626", "#d97706", "#2563eb", "#7c3aed"
+# Tones, not colours: the chart template turns them into CSS classes (portal/app.css).
+GREEN, RED, AMBER, BLUE, PURPLE = "ok", "bad", "warn", "blue", "purple"
 
 
 def dashboard_context(request: HttpRequest, membership: Membership) -> dict[str, Any]:
@@ -258,7 +259,8 @@ def dashboard_context(request: HttpRequest, membership: Membership) -> dict[str,
     times = board.generation_times
     timing = charts.bar_chart(
         chart_id="generation-time",
-        title="Generation time by model (minutes)",
+        title="Generation time by model",
+        axis_label="Minutes",
         labels=[row["model"] for row in times],
         rows=[{"p50": row["p50"] / 60, "p90": row["p90"] / 60} for row in times],
         series=[
@@ -282,6 +284,8 @@ def dashboard_context(request: HttpRequest, membership: Membership) -> dict[str,
             charts.bar_chart(
                 chart_id="agents",
                 title="Agents generated per day",
+                axis_label="Agents",
+                integer=True,
                 labels=labels,
                 rows=agents_rows,
                 series=[
@@ -294,6 +298,8 @@ def dashboard_context(request: HttpRequest, membership: Membership) -> dict[str,
             charts.bar_chart(
                 chart_id="sessions",
                 title="Sessions and messages per day",
+                axis_label="Count",
+                integer=True,
                 labels=labels,
                 rows=[p.values for p in board.sessions_per_day],
                 series=[
@@ -305,6 +311,7 @@ def dashboard_context(request: HttpRequest, membership: Membership) -> dict[str,
             charts.bar_chart(
                 chart_id="credits",
                 title="Estimated credits spent per day",
+                axis_label="Credits",
                 labels=labels,
                 rows=[p.values for p in board.credits_per_day],
                 series=[

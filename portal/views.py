@@ -59,9 +59,10 @@ class LoginView(auth_views.LoginView):
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def home(request: HttpRequest) -> HttpResponseBase:
-    """Anonymous visitors get the login page; members go to their last (or first) organization."""
+    """Anonymous visitors get the front page (what the portal does, with the login form); members
+    go to their last (or first) organization."""
     if not request.user.is_authenticated:
-        return LoginView.as_view()(request)
+        return LoginView.as_view(template_name="portal/front.html")(request)
     memberships = selectors.membership_list_for_user(user=request.user)
     last = request.session.get("last_org")
     chosen = memberships.filter(organization__slug=last).first() or memberships.first()

@@ -15,11 +15,13 @@ from tests.factories import PASSWORD, MembershipFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_anonymous_root_serves_the_login_page():
+def test_anonymous_root_serves_the_front_page_with_login_and_signup():
     response = Client().get("/")
     assert response.status_code == 200
-    assert b"<h1>Log in</h1>" in response.content
-    assert b'name="username"' in response.content
+    html = response.content.decode()
+    assert "Talking-avatar agents for your whole team</h1>" in html
+    assert '<h2 id="login-heading">Log in</h2>' in html
+    assert 'name="username"' in html and f'href="{reverse("signup")}"' in html
 
 
 def test_signup_creates_user_and_first_organization_as_owner():
