@@ -18,32 +18,45 @@ router = Router(tags=["audit"])
 
 
 class AuditEventOut(Schema):
-    id: str
-    created_at: datetime
-    actor_kind: str
-    actor: str
-    action: str
-    target_type: str
-    target_id: str
-    target: str
-    details: dict[str, Any]
-    ip_address: str | None
+    id: str = Field(description="The event's id.")
+    created_at: datetime = Field(description="When it happened.")
+    actor_kind: str = Field(description="Who acted: user, api_key, staff or system.")
+    actor: str = Field(description="The person's email or the API key's name.")
+    action: str = Field(description="What happened, for example agent.created.")
+    target_type: str = Field(description="Kind of object acted on.")
+    target_id: str = Field(description="Id of the object acted on.")
+    target: str = Field(description="Name of the object when it happened.")
+    details: dict[str, Any] = Field(
+        description="Facts about the action, such as changed fields with old and new values."
+    )
+    ip_address: str | None = Field(description="Address the request came from, when known.")
 
 
 class AuditEventList(Schema):
-    items: list[AuditEventOut]
-    count: int
+    items: list[AuditEventOut] = Field(description="This page of events, newest first.")
+    count: int = Field(description="How many events match, over all pages.")
 
 
 class AuditEventQuery(Schema):
-    actor: Text | None = Field(default=None, max_length=254)
-    actor_kind: Text | None = None  # Text: a NUL would reach PostgreSQL and fail there
-    action: Text | None = Field(default=None, max_length=40)
-    target: Text | None = Field(default=None, max_length=200)
-    since: date | None = None
-    until: date | None = None
-    limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    actor: Text | None = Field(
+        default=None, max_length=254, description="Only events by this email or API key name."
+    )
+    actor_kind: Text | None = Field(
+        default=None,
+        description="Only events by this kind of actor: user, api_key, staff or system.",
+    )  # Text: a NUL would reach PostgreSQL and fail there
+    action: Text | None = Field(
+        default=None, max_length=40, description="Only this action, for example agent.created."
+    )
+    target: Text | None = Field(
+        default=None, max_length=200, description="Only events whose target matches this text."
+    )
+    since: date | None = Field(default=None, description="Only events on or after this date.")
+    until: date | None = Field(default=None, description="Only events on or before this date.")
+    limit: int = Field(default=20, ge=1, le=100, description="Page size, 1 to 100.")
+    offset: int = Field(
+        default=0, ge=0, le=MAX_OFFSET, description="How many matching events to skip."
+    )
 
 
 def audit_event_out(event: AuditEvent) -> dict[str, Any]:

@@ -14,58 +14,102 @@ ModelName = Literal["expression-1", "essence-1", "essence-2", "expression-2"]
 
 
 class AgentIn(Schema):
-    name: Text = Field(min_length=1, max_length=100)
-    prompt: Text = Field(default="", max_length=10000)
-    model: ModelName = "expression-1"
-    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
-    framing: Literal["portrait", "full_body"] = "portrait"
-    transparency: bool = False
-    image_url: Text | None = Field(default=None, max_length=1000)
-    image_base64: Text | None = None
-    audio_url: Text | None = Field(default=None, max_length=1000)
-    audio_base64: Text | None = None
+    name: Text = Field(
+        min_length=1,
+        max_length=100,
+        description="Display name of the agent in the portal (1-100 characters).",
+    )
+    prompt: Text = Field(
+        default="",
+        max_length=10000,
+        description="System prompt: who the agent is and how it talks (up to 10,000 characters).",
+    )
+    model: ModelName = Field(
+        default="expression-1", description="bitHuman model used to generate the agent."
+    )
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = Field(
+        default="16:9", description="Aspect ratio of the generated video."
+    )
+    framing: Literal["portrait", "full_body"] = Field(
+        default="portrait", description="portrait (head and shoulders) or full_body."
+    )
+    transparency: bool = Field(
+        default=False, description="Generate the avatar on a transparent background."
+    )
+    image_url: Text | None = Field(
+        default=None,
+        max_length=1000,
+        description="Public link to the face image. Give this or image_base64.",
+    )
+    image_base64: Text | None = Field(
+        default=None, description="The face image file, base64-encoded. Give this or image_url."
+    )
+    audio_url: Text | None = Field(
+        default=None,
+        max_length=1000,
+        description="Public link to the voice sample. Give this or audio_base64.",
+    )
+    audio_base64: Text | None = Field(
+        default=None, description="The voice sample file, base64-encoded. Give this or audio_url."
+    )
 
 
 class AgentPatch(Schema):
-    system_prompt: Text = Field(min_length=1, max_length=10000)
+    system_prompt: Text = Field(
+        min_length=1,
+        max_length=10000,
+        description="The new system prompt; the previous one stays in the prompt history.",
+    )
 
 
 class AgentOut(Schema):
-    id: str
-    name: str
-    status: Literal["submitting", "processing", "generating", "ready", "failed"]
-    progress: float
-    current_step: str
-    progress_message: str
-    error_message: str
-    agent_code: str | None
-    model: str
-    system_prompt: str
-    created_at: datetime
-    updated_at: datetime
-    ready_at: datetime | None
+    id: str = Field(description="The agent's id in the portal (a UUID).")
+    name: str = Field(description="Display name of the agent.")
+    status: Literal["submitting", "processing", "generating", "ready", "failed"] = Field(
+        description="Where generation stands: submitting, processing, generating, ready or failed."
+    )
+    progress: float = Field(description="Generation progress, from 0 to 1.")
+    current_step: str = Field(description="The generation step bitHuman reports last.")
+    progress_message: str = Field(description="bitHuman's latest progress message.")
+    error_message: str = Field(description="Why generation failed; empty otherwise.")
+    agent_code: str | None = Field(
+        description="The bitHuman agent code for your own apps; null until the agent is ready."
+    )
+    model: str = Field(description="bitHuman model the agent is generated with.")
+    system_prompt: str = Field(description="The agent's current system prompt.")
+    created_at: datetime = Field(description="When the agent was created.")
+    updated_at: datetime = Field(description="When the agent last changed.")
+    ready_at: datetime | None = Field(description="When generation finished; null until ready.")
 
 
 class AgentList(Schema):
-    items: list[AgentOut]
-    count: int
+    items: list[AgentOut] = Field(description="This page of agents.")
+    count: int = Field(description="How many agents match, over all pages.")
 
 
 class AgentListQuery(Schema):
-    status: Literal["submitting", "processing", "generating", "ready", "failed"] | None = None
-    search: Text | None = None
-    limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    status: Literal["submitting", "processing", "generating", "ready", "failed"] | None = Field(
+        default=None, description="Only agents in this status."
+    )
+    search: Text | None = Field(
+        default=None, description="Only agents whose name or code contains this text."
+    )
+    limit: int = Field(default=20, ge=1, le=100, description="Page size, 1 to 100.")
+    offset: int = Field(
+        default=0, ge=0, le=MAX_OFFSET, description="How many matching agents to skip."
+    )
 
 
 class StatusChangeOut(Schema):
-    from_status: str
-    to_status: str
-    progress: float
-    step: str
-    source: str
-    at: datetime
+    from_status: str = Field(description="Status before the change.")
+    to_status: str = Field(description="Status after the change.")
+    progress: float = Field(description="Progress (0 to 1) at the change.")
+    step: str = Field(description="Generation step at the change.")
+    source: str = Field(
+        description="What reported the change (for example the poller or bitHuman's webhook)."
+    )
+    at: datetime = Field(description="When the change was recorded.")
 
 
 class AgentHistory(Schema):
-    items: list[StatusChangeOut]
+    items: list[StatusChangeOut] = Field(description="The agent's status changes.")

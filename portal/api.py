@@ -233,8 +233,8 @@ MAX_OFFSET = 1_000_000_000
 
 
 class ListQuery(Schema):
-    limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(default=20, ge=1, le=100, description="Page size, 1 to 100.")
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="How many items to skip.")
 
 
 def page_bounds(query: ListQuery) -> tuple[int, int]:
@@ -387,9 +387,11 @@ organization_router = Router(tags=["organization"])
 
 
 class OrganizationOut(Schema):
-    slug: str
-    name: str
-    mode: str
+    slug: str = Field(description="The organization's short name in portal URLs.")
+    name: str = Field(description="The organization's name.")
+    mode: str = Field(
+        description="test (the sandbox, nothing billed) or live (your bitHuman account)."
+    )
 
 
 @organization_router.get("", response=OrganizationOut, summary="The key's organization")

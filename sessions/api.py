@@ -31,52 +31,70 @@ router = Router(tags=["sessions"])
 
 
 class SessionStartIn(Schema):
-    kind: str = Field(default="hosted", pattern="^(hosted|livekit)$")
+    kind: str = Field(
+        default="hosted",
+        pattern="^(hosted|livekit)$",
+        description="hosted: bitHuman's hosted room; livekit: your own LiveKit (see Settings).",
+    )
 
 
 class SessionOut(Schema):
-    id: str
-    agent_id: str
-    kind: str
-    status: str
-    room_name: str
-    join_url: str
-    started_at: Any
-    ended_at: Any | None
+    id: str = Field(description="The session's id (a UUID).")
+    agent_id: str = Field(description="Id of the agent in this session.")
+    kind: str = Field(description="hosted or livekit.")
+    status: str = Field(description="live or ended.")
+    room_name: str = Field(description="Name of the room the avatar joined.")
+    join_url: str = Field(description="Link to join the room and see the avatar.")
+    started_at: Any = Field(description="When the session started.")
+    ended_at: Any | None = Field(description="When the session ended; null while live.")
 
 
 class SessionList(Schema):
-    items: list[SessionOut]
-    count: int
+    items: list[SessionOut] = Field(description="This page of sessions.")
+    count: int = Field(description="How many sessions match, over all pages.")
 
 
 class SessionListQuery(Schema):
-    agent_id: str | None = None
-    status: str | None = Field(default=None, pattern="^(live|ended)$")
-    limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    agent_id: str | None = Field(default=None, description="Only sessions of this agent (its id).")
+    status: str | None = Field(
+        default=None, pattern="^(live|ended)$", description="Only live or only ended sessions."
+    )
+    limit: int = Field(default=20, ge=1, le=100, description="Page size, 1 to 100.")
+    offset: int = Field(
+        default=0, ge=0, le=MAX_OFFSET, description="How many matching sessions to skip."
+    )
 
 
 class SpeakIn(Schema):
-    message: Text = Field(min_length=1, max_length=2000)
+    message: Text = Field(
+        min_length=1,
+        max_length=2000,
+        description="What the avatar says now, word for word (1-2,000 characters).",
+    )
 
 
 class ContextIn(Schema):
-    context: Text = Field(min_length=1, max_length=10000)
+    context: Text = Field(
+        min_length=1,
+        max_length=10000,
+        description="Background for the agent's next replies, not spoken (1-10,000 characters).",
+    )
 
 
 class EventOut(Schema):
-    id: int
-    kind: str
-    text: str
-    outcome: str
-    delivered_to_rooms: int | None
-    created_at: Any
+    id: int = Field(description="The event's number.")
+    kind: str = Field(description="speak, context or system.")
+    text: str = Field(description="What was sent or what happened.")
+    outcome: str = Field(description="delivered, no_live_room or error.")
+    delivered_to_rooms: int | None = Field(
+        description="How many rooms received it; null when nothing was sent."
+    )
+    created_at: Any = Field(description="When it happened.")
 
 
 class EventList(Schema):
-    items: list[EventOut]
-    count: int
+    items: list[EventOut] = Field(description="This page of the timeline.")
+    count: int = Field(description="How many events, over all pages.")
 
 
 def session_out(session: AgentSession) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def test_every_org_page_fits_390_and_1280_px_in_both_themes_without_axe_findings
 
 
 def _background(page: Page) -> str:
-    return page.evaluate("getComputedStyle(document.body).backgroundColor")
+    return page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
 
 
 def test_theme_follows_the_system_until_chosen_and_is_remembered(

@@ -39,9 +39,9 @@ pytestmark = [
 ]
 
 
-def _save(page: Page, path: Path) -> None:
-    """A viewport screenshot as a small palette PNG (a few tens of kB)."""
-    shot = Image.open(io.BytesIO(page.screenshot()))
+def _save(page: Page, path: Path, full: bool = False) -> None:
+    """A screenshot as a small palette PNG (a few tens of kB); `full` for the whole page."""
+    shot = Image.open(io.BytesIO(page.screenshot(full_page=full)))
     shot.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
         path, optimize=True
     )
@@ -85,7 +85,10 @@ def demo(org, owner, settings, sandbox_api):
     InvitationFactory(organization=org, email="new.colleague@acme.example")
     ApiKeyFactory(organization=org, name="CRM integration", scopes=["agents:read"])
     WebhookEndpoint.objects.create(
-        organization=org, url="https://hooks.acme.example/portal", events=["agent.ready"], secret="s"
+        organization=org,
+        url="https://hooks.acme.example/portal",
+        events=["agent.ready"],
+        secret="s",
     )
     activity_services.audit_record(
         org=org, actor=owner, action=AuditAction.AGENT_CREATED, target=agent
@@ -101,7 +104,6 @@ def test_readme_screenshots(live_server, browser: Browser, demo):
         "dashboard": f"/o/{slug}/?days=7",
         "agents": f"/o/{slug}/agents/",
         "agent": f"/o/{slug}/agents/{demo['agent'].public_id}/",
-        "console": f"/o/{slug}/sessions/{demo['session'].public_id}/",
         "members": f"/o/{slug}/members/",
         "settings": f"/o/{slug}/settings/",
     }
@@ -112,7 +114,7 @@ def test_readme_screenshots(live_server, browser: Browser, demo):
         ("dashboard-light", "light", 1280, pages["dashboard"], False),
         ("dashboard-dark", "dark", 1280, pages["dashboard"], False),
         ("agent-light", "light", 1280, pages["agent"], False),
-        ("console-dark", "dark", 1280, pages["console"], False),
+        ("agents-dark", "dark", 1280, pages["agents"], False),
         ("members-light", "light", 1280, pages["members"], False),
         ("settings-dark", "dark", 1280, pages["settings"], False),
         ("phone-dashboard-light", "light", 390, pages["dashboard"], False),
@@ -136,7 +138,7 @@ def test_readme_screenshots(live_server, browser: Browser, demo):
         page.wait_for_load_state("networkidle")
         if open_menu:
             page.get_by_role("button", name="Menu").click()
-        _save(page, out / f"{name}.png")
+        _save(page, out / f"{name}.png", full=name.startswith("dashboard"))
         written.append(out / f"{name}.png")
         context.close()
     for path in written:
