@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 WIDTH, HEIGHT = 560, 260
-LEFT, RIGHT, TOP, BOTTOM = 52, 8, 12, 30
+LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 30
 
 
 @dataclass(frozen=True)

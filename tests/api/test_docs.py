@@ -48,5 +48,5 @@ def test_settings_show_curl_python_and_javascript_snippets_beside_the_keys(org, 
     nav = html.split('aria-label="Settings sections"', 1)[1].split("</nav>", 1)[0]
     order = ["#organization", "#bithuman-connection", "#livekit", "#api-keys", "#webhooks"]
     assert [nav.index(anchor) for anchor in order] == sorted(nav.index(a) for a in order)
-    for anchor in order:
-        assert f'id="{anchor[1:]}"' in html
+    ids = [html.index(f'id="{anchor[1:]}"') for anchor in order]
+    assert ids == sorted(ids)
