@@ -20,3 +20,13 @@ def test_readme_shows_the_two_commands_and_ci_calls_make_test():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_shows_every_screenshot_that_make_screenshots_writes():
+    readme = (ROOT / "README.md").read_text()
+    shown = set(re.findall(r"docs/screenshots/([\w-]+\.png)", readme))
+    script = (ROOT / "tests" / "browser" / "test_screenshots.py").read_text()
+    written = {f"{name}.png" for name in re.findall(r'\("([\w-]+)", "(?:light|dark)"', script)}
+    assert written and shown == written
+    assert all((ROOT / "docs" / "screenshots" / name).is_file() for name in shown)
+    assert "screenshots:" in (ROOT / "Makefile").read_text()
