@@ -4,6 +4,7 @@ with their delivery logs. The dashboard is the organization home (portal.views.o
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -104,6 +105,9 @@ def audit_export(request: HttpRequest, membership: Membership) -> StreamingHttpR
 
 # --- Webhooks -----------------------------------------------------------------------------------
 
+# Ticked on a new endpoint: the outcomes people integrate first (session.message is chatty).
+DEFAULT_EVENTS = ["agent.ready", "agent.failed", "session.started", "session.ended"]
+
 
 def _endpoint_get(membership: Membership, endpoint_id: UUID) -> WebhookEndpoint:
     return get_object_or_404(
@@ -114,7 +118,9 @@ def _endpoint_get(membership: Membership, endpoint_id: UUID) -> WebhookEndpoint:
 @org_view({"GET": Role.ADMIN, "POST": Role.ADMIN})
 def webhook_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     org = membership.organization
-    form = WebhookEndpointForm(request.POST or None, initial={"enabled": True})
+    form = WebhookEndpointForm(
+        request.POST or None, initial={"enabled": True, "events": DEFAULT_EVENTS}
+    )
     if request.method == "POST" and form.is_valid():
         try:
             created = services.webhook_endpoint_create(
@@ -132,7 +138,12 @@ def webhook_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     return render(
         request,
         "activity/webhooks.html",
-        {"form": form, "endpoints": endpoints, "event_types": services.EVENT_TYPES},
+        {
+            "form": form,
+            "endpoints": endpoints,
+            "event_types": services.EVENT_TYPES,
+            "local_allowed": services.local_receivers_allowed(org),
+        },
         status=status,
     )
 
@@ -216,6 +227,24 @@ def webhook_delete(request: HttpRequest, membership: Membership, endpoint_id: UU
     services.webhook_endpoint_delete(actor=membership, endpoint=endpoint)
     messages.success(request, f"Deleted the endpoint {endpoint.url}.")
     return redirect("webhook_list", membership.organization.slug)
+
+
+@org_view({"GET": Role.ADMIN})
+def delivery_detail(request: HttpRequest, membership: Membership, delivery_id: UUID) -> HttpResponse:
+    """One delivery as sent and as answered: payload, headers, status and the body's start."""
+    delivery = get_object_or_404(
+        OutboundDelivery.objects.for_org(membership.organization).select_related("endpoint"),
+        public_id=delivery_id,
+    )
+    try:
+        payload = json.dumps(json.loads(delivery.body), indent=2, ensure_ascii=False)
+    except ValueError:
+        payload = delivery.body
+    return render(
+        request,
+        "activity/delivery_detail.html",
+        {"delivery": delivery, "endpoint": delivery.endpoint, "payload": payload},
+    )
 
 
 @org_view({"POST": Role.ADMIN})

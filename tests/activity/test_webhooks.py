@@ -39,6 +39,13 @@ def _send_at_once(monkeypatch):
     monkeypatch.setattr(services.transaction, "on_commit", lambda fn, *a, **k: fn())
 
 
+@pytest.fixture(autouse=True)
+def _public_portal(settings):
+    """A portal on a public address: the production rules for webhook URLs apply (a portal on
+    a loopback address lets Test-mode organizations use local receivers)."""
+    settings.SITE_URL = "https://portal.example.com"
+
+
 @pytest.fixture
 def admin(org):
     return MembershipFactory(organization=org, role=Role.ADMIN)
