@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from activity import charts, selectors, services
+from activity import audit_display, charts, selectors, services
 from activity.forms import AuditFilterForm, WebhookEndpointForm
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
 from portal.errors import ApplicationError
@@ -38,12 +38,13 @@ def audit_log(request: HttpRequest, membership: Membership) -> HttpResponse:
     form, filters = _filters(request)
     events = selectors.audit_event_list(org=membership.organization, filters=filters)
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = audit_display.audit_rows(org=membership.organization, events=list(page.object_list))
     query = request.GET.copy()
     query.pop("page", None)
     return render(
         request,
         "activity/audit_log.html",
-        {"form": form, "page": page, "query": query.urlencode()},
+        {"form": form, "page": page, "rows": rows, "query": query.urlencode()},
     )
 
 
@@ -66,7 +67,9 @@ def _csv_rows(events: Any) -> Iterator[str]:
             "actor_kind",
             "actor",
             "action",
+            "action_name",
             "target_type",
+            "target_kind",
             "target_id",
             "target",
             "details",
@@ -83,10 +86,12 @@ def _csv_rows(events: Any) -> Iterator[str]:
                     event.actor_kind,
                     event.actor_label,
                     event.action,
+                    event.get_action_display(),
                     event.target_type,
+                    audit_display.target_name(event.target_type) if event.target_type else "",
                     event.target_id,
                     event.target_label,
-                    event.details,
+                    audit_display.details_json(event.details),
                     event.ip_address,
                 )
             ]
