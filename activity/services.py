@@ -470,7 +470,8 @@ def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> Attempt
         return AttemptResult(duration_ms=int((time.monotonic() - started) * 1000), **kwargs)
 
     try:
-        address = webhook_url_check(endpoint.url, org=endpoint.organization)  # again: DNS may have changed since
+        # Again: DNS may have changed since.
+        address = webhook_url_check(endpoint.url, org=endpoint.organization)
     except ApplicationError as error:
         return result(status_code=None, error=error.message)
     target = httpx.URL(endpoint.url)
@@ -510,7 +511,9 @@ def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> Attempt
             error=f"Could not connect: {type(error).__name__}",
             request_headers=sent,
         )
-    error = "" if 200 <= response.status_code < 300 else f"The receiver answered {response.status_code}"
+    error = (
+        "" if 200 <= response.status_code < 300 else f"The receiver answered {response.status_code}"
+    )
     return result(
         status_code=response.status_code,
         excerpt=response.text[:500],
@@ -528,9 +531,7 @@ def delivery_attempt(*, delivery_pk: int, now: datetime | None = None) -> Outbou
     claimed = OutboundDelivery.objects.due(now).filter(pk=delivery_pk).update(next_attempt_at=lease)
     if not claimed:
         return None
-    delivery = OutboundDelivery.objects.select_related("endpoint__organization").get(
-        pk=delivery_pk
-    )
+    delivery = OutboundDelivery.objects.select_related("endpoint__organization").get(pk=delivery_pk)
     endpoint = delivery.endpoint
     if not endpoint.enabled:
         OutboundDelivery.objects.filter(pk=delivery.pk).update(

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -18,6 +19,7 @@ from django.urls import reverse
 from activity import audit_display, charts, selectors, services
 from activity.forms import AuditFilterForm, WebhookEndpointForm
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
+from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import apply_error
 from portal.models import Membership
@@ -214,6 +216,16 @@ def _detail_url(membership: Membership, endpoint: WebhookEndpoint) -> str:
 @org_view({"POST": Role.ADMIN})
 def webhook_rotate(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
     endpoint = _endpoint_get(membership, endpoint_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Rotate the signing secret of {endpoint.url}?",
+            message="A new secret is shown once. The current one keeps signing too for "
+            f"{settings.WEBHOOK_SECRET_OVERLAP_HOURS} hours, then deliveries are signed with the "
+            "new one only: update your receiver before then.",
+            button="Rotate secret",
+            cancel_url=_detail_url(membership, endpoint),
+        )
     secret = services.webhook_secret_rotate(actor=membership, endpoint=endpoint)
     return _detail_page(request, membership, endpoint, new_secret=secret)
 
@@ -229,13 +241,24 @@ def webhook_test(request: HttpRequest, membership: Membership, endpoint_id: UUID
 @org_view({"POST": Role.ADMIN})
 def webhook_delete(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
     endpoint = _endpoint_get(membership, endpoint_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Delete the endpoint {endpoint.url}?",
+            message="Events stop going there at once and its delivery log is deleted. "
+            "This cannot be undone.",
+            button="Delete endpoint",
+            cancel_url=_detail_url(membership, endpoint),
+        )
     services.webhook_endpoint_delete(actor=membership, endpoint=endpoint)
     messages.success(request, f"Deleted the endpoint {endpoint.url}.")
     return redirect("webhook_list", membership.organization.slug)
 
 
 @org_view({"GET": Role.ADMIN})
-def delivery_detail(request: HttpRequest, membership: Membership, delivery_id: UUID) -> HttpResponse:
+def delivery_detail(
+    request: HttpRequest, membership: Membership, delivery_id: UUID
+) -> HttpResponse:
     """One delivery as sent and as answered: payload, headers, status and the body's start."""
     delivery = get_object_or_404(
         OutboundDelivery.objects.for_org(membership.organization).select_related("endpoint"),

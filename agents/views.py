@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 
 from agents import selectors, services
@@ -28,6 +29,7 @@ from agents.preflight import (
     preflight_run,
     stored_name,
 )
+from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import apply_error
 from portal.models import Membership
@@ -198,6 +200,18 @@ def agent_prompt_restore(
 ) -> HttpResponse:
     agent = _agent_get(membership, agent_id)
     revision = get_object_or_404(PromptRevision.objects.filter(agent=agent), pk=revision_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Restore this prompt of {agent.name}?",
+            message="It replaces the current prompt and is sent to bitHuman at once; the current "
+            "prompt stays in the history.",
+            button="Restore prompt",
+            cancel_url=reverse(
+                "agent_detail", args=[membership.organization.slug, agent.public_id]
+            ),
+            danger=False,
+        )
     try:
         services.agent_prompt_update(actor=membership, agent=agent, text=revision.text)
     except ApplicationError as error:

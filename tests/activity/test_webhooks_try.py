@@ -63,7 +63,11 @@ def test_development_accepts_a_local_http_receiver(org, admin, settings, local_r
 def test_production_refuses_local_receivers_even_in_test_mode(org, admin, settings):
     _production(settings)
     _set_mode(org, ConnectionMode.TEST)
-    for url in ("http://127.0.0.1:9000/hooks", "https://127.0.0.1/hooks", "http://hooks.example.com/"):
+    for url in (
+        "http://127.0.0.1:9000/hooks",
+        "https://127.0.0.1/hooks",
+        "http://hooks.example.com/",
+    ):
         with pytest.raises(ApplicationError):
             services.webhook_endpoint_create(actor=admin, url=url, events=["agent.ready"])
     assert not WebhookEndpoint.objects.exists()
@@ -188,12 +192,12 @@ def test_the_node_snippet_verifies_a_real_delivery(org, admin, local_receiver, t
     (request,) = local_receiver.requests
     (tmp_path / "verify.js").write_text(code)
     (tmp_path / "body").write_bytes(request["body"])
+    header = json.dumps(request["headers"]["Portal-Signature"])
     script = (
         "const {portalSignatureValid} = require('./verify.js');"
         "const body = require('fs').readFileSync('body');"
-        f"console.log(portalSignatureValid(body, {json.dumps(request['headers']['Portal-Signature'])}),"
-        " portalSignatureValid(Buffer.concat([body, Buffer.from(' ')]),"
-        f" {json.dumps(request['headers']['Portal-Signature'])}))"
+        f"console.log(portalSignatureValid(body, {header}),"
+        f" portalSignatureValid(Buffer.concat([body, Buffer.from(' ')]), {header}))"
     )
     out = subprocess.run([node, "-e", script], cwd=tmp_path, capture_output=True, text=True)
     assert out.stdout.split() == ["true", "false"], out.stderr
@@ -207,7 +211,9 @@ def test_the_python_snippet_verifies_a_real_delivery(org, admin, local_receiver)
         {"url": local_receiver.url, "events": ["agent.ready"]},
     )
     html = page.content.decode()
-    code = htmllib.unescape(re.search(r'<code id="verify-python">(.*?)</code>', html, re.S).group(1))
+    code = htmllib.unescape(
+        re.search(r'<code id="verify-python">(.*?)</code>', html, re.S).group(1)
+    )
     namespace: dict = {}
     exec(code, namespace)  # noqa: S102 (our own page)
     services.webhook_emit(org=org, event_type="agent.ready", data={"id": "a1"})
