@@ -54,6 +54,8 @@ class AuditAction(models.TextChoices):
     WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint deleted"
     WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", "Webhook secret rotated"
     WEBHOOK_DISABLED = "webhook.disabled", "Webhook endpoint disabled"
+    ORG_SUSPENDED = "organization.suspended", "Organization suspended"
+    ORG_UNSUSPENDED = "organization.unsuspended", "Suspension lifted"
     STAFF_ADDED = "staff.added", "Staff added an object"
     STAFF_CHANGED = "staff.changed", "Staff changed an object"
     STAFF_DELETED = "staff.deleted", "Staff deleted an object"

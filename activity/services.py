@@ -689,13 +689,14 @@ def session_started_record(*, actor: Actor, session: Any) -> None:
     )
 
 
-def session_ended_record(*, actor: Actor, session: Any) -> None:
+def session_ended_record(*, actor: Actor, session: Any, staff: bool = False) -> None:
     audit_record(
         org=session.organization,
         actor=actor,
         action=AuditAction.SESSION_ENDED,
         target=session,
         details={"reason": session.end_reason},
+        staff=staff,
     )
     webhook_emit(
         org=session.organization, event_type=WebhookEvent.SESSION_ENDED, data=_session_data(session)

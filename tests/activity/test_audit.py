@@ -81,7 +81,9 @@ def test_page_actions_record_one_entry_each_with_the_person_and_address(org, own
     client.post(f"/o/{slug}/settings/api-keys/", {"name": "CI", "scopes": ["agents:read"]})
     api_key = ApiKey.objects.for_org(org).get(name="CI")
     client.post(f"/o/{slug}/settings/api-keys/{api_key.public_id}/revoke/", {"confirmed": "yes"})
-    client.post(f"/o/{slug}/settings/api-keys/{api_key.public_id}/revoke/", {"confirmed": "yes"})  # no-op: no entry
+    client.post(
+        f"/o/{slug}/settings/api-keys/{api_key.public_id}/revoke/", {"confirmed": "yes"}
+    )  # no-op: no entry
     client.post(f"/o/{slug}/settings/connection/test/")
 
     assert _actions(org) == Counter(

@@ -139,7 +139,8 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(org, admin, receive
     created = _endpoint(admin, receiver.url)
     client = client_for(admin)
     response = client.post(
-        f"/o/{org.slug}/activity/webhooks/{created.endpoint.public_id}/rotate/", {"confirmed": "yes"}
+        f"/o/{org.slug}/activity/webhooks/{created.endpoint.public_id}/rotate/",
+        {"confirmed": "yes"},
     )
     new_secret = re.search(r"whsec_[A-Za-z0-9_-]+", response.content.decode()).group(0)
     assert new_secret != created.secret
@@ -258,7 +259,9 @@ def test_pages_create_show_the_secret_once_and_send_a_test_event(org, admin, mem
     client.post(f"/o/{org.slug}/activity/webhooks/{endpoint.public_id}/test/")
     assert json.loads(receiver.requests[0]["body"])["type"] == "test.ping"
     assert client_for(member).get(f"/o/{org.slug}/activity/webhooks/").status_code == 403
-    client.post(f"/o/{org.slug}/activity/webhooks/{endpoint.public_id}/delete/", {"confirmed": "yes"})
+    client.post(
+        f"/o/{org.slug}/activity/webhooks/{endpoint.public_id}/delete/", {"confirmed": "yes"}
+    )
     assert not WebhookEndpoint.objects.exists()
     assert [e.action for e in AuditEvent.objects.order_by("id")] == [
         "webhook.created",
