@@ -142,7 +142,7 @@ def audit_rows(*, org: Organization, events: list[AuditEvent]) -> list[AuditRow]
         valid = [i for i in ids if _is_uuid(i)]
         existing[target_type] = {
             str(public_id)
-            for public_id in model.objects.filter(  # type: ignore[attr-defined]
+            for public_id in model.objects.filter(
                 organization=org, public_id__in=valid
             ).values_list("public_id", flat=True)
         }

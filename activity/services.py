@@ -511,13 +511,13 @@ def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> Attempt
             error=f"Could not connect: {type(error).__name__}",
             request_headers=sent,
         )
-    error = (
+    refusal = (
         "" if 200 <= response.status_code < 300 else f"The receiver answered {response.status_code}"
     )
     return result(
         status_code=response.status_code,
         excerpt=response.text[:500],
-        error=error,
+        error=refusal,
         request_headers=sent,
         response_headers={k: v[:300] for k, v in list(response.headers.items())[:40]},
     )

@@ -3,10 +3,11 @@
 Also the admin site's branding and `OrganizationFilter` (organizations told apart by slug),
 used by every admin with an organization column."""
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
@@ -144,7 +145,7 @@ class OrganizationAdmin(admin.ModelAdmin):
                     "organizations": queryset,
                     "form": form,
                     "opts": self.model._meta,
-                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 },
             )
         from sessions import services as session_services
@@ -154,7 +155,7 @@ class OrganizationAdmin(admin.ModelAdmin):
         for org in queryset:
             try:
                 changed = services.organization_suspend(
-                    org=org, staff_user=request.user, reason=form.cleaned_data["reason"]
+                    org=org, staff_user=cast(User, request.user), reason=form.cleaned_data["reason"]
                 )
             except ApplicationError as error:
                 self.message_user(request, error.message, messages.ERROR)
@@ -162,7 +163,9 @@ class OrganizationAdmin(admin.ModelAdmin):
             if changed:
                 suspended.append(org.slug)
             for session in AgentSession.objects.for_org(org).live():
-                ended += session_services.session_end_by_staff(session=session, user=request.user)
+                ended += session_services.session_end_by_staff(
+                    session=session, user=cast(User, request.user)
+                )
         skipped = queryset.count() - len(suspended)
         text = f"Suspended {len(suspended)} organization(s)"
         text += f" ({', '.join(suspended)}); ended {ended} live session(s)." if suspended else "."
@@ -176,7 +179,7 @@ class OrganizationAdmin(admin.ModelAdmin):
         lifted = [
             org.slug
             for org in queryset
-            if services.organization_unsuspend(org=org, staff_user=request.user)
+            if services.organization_unsuspend(org=org, staff_user=cast(User, request.user))
         ]
         skipped = queryset.count() - len(lifted)
         text = f"Lifted the suspension of {len(lifted)} organization(s)."
