@@ -16,6 +16,8 @@ from tests.media import png_bytes, wav_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM reads between Playwright calls
+
 SHOTS = Path(os.environ.get("PORTAL_SHOTS", "var/shots"))
 
 
@@ -66,8 +68,8 @@ def test_progress_kept_files_thumbnail_and_voice(
     expect(main.locator(".upload-progress-text")).not_to_be_empty()
     while not held:
         page.wait_for_timeout(50)
-    page.unroute("**/agents/new/")
     held[0].continue_()
+    page.unroute("**/agents/new/")
 
     # No name: a validation error, with both files kept on the server.
     expect(main.get_by_text("Kept: face.png")).to_be_visible()
