@@ -85,12 +85,19 @@ def _value(value: Any) -> str:
 
 
 def _label(key: str) -> str:
-    return DETAIL_LABELS.get(key, key.replace("_", " ").capitalize())
+    return DETAIL_LABELS.get(key, key)  # an unknown key as recorded
 
 
-def details_display(details: dict[str, Any]) -> list[tuple[str, str]]:
+def _end_reason(value: Any) -> Any:
+    field = apps.get_model("agent_sessions.AgentSession")._meta.get_field("end_reason")
+    return dict(field.choices or []).get(value, value)
+
+
+def details_display(details: dict[str, Any], *, action: str = "") -> list[tuple[str, str]]:
     """(label, text) pairs of an entry's details, in the order recorded."""
     shown = dict(details or {})
+    if action == "session.ended" and "reason" in shown:
+        shown["reason"] = _end_reason(shown["reason"])
     if "outcome_label" in shown:
         shown.pop("outcome", None)
     pairs: list[tuple[str, str]] = []
@@ -157,7 +164,7 @@ def audit_rows(*, org: Organization, events: list[AuditEvent]) -> list[AuditRow]
                 target_name=target_name(kind) if kind else "",
                 target_url=url,
                 target_deleted=deleted,
-                details=details_display(event.details),
+                details=details_display(event.details, action=event.action),
             )
         )
     return rows

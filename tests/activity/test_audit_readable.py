@@ -70,6 +70,11 @@ def test_details_read_as_labelled_values(org, owner):
     html = client_for(owner).get(f"/o/{org.slug}/activity/").content.decode()
     assert "<dt>Change</dt><dd>member → viewer</dd>" in html
     assert "<dt>Outcome</dt><dd>No live room</dd>" in html and "no_live_room" not in html
+    services.audit_record(
+        org=org, actor=owner, action="session.ended", details={"reason": "operator"}
+    )
+    html = client_for(owner).get(f"/o/{org.slug}/activity/").content.decode()
+    assert "<dt>Reason</dt><dd>Ended by an operator</dd>" in html
     assert "from=" not in html and "text=" not in html
 
 
