@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
+from portal.admin import OrganizationFilter
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -32,7 +33,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "target_label",
         "ip_address",
     ]
-    list_filter = ["action", "actor_kind"]
+    list_filter = [OrganizationFilter, "action", "actor_kind"]
     search_fields = ["organization__slug", "actor_label", "target_label", "target_id"]
     date_hierarchy = "created_at"
     list_select_related = ["organization"]
@@ -42,7 +43,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(ReadOnlyAdmin):
     list_display = ["url", "organization", "enabled", "failing_since", "created_at"]
-    list_filter = ["enabled"]
+    list_filter = [OrganizationFilter, "enabled"]
     search_fields = ["organization__slug", "url"]
     # The signing secrets are never shown.
     fields = readonly_fields = (

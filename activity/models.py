@@ -54,6 +54,8 @@ class AuditAction(models.TextChoices):
     WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint deleted"
     WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", "Webhook secret rotated"
     WEBHOOK_DISABLED = "webhook.disabled", "Webhook endpoint disabled"
+    ORG_SUSPENDED = "organization.suspended", "Organization suspended"
+    ORG_UNSUSPENDED = "organization.unsuspended", "Suspension lifted"
     STAFF_ADDED = "staff.added", "Staff added an object"
     STAFF_CHANGED = "staff.changed", "Staff changed an object"
     STAFF_DELETED = "staff.deleted", "Staff deleted an object"
@@ -184,6 +186,9 @@ class OutboundDelivery(OrgScopedModel):
     last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
     response_excerpt = models.CharField(max_length=500, blank=True)
+    # The last attempt's request and response headers, shown on the delivery's page.
+    request_headers = models.JSONField(default=dict, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
     resent_from = models.ForeignKey(
@@ -202,3 +207,18 @@ class OutboundDelivery(OrgScopedModel):
 
     def __str__(self) -> str:
         return f"{self.event_type} to {self.endpoint_id} ({self.status})"
+
+    @property
+    def has_failed_attempt(self) -> bool:
+        """Pending, but its last attempt failed (a retry is scheduled)."""
+        return self.status == DeliveryStatus.PENDING and self.attempts > 0
+
+    @property
+    def failure_reason(self) -> str:
+        if self.status == DeliveryStatus.SUCCEEDED:
+            return ""
+        if self.last_error:
+            return self.last_error
+        if self.last_status_code:
+            return f"The receiver answered {self.last_status_code}"
+        return ""

@@ -155,18 +155,44 @@ def _internal_name(host: str) -> bool:
     return host in preflight._INTERNAL_HOSTS or host.endswith(preflight._INTERNAL_SUFFIXES)
 
 
-def webhook_url_check(url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _site_is_local() -> bool:
+    host = httpx.URL(settings.SITE_URL).host.strip("[]").lower()
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def local_receivers_allowed(org: Organization | None) -> bool:
+    """Local `http://` receivers are for trying webhooks out: allowed in development
+    (DEBUG or WEBHOOK_ALLOW_LOCAL) and for an organization in Test mode on a portal served
+    from a loopback address (a local install). A public portal keeps the production rules,
+    whatever the organization's mode."""
+    if settings.WEBHOOK_ALLOW_LOCAL or settings.DEBUG:
+        return True
+    if org is None or not _site_is_local():
+        return False
+    from portal.models import BithumanConnection, ConnectionMode
+
+    return not BithumanConnection.objects.filter(
+        organization=org, mode=ConnectionMode.LIVE
+    ).exists()
+
+
+def webhook_url_check(
+    url: str, *, org: Organization | None = None
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The public address to deliver to, by the same rules as media links (https, public
     addresses only, every resolved address checked). ApplicationError says why not.
 
-    With WEBHOOK_ALLOW_LOCAL (tests, local development) http:// and local addresses pass, and
-    None means "connect by name"."""
+    Where local receivers are allowed (`local_receivers_allowed`) http:// and local addresses
+    pass, and None means "connect by name"."""
     try:
         target = httpx.URL(url.strip())
         host = target.raw_host.decode("ascii").rstrip(".").lower()
     except (httpx.InvalidURL, UnicodeError):
         raise ApplicationError("This is not a valid web address.", field="url") from None
-    if settings.WEBHOOK_ALLOW_LOCAL and target.scheme in ("http", "https") and host:
+    if target.scheme in ("http", "https") and host and local_receivers_allowed(org):
         return None
     if target.scheme != "https":
         raise ApplicationError("The URL must start with https://.", field="url")
@@ -216,7 +242,7 @@ def webhook_endpoint_create(
 ) -> EndpointWithSecret:
     _require_admin(actor)
     url = url.strip()
-    webhook_url_check(url)
+    webhook_url_check(url, org=actor.organization)
     secret = _secret_new()
     endpoint = WebhookEndpoint.objects.create(
         organization=actor.organization,
@@ -248,7 +274,7 @@ def webhook_endpoint_update(
 ) -> WebhookEndpoint:
     _require_admin(actor)
     url = url.strip()
-    webhook_url_check(url)
+    webhook_url_check(url, org=actor.organization)
     before = {
         "url": endpoint.url,
         "events": endpoint.events,
@@ -429,6 +455,8 @@ class AttemptResult:
     duration_ms: int
     excerpt: str = ""
     error: str = ""
+    request_headers: dict[str, str] | None = None
+    response_headers: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -442,11 +470,12 @@ def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> Attempt
         return AttemptResult(duration_ms=int((time.monotonic() - started) * 1000), **kwargs)
 
     try:
-        address = webhook_url_check(endpoint.url)  # again: DNS may have changed since
+        # Again: DNS may have changed since.
+        address = webhook_url_check(endpoint.url, org=endpoint.organization)
     except ApplicationError as error:
         return result(status_code=None, error=error.message)
     target = httpx.URL(endpoint.url)
-    headers = {
+    headers: dict[str, str] = {
         "Content-Type": "application/json",
         "User-Agent": "bitHuman-Portal-Webhooks/1",
         "Portal-Event": event_type,
@@ -454,6 +483,7 @@ def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> Attempt
             endpoint=endpoint, body=body, timestamp=int(time.time())
         ),
     }
+    sent = dict(headers)  # as the receiver sees them (the signature is public, not the secret)
     extensions: dict[str, Any] = {}
     if address is not None:
         # Connect to the address just checked, not to a second DNS answer (rebinding); Host
@@ -470,10 +500,27 @@ def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> Attempt
             )
             response = client.send(request)
     except httpx.TimeoutException:
-        return result(status_code=None, error=f"No answer within {settings.WEBHOOK_TIMEOUT:g} s")
+        return result(
+            status_code=None,
+            error=f"No answer within {settings.WEBHOOK_TIMEOUT:g} s",
+            request_headers=sent,
+        )
     except httpx.HTTPError as error:
-        return result(status_code=None, error=f"Could not connect: {type(error).__name__}")
-    return result(status_code=response.status_code, excerpt=response.text[:500])
+        return result(
+            status_code=None,
+            error=f"Could not connect: {type(error).__name__}",
+            request_headers=sent,
+        )
+    refusal = (
+        "" if 200 <= response.status_code < 300 else f"The receiver answered {response.status_code}"
+    )
+    return result(
+        status_code=response.status_code,
+        excerpt=response.text[:500],
+        error=refusal,
+        request_headers=sent,
+        response_headers={k: v[:300] for k, v in list(response.headers.items())[:40]},
+    )
 
 
 def delivery_attempt(*, delivery_pk: int, now: datetime | None = None) -> OutboundDelivery | None:
@@ -484,7 +531,7 @@ def delivery_attempt(*, delivery_pk: int, now: datetime | None = None) -> Outbou
     claimed = OutboundDelivery.objects.due(now).filter(pk=delivery_pk).update(next_attempt_at=lease)
     if not claimed:
         return None
-    delivery = OutboundDelivery.objects.select_related("endpoint").get(pk=delivery_pk)
+    delivery = OutboundDelivery.objects.select_related("endpoint__organization").get(pk=delivery_pk)
     endpoint = delivery.endpoint
     if not endpoint.enabled:
         OutboundDelivery.objects.filter(pk=delivery.pk).update(
@@ -500,12 +547,15 @@ def delivery_attempt(*, delivery_pk: int, now: datetime | None = None) -> Outbou
         "last_duration_ms": outcome.duration_ms,
         "last_error": outcome.error[:300],
         "response_excerpt": outcome.excerpt,
+        "request_headers": outcome.request_headers or {},
+        "response_headers": outcome.response_headers or {},
     }
     if outcome.ok:
         fields |= {"status": DeliveryStatus.SUCCEEDED, "delivered_at": now, "next_attempt_at": None}
         WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
     else:
-        delay = _retry_delay(attempts)
+        # A test ping is not retried: whoever pressed "Send test event" wants the answer now.
+        delay = None if delivery.event_type == TEST_EVENT else _retry_delay(attempts)
         if delay is None:
             fields |= {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
         else:
@@ -639,13 +689,14 @@ def session_started_record(*, actor: Actor, session: Any) -> None:
     )
 
 
-def session_ended_record(*, actor: Actor, session: Any) -> None:
+def session_ended_record(*, actor: Actor, session: Any, staff: bool = False) -> None:
     audit_record(
         org=session.organization,
         actor=actor,
         action=AuditAction.SESSION_ENDED,
         target=session,
         details={"reason": session.end_reason},
+        staff=staff,
     )
     webhook_emit(
         org=session.organization, event_type=WebhookEvent.SESSION_ENDED, data=_session_data(session)

@@ -11,6 +11,11 @@ urlpatterns = [
     path("webhooks/<uuid:endpoint_id>/test/", views.webhook_test, name="webhook_test"),
     path("webhooks/<uuid:endpoint_id>/delete/", views.webhook_delete, name="webhook_delete"),
     path(
+        "webhooks/deliveries/<uuid:delivery_id>/",
+        views.delivery_detail,
+        name="webhook_delivery_detail",
+    ),
+    path(
         "webhooks/deliveries/<uuid:delivery_id>/resend/",
         views.delivery_resend,
         name="webhook_delivery_resend",

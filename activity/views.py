@@ -4,19 +4,22 @@ with their delivery logs. The dashboard is the organization home (portal.views.o
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from activity import charts, selectors, services
+from activity import audit_display, charts, selectors, services
 from activity.forms import AuditFilterForm, WebhookEndpointForm
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
+from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import apply_error
 from portal.models import Membership
@@ -37,12 +40,13 @@ def audit_log(request: HttpRequest, membership: Membership) -> HttpResponse:
     form, filters = _filters(request)
     events = selectors.audit_event_list(org=membership.organization, filters=filters)
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = audit_display.audit_rows(org=membership.organization, events=list(page.object_list))
     query = request.GET.copy()
     query.pop("page", None)
     return render(
         request,
         "activity/audit_log.html",
-        {"form": form, "page": page, "query": query.urlencode()},
+        {"form": form, "page": page, "rows": rows, "query": query.urlencode()},
     )
 
 
@@ -65,7 +69,9 @@ def _csv_rows(events: Any) -> Iterator[str]:
             "actor_kind",
             "actor",
             "action",
+            "action_name",
             "target_type",
+            "target_kind",
             "target_id",
             "target",
             "details",
@@ -82,10 +88,12 @@ def _csv_rows(events: Any) -> Iterator[str]:
                     event.actor_kind,
                     event.actor_label,
                     event.action,
+                    event.get_action_display(),
                     event.target_type,
+                    audit_display.target_name(event.target_type) if event.target_type else "",
                     event.target_id,
                     event.target_label,
-                    event.details,
+                    audit_display.details_json(event.details),
                     event.ip_address,
                 )
             ]
@@ -104,6 +112,9 @@ def audit_export(request: HttpRequest, membership: Membership) -> StreamingHttpR
 
 # --- Webhooks -----------------------------------------------------------------------------------
 
+# Ticked on a new endpoint: the outcomes people integrate first (session.message is chatty).
+DEFAULT_EVENTS = ["agent.ready", "agent.failed", "session.started", "session.ended"]
+
 
 def _endpoint_get(membership: Membership, endpoint_id: UUID) -> WebhookEndpoint:
     return get_object_or_404(
@@ -114,7 +125,9 @@ def _endpoint_get(membership: Membership, endpoint_id: UUID) -> WebhookEndpoint:
 @org_view({"GET": Role.ADMIN, "POST": Role.ADMIN})
 def webhook_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     org = membership.organization
-    form = WebhookEndpointForm(request.POST or None, initial={"enabled": True})
+    form = WebhookEndpointForm(
+        request.POST or None, initial={"enabled": True, "events": DEFAULT_EVENTS}
+    )
     if request.method == "POST" and form.is_valid():
         try:
             created = services.webhook_endpoint_create(
@@ -132,7 +145,12 @@ def webhook_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     return render(
         request,
         "activity/webhooks.html",
-        {"form": form, "endpoints": endpoints, "event_types": services.EVENT_TYPES},
+        {
+            "form": form,
+            "endpoints": endpoints,
+            "event_types": services.EVENT_TYPES,
+            "local_allowed": services.local_receivers_allowed(org),
+        },
         status=status,
     )
 
@@ -198,6 +216,16 @@ def _detail_url(membership: Membership, endpoint: WebhookEndpoint) -> str:
 @org_view({"POST": Role.ADMIN})
 def webhook_rotate(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
     endpoint = _endpoint_get(membership, endpoint_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Rotate the signing secret of {endpoint.url}?",
+            message="A new secret is shown once. The current one keeps signing too for "
+            f"{settings.WEBHOOK_SECRET_OVERLAP_HOURS} hours, then deliveries are signed with the "
+            "new one only: update your receiver before then.",
+            button="Rotate secret",
+            cancel_url=_detail_url(membership, endpoint),
+        )
     secret = services.webhook_secret_rotate(actor=membership, endpoint=endpoint)
     return _detail_page(request, membership, endpoint, new_secret=secret)
 
@@ -213,9 +241,38 @@ def webhook_test(request: HttpRequest, membership: Membership, endpoint_id: UUID
 @org_view({"POST": Role.ADMIN})
 def webhook_delete(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
     endpoint = _endpoint_get(membership, endpoint_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Delete the endpoint {endpoint.url}?",
+            message="Events stop going there at once and its delivery log is deleted. "
+            "This cannot be undone.",
+            button="Delete endpoint",
+            cancel_url=_detail_url(membership, endpoint),
+        )
     services.webhook_endpoint_delete(actor=membership, endpoint=endpoint)
     messages.success(request, f"Deleted the endpoint {endpoint.url}.")
     return redirect("webhook_list", membership.organization.slug)
+
+
+@org_view({"GET": Role.ADMIN})
+def delivery_detail(
+    request: HttpRequest, membership: Membership, delivery_id: UUID
+) -> HttpResponse:
+    """One delivery as sent and as answered: payload, headers, status and the body's start."""
+    delivery = get_object_or_404(
+        OutboundDelivery.objects.for_org(membership.organization).select_related("endpoint"),
+        public_id=delivery_id,
+    )
+    try:
+        payload = json.dumps(json.loads(delivery.body), indent=2, ensure_ascii=False)
+    except ValueError:
+        payload = delivery.body
+    return render(
+        request,
+        "activity/delivery_detail.html",
+        {"delivery": delivery, "endpoint": delivery.endpoint, "payload": payload},
+    )
 
 
 @org_view({"POST": Role.ADMIN})

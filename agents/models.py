@@ -196,3 +196,26 @@ class PromptRevision(models.Model):
 
     def __str__(self) -> str:
         return f"Revision of {self.agent_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+def pending_upload_to(instance: PendingUpload, filename: str) -> str:
+    return f"orgs/{instance.organization_id}/pending/{instance.public_id}/{filename}"
+
+
+class PendingUpload(OrgScopedModel):
+    """A file chosen on the new-agent form whose submission failed validation: held for its
+    user until the form succeeds (then deleted) or it expires (agents.uploads)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10)  # "image" or "audio"
+    file = models.FileField(upload_to=pending_upload_to, max_length=300)
+    original_name = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.original_name} (kept until {self.expires_at:%H:%M})"

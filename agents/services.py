@@ -44,7 +44,7 @@ from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.errors import ApplicationError
 from portal.models import Membership, Organization, User
-from portal.tenancy import Role, role_at_least
+from portal.tenancy import Role, organization_active_require, role_at_least
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def agent_create(
     instead of paying for a second one.
     """
     _require_member(actor, "create agents")
+    organization_active_require(actor.organization)
     if not name.strip():
         raise ApplicationError("Give the agent a name.", field="name")
     if public_id is not None:
@@ -638,6 +639,7 @@ def _lease_release_one(*, lease: datetime, release: LeaseRelease) -> None:
 def agent_prompt_update(*, actor: Membership, agent: Agent, text: str) -> PromptRevision:
     """Send the new system prompt to bitHuman, then record the revision (accepted or not)."""
     _require_member(actor, "edit prompts")
+    organization_active_require(actor.organization)
     if not agent.is_ready:
         raise ApplicationError("The prompt can be changed once the agent is ready.")
     text = text.strip()
@@ -705,6 +707,7 @@ def agent_archive(*, actor: Membership, agent: Agent) -> Agent:
 def agent_retry(*, actor: Membership, agent: Agent) -> Agent:
     """A new agent with the same inputs (a failed generation cannot be resumed upstream)."""
     _require_member(actor, "create agents")
+    organization_active_require(actor.organization)
     if not agent.is_failed:
         raise ApplicationError("Only a failed agent can be retried.")
     with transaction.atomic():

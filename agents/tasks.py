@@ -59,3 +59,11 @@ def agent_poll_one(agent_pk: int) -> int:
     from agents import poller
 
     return poller.poll_one(agent_pk=agent_pk).requested
+
+
+@shared_task
+def pending_uploads_purge() -> int:
+    """Delete new-agent files kept across a failed form once they expire."""
+    from agents import uploads
+
+    return uploads.pending_uploads_purge()

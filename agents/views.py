@@ -8,6 +8,7 @@ flight, so polling stops by itself at a terminal state.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid5
 
 from django.contrib import messages
@@ -15,11 +16,12 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 
-from agents import selectors, services
+from agents import selectors, services, uploads
 from agents.forms import AgentDeleteForm, AgentForm, PromptForm
-from agents.models import Agent, AgentModel, AgentStatus, PromptRevision
+from agents.models import Agent, AgentModel, AgentStatus, PendingUpload, PromptRevision
 from agents.preflight import (
     AUDIO,
     IMAGE,
@@ -28,6 +30,7 @@ from agents.preflight import (
     preflight_run,
     stored_name,
 )
+from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import apply_error
 from portal.models import Membership
@@ -56,6 +59,8 @@ def agent_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     agents = selectors.agent_list(org=org, query=query, status=status, model=model)
     page = Paginator(agents, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
+    for row in rows:
+        row.face_src = _media_src(row.image)  # type: ignore[attr-defined]
     context = {
         "page": page,
         "agents": rows,
@@ -78,8 +83,52 @@ def _new_page(
     form: AgentForm,
     report: PreflightReport | None = None,
     status: int = 200,
+    kept: dict[str, PendingUpload] | None = None,
 ) -> HttpResponse:
-    return render(request, "agents/new.html", {"form": form, "report": report}, status=status)
+    context = {"form": form, "report": report, "kept": kept or {}}
+    return render(request, "agents/new.html", context, status=status)
+
+
+def _kept_get(request: HttpRequest, membership: Membership) -> dict[str, PendingUpload]:
+    """The files this user chose on an earlier, failed submission of the form."""
+    found = {}
+    for kind in uploads.KINDS:
+        pending = uploads.pending_upload_get(
+            org=membership.organization,
+            user=request.user,  # type: ignore[arg-type]
+            kind=kind,
+            public_id=request.POST.get(f"kept_{kind}_id"),
+        )
+        if pending is not None:
+            found[kind] = pending
+    return found
+
+
+def _kept_after_failure(
+    request: HttpRequest,
+    membership: Membership,
+    form: AgentForm,
+    kept: dict[str, PendingUpload],
+    failed: set[str],
+) -> dict[str, PendingUpload]:
+    """Keep what the user chose this time (or before) unless its own check failed or a link
+    replaces it."""
+    result = {}
+    for kind, media_kind in (("image", IMAGE), ("audio", AUDIO)):
+        upload = request.FILES.get(kind)
+        if kind in failed or request.POST.get(f"{kind}_url", "").strip():
+            continue
+        if upload is not None and not form.has_error(kind):
+            result[kind] = uploads.pending_upload_keep(
+                org=membership.organization,
+                user=request.user,  # type: ignore[arg-type]
+                kind=kind,
+                upload=upload,
+                stored_name=stored_name(kind=media_kind, upload=upload),
+            )
+        elif upload is None and kind in kept:
+            result[kind] = kept[kind]
+    return result
 
 
 @org_view({"GET": Role.MEMBER, "POST": Role.MEMBER})
@@ -89,9 +138,14 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
     if request.method != "POST":
         return _new_page(request, membership, AgentForm(model_choices=choices))
     form = AgentForm(request.POST, request.FILES, model_choices=choices)
+    kept = _kept_get(request, membership)
     if not form.is_valid():
-        return _new_page(request, membership, form, status=400)
+        kept = _kept_after_failure(request, membership, form, kept, failed=set())
+        return _new_page(request, membership, form, status=400, kept=kept)
     data = form.cleaned_data
+    used = [kept[k] for k in kept if not data[k] and not data[f"{k}_url"]]
+    for pending in used:
+        data[pending.kind] = uploads.pending_upload_file(pending)
     image = MediaSource(upload=data["image"], url=data["image_url"] or "")
     audio = MediaSource(upload=data["audio"], url=data["audio_url"] or "")
     report = preflight_run(prompt=data["system_prompt"], image=image, audio=audio)
@@ -103,7 +157,9 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
             if check.field == "audio" and data["audio_url"]:
                 field = "audio_url"
             form.add_error(field if field in form.fields else None, check.message)
-        return _new_page(request, membership, form, report=report, status=400)
+        failed = {check.field for check in report.failures}
+        kept = _kept_after_failure(request, membership, form, kept, failed=failed)
+        return _new_page(request, membership, form, report=report, status=400, kept=kept)
     for source, kind in ((image, IMAGE), (audio, AUDIO)):
         if source.upload is not None:
             source.upload.name = stored_name(kind=kind, upload=source.upload)
@@ -125,16 +181,32 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
         )
     except ApplicationError as error:
         apply_error(form, error)
-        return _new_page(request, membership, form, report=report, status=400)
+        kept = _kept_after_failure(request, membership, form, kept, failed=set())
+        return _new_page(request, membership, form, report=report, status=400, kept=kept)
+    uploads.pending_uploads_discard(list(kept.values()))  # used, or replaced by a new choice
     for check in report.warnings:
         messages.warning(request, check.message)
     messages.success(request, f"Generating {agent.name}. You can follow its progress here.")
-    return redirect("agent_detail", org_slug=org.slug, agent_id=agent.public_id)
+    target = reverse("agent_detail", args=[org.slug, agent.public_id])
+    if request.headers.get("X-Upload-Progress"):
+        # The form's upload script follows this itself (a redirect followed inside the request
+        # would use up the message above).
+        response = HttpResponse(status=200)
+        response["X-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+def _media_src(field: Any) -> str:
+    """An uploaded file's URL, from the storage's URL helper (which decides who may read it)."""
+    return field.url if field else ""
 
 
 def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
     return {
         "agent": agent,
+        "face_src": _media_src(agent.image),
+        "voice_src": _media_src(agent.audio),
         "progress": selectors.agent_progress(agent=agent),
         "fix": selectors.failure_fix(agent=agent) if agent.is_failed else "",
         "can_operate": role_at_least(membership.role, Role.MEMBER),
@@ -198,6 +270,18 @@ def agent_prompt_restore(
 ) -> HttpResponse:
     agent = _agent_get(membership, agent_id)
     revision = get_object_or_404(PromptRevision.objects.filter(agent=agent), pk=revision_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Restore this prompt of {agent.name}?",
+            message="It replaces the current prompt and is sent to bitHuman at once; the current "
+            "prompt stays in the history.",
+            button="Restore prompt",
+            cancel_url=reverse(
+                "agent_detail", args=[membership.organization.slug, agent.public_id]
+            ),
+            danger=False,
+        )
     try:
         services.agent_prompt_update(actor=membership, agent=agent, text=revision.text)
     except ApplicationError as error:

@@ -31,7 +31,7 @@ from portal import outage, services
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership
-from portal.tenancy import Role
+from portal.tenancy import OrganizationSuspended, Role, organization_active_require
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,10 @@ class ApiKeyAuth(HttpBearer):
         _auth_throttle_check(request, failures)
         _rate_limit(request, used=used, reset=(window + 1) * 60, now=now)
         request.organization = api_key.organization  # type: ignore[attr-defined]
+        try:
+            organization_active_require(api_key.organization)
+        except OrganizationSuspended as error:
+            raise ApiError(403, OrganizationSuspended.code, error.message) from None
         return api_key
 
 

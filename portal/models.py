@@ -81,12 +81,21 @@ class Organization(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Set by staff ("Suspend organization"): members can sign in and read, but nothing that
+    # spends at bitHuman (generate, sessions) and no API. portal.tenancy.organization_active_require
+    # is the one check.
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    suspended_reason = models.CharField(max_length=300, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
 
 
 class MembershipQuerySet(OrgScopedQuerySet):

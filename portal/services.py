@@ -665,3 +665,42 @@ def _api_key_touch(api_key: ApiKey) -> None:
     ApiKey.objects.filter(pk=api_key.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - API_KEY_LAST_USED_EVERY)
     ).update(last_used_at=now)
+
+
+# --- Suspension (staff) -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def organization_suspend(*, org: Organization, staff_user: User, reason: str) -> bool:
+    """Suspend (Django admin): members keep reading; generating, sessions and the API stop
+    (portal.tenancy.organization_active_require). False if it already was."""
+    reason = " ".join(reason.split())[:300]
+    if not reason:
+        raise ApplicationError("Say why: members see the reason.", field="reason")
+    changed = Organization.objects.filter(pk=org.pk, suspended_at__isnull=True).update(
+        suspended_at=timezone.now(), suspended_reason=reason
+    )
+    if changed:
+        org.refresh_from_db()
+        activity_services.audit_record(
+            org=org,
+            actor=staff_user,
+            action="organization.suspended",
+            target=org,
+            details={"reason": reason},
+            staff=True,
+        )
+    return bool(changed)
+
+
+@transaction.atomic
+def organization_unsuspend(*, org: Organization, staff_user: User) -> bool:
+    changed = Organization.objects.filter(pk=org.pk, suspended_at__isnull=False).update(
+        suspended_at=None, suspended_reason=""
+    )
+    if changed:
+        org.refresh_from_db()
+        activity_services.audit_record(
+            org=org, actor=staff_user, action="organization.unsuspended", target=org, staff=True
+        )
+    return bool(changed)

@@ -404,6 +404,11 @@ CELERY_BEAT_SCHEDULE |= {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 30},
     },
+    "agents-pending-uploads-purge": {
+        "task": "agents.tasks.pending_uploads_purge",
+        "schedule": timedelta(minutes=10),
+        "options": {"expires": 600},
+    },
 }
 
 # --- REST API -------------------------------------------------------------------------------------

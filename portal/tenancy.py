@@ -25,6 +25,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 
+from portal.errors import ApplicationError
+
 if TYPE_CHECKING:
     from portal.models import Membership, Organization
 
@@ -81,6 +83,21 @@ def membership_resolve(*, user: Any, org_slug: str) -> Membership:
         )
     except Membership.DoesNotExist:
         raise Http404("No such organization.") from None
+
+
+class OrganizationSuspended(ApplicationError):
+    code = "organization_suspended"
+
+
+def organization_active_require(org: Organization) -> None:
+    """The one check of a suspension: the services that generate, start or run sessions, and the
+    API's authentication, call it."""
+    if org.suspended_at is not None:
+        reason = f": {org.suspended_reason}" if org.suspended_reason else ""
+        raise OrganizationSuspended(
+            f"{org.name} is suspended by bitHuman Portal staff{reason}. You can still sign in and "
+            "read everything; contact support to lift the suspension."
+        )
 
 
 def role_require(membership: Membership, minimum: str) -> None:

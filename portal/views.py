@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from activity import views as activity_views
 from portal import selectors, services, tasks
+from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import (
     AccountForm,
@@ -267,6 +268,22 @@ def member_role(request: HttpRequest, membership: Membership, member_id: UUID) -
 @org_view({"POST": Role.VIEWER})  # anyone may leave; the service checks removing others
 def member_remove(request: HttpRequest, membership: Membership, member_id: UUID) -> HttpResponse:
     target = _member_get(membership, member_id)
+    if not confirmed(request):
+        org = membership.organization
+        leaving = target.pk == membership.pk
+        return confirm_page(
+            request,
+            title=f"Leave {org.name}?" if leaving else f"Remove {target.user.email}?",
+            message=(
+                "You lose access to its agents, sessions and settings until someone "
+                "invites you again."
+                if leaving
+                else f"{target.user.email} loses access to {org.name} at once. "
+                "Their past actions stay in the audit log."
+            ),
+            button="Leave organization" if leaving else "Remove member",
+            cancel_url=reverse("members", args=[org.slug]),
+        )
     try:
         services.membership_remove(actor=membership, target=target)
     except ApplicationError as error:
@@ -307,6 +324,14 @@ def invitation_revoke(
     request: HttpRequest, membership: Membership, invitation_id: UUID
 ) -> HttpResponse:
     invitation = _invitation_get(membership, invitation_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Revoke the invitation to {invitation.email}?",
+            message="The link in their email stops working. You can invite them again later.",
+            button="Revoke invitation",
+            cancel_url=reverse("members", args=[membership.organization.slug]),
+        )
     try:
         services.invitation_revoke(actor=membership, invitation=invitation)
     except ApplicationError as error:
@@ -460,6 +485,15 @@ def api_key_create(request: HttpRequest, membership: Membership) -> HttpResponse
 @org_view({"POST": Role.ADMIN})
 def api_key_revoke(request: HttpRequest, membership: Membership, key_id: UUID) -> HttpResponse:
     api_key = get_object_or_404(ApiKey.objects.for_org(membership.organization), public_id=key_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Revoke the API key {api_key.name}?",
+            message=f"Requests with {api_key.display} are refused at once. This cannot be undone: "
+            "systems using it need a new key.",
+            button="Revoke key",
+            cancel_url=reverse("org_settings", args=[membership.organization.slug]) + "#api-keys",
+        )
     services.api_key_revoke(actor=membership, api_key=api_key)
     messages.success(request, f"Revoked the key {api_key.name}. It stops working at once.")
     return redirect(reverse("org_settings", args=[membership.organization.slug]) + "#api-keys")

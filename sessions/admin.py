@@ -3,10 +3,12 @@
 Room links carry bearer tokens and LiveKit secrets are encrypted: neither is ever shown here.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from portal.admin import OrganizationFilter
+from sessions import services
 from sessions.models import AgentSession, LiveKitConfig, QuickReply, SessionEvent
 
 
@@ -45,7 +47,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
         "ended_at",
         "message_count",
     ]
-    list_filter = ["organization", "status", "kind", "started_at"]
+    list_filter = [OrganizationFilter, "status", "kind", "started_at"]
     search_fields = ["agent__name", "agent__code", "room_name", "organization__slug"]
     list_select_related = ["organization", "agent", "started_by"]
     fields = readonly_fields = (
@@ -66,6 +68,19 @@ class AgentSessionAdmin(admin.ModelAdmin):
         "end_reason",
     )
     inlines = [SessionEventInline]
+    actions = ["end_session"]
+
+    @admin.action(description="End session")
+    def end_session(self, request: HttpRequest, queryset: QuerySet[AgentSession]) -> None:
+        ended = sum(
+            services.session_end_by_staff(session=session, user=request.user)  # type: ignore[arg-type]
+            for session in queryset.select_related("organization", "agent")
+        )
+        skipped = queryset.count() - ended
+        text = f"Ended {ended} session(s)."
+        if skipped:
+            text += f" Skipped {skipped} already ended."
+        self.message_user(request, text, messages.SUCCESS if ended else messages.WARNING)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
         return super().get_queryset(request).annotate(message_total=Count("events"))
@@ -88,7 +103,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
 @admin.register(QuickReply)
 class QuickReplyAdmin(admin.ModelAdmin):
     list_display = ["text", "organization", "created_by", "created_at"]
-    list_filter = ["organization"]
+    list_filter = [OrganizationFilter]
     search_fields = ["text"]
     readonly_fields = ["public_id", "created_at"]
 

@@ -37,6 +37,7 @@ class SessionStatus(models.TextChoices):
 class EndReason(models.TextChoices):
     OPERATOR = "operator", "Ended by an operator"
     IDLE = "idle", "Idle for too long"
+    STAFF = "staff", "Ended by platform staff"
 
 
 class AgentSessionQuerySet(OrgScopedQuerySet):

@@ -30,7 +30,7 @@ from portal import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
 from portal.models import BithumanConnection, Membership, User
-from portal.tenancy import Role, role_at_least
+from portal.tenancy import Role, organization_active_require, role_at_least
 from sessions import livekit, selectors
 from sessions.models import (
     CONTEXT_MAX_CHARS,
@@ -121,6 +121,7 @@ def session_start(*, actor: Membership, agent: Agent, kind: str) -> AgentSession
     avatar into the room, and a viewer link from LIVEKIT_ROOM_LINK_TEMPLATE.
     """
     _require(actor, Role.MEMBER, "start sessions")
+    organization_active_require(actor.organization)
     if agent.organization_id != actor.organization_id or agent.archived_at is not None:
         raise ApplicationError("No such agent.")
     if not agent.is_ready or not agent.code:
@@ -235,6 +236,7 @@ def _outcome_of(error: bh_errors.BithumanError, code: str) -> dict[str, Any]:
 def _deliver(*, actor: Membership, session: AgentSession, kind: str, text: str) -> SessionEvent:
     action = "speak in sessions" if kind == EventKind.SPEAK else "add context to sessions"
     _require(actor, Role.MEMBER, action)
+    organization_active_require(actor.organization)
     text = _message_check(kind=kind, text=text)
     if session.organization_id != actor.organization_id:
         raise ApplicationError("No such session.")
@@ -336,6 +338,7 @@ def _end(
     user: User | None,
     idle_before: datetime | None = None,
     actor: Membership | None = None,
+    staff: bool = False,
 ) -> bool:
     now = timezone.now()
     live = AgentSession.objects.filter(pk=session.pk, status=SessionStatus.LIVE)
@@ -348,10 +351,14 @@ def _end(
         return False
     if reason == EndReason.IDLE:
         text = f"Session ended: idle for more than {settings.SESSION_IDLE_MINUTES} minutes"
+    elif reason == EndReason.STAFF:
+        text = "Session ended by bitHuman Portal staff"
     else:
         text = f"Session ended by {user.get_short_name()}" if user else "Session ended"
     _system_event(session, text, author=user)
-    activity_services.session_ended_record(actor=actor, session=session)
+    activity_services.session_ended_record(
+        actor=user if staff else actor, session=session, staff=staff
+    )
     if session.kind == SessionKind.LIVEKIT:
         _livekit_room_close(session)
     return True
@@ -363,6 +370,11 @@ def session_end(*, actor: Membership, session: AgentSession) -> bool:
     if session.organization_id != actor.organization_id:
         raise ApplicationError("No such session.")
     return _end(session=session, reason=EndReason.OPERATOR, user=_actor_user(actor), actor=actor)
+
+
+def session_end_by_staff(*, session: AgentSession, user: User) -> bool:
+    """Django admin's "End session": ended and audited as a staff action."""
+    return _end(session=session, reason=EndReason.STAFF, user=user, staff=True)
 
 
 def sessions_end_idle(*, now: datetime | None = None, batch: int = 500) -> int:

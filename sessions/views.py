@@ -25,6 +25,7 @@ from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
 
 from agents.models import Agent
+from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import apply_error
 from portal.models import Membership
@@ -251,6 +252,15 @@ def session_context(request: HttpRequest, membership: Membership, session_id: UU
 @org_view({"POST": Role.MEMBER})
 def session_end(request: HttpRequest, membership: Membership, session_id: UUID) -> HttpResponse:
     session = _session_get(membership, session_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"End the session with {session.agent.name}?",
+            message="The avatar leaves the room and nobody can speak to it in this session again; "
+            "start a new session to continue.",
+            button="End session",
+            cancel_url=_console_url(membership, session),
+        )
     try:
         ended = services.session_end(actor=membership, session=session)
     except ApplicationError as error:

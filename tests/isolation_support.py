@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache
 from typing import Any
 from unittest import mock
@@ -528,8 +529,11 @@ def lazy_rows_create(*orgs: Organization) -> None:
 
 
 def victim_world(org: Organization, owner: Membership) -> World:
+    from django.core.files.base import ContentFile
+
     from activity import services as activity_services
     from activity.models import AuditAction
+    from agents.models import PendingUpload
     from sessions.models import LiveKitConfig
 
     lazy_rows_create(org)
@@ -574,6 +578,15 @@ def victim_world(org: Organization, owner: Membership) -> World:
         ),
         "audit_event": activity_services.audit_record(
             org=org, actor=owner, action=AuditAction.AGENT_CREATED, target=agent
+        ),
+        # A file the owner chose on a failed new-agent form (kept_image_id / kept_audio_id).
+        "pending_upload": PendingUpload.objects.create(
+            organization=org,
+            user=owner.user,
+            kind="image",
+            file=ContentFile(b"\x89PNG kept", name="face.png"),
+            original_name=f"{TOKEN} face.png",
+            expires_at=timezone.now() + timedelta(hours=1),
         ),
     }
     return World(org=org, owner=owner, objects=objects)

@@ -39,6 +39,13 @@ def _send_at_once(monkeypatch):
     monkeypatch.setattr(services.transaction, "on_commit", lambda fn, *a, **k: fn())
 
 
+@pytest.fixture(autouse=True)
+def _public_portal(settings):
+    """A portal on a public address: the production rules for webhook URLs apply (a portal on
+    a loopback address lets Test-mode organizations use local receivers)."""
+    settings.SITE_URL = "https://portal.example.com"
+
+
 @pytest.fixture
 def admin(org):
     return MembershipFactory(organization=org, role=Role.ADMIN)
@@ -131,7 +138,10 @@ def test_resend_sends_the_same_event_again(org, admin, receiver):
 def test_rotation_signs_with_both_secrets_during_the_overlap(org, admin, receiver, settings):
     created = _endpoint(admin, receiver.url)
     client = client_for(admin)
-    response = client.post(f"/o/{org.slug}/activity/webhooks/{created.endpoint.public_id}/rotate/")
+    response = client.post(
+        f"/o/{org.slug}/activity/webhooks/{created.endpoint.public_id}/rotate/",
+        {"confirmed": "yes"},
+    )
     new_secret = re.search(r"whsec_[A-Za-z0-9_-]+", response.content.decode()).group(0)
     assert new_secret != created.secret
     services.webhook_emit(org=org, event_type="agent.ready", data={})
@@ -249,7 +259,9 @@ def test_pages_create_show_the_secret_once_and_send_a_test_event(org, admin, mem
     client.post(f"/o/{org.slug}/activity/webhooks/{endpoint.public_id}/test/")
     assert json.loads(receiver.requests[0]["body"])["type"] == "test.ping"
     assert client_for(member).get(f"/o/{org.slug}/activity/webhooks/").status_code == 403
-    client.post(f"/o/{org.slug}/activity/webhooks/{endpoint.public_id}/delete/")
+    client.post(
+        f"/o/{org.slug}/activity/webhooks/{endpoint.public_id}/delete/", {"confirmed": "yes"}
+    )
     assert not WebhookEndpoint.objects.exists()
     assert [e.action for e in AuditEvent.objects.order_by("id")] == [
         "webhook.created",

@@ -26,7 +26,7 @@ def test_list_filters_search_and_history_inline(staff, org):
     AgentFactory(organization=org, name="Other", status="failed")
     page = staff.get("/admin/agents/agent/", {"q": "A12QWE3456"}).content.decode()
     assert "Searchable" in page and "Other" not in page
-    page = staff.get("/admin/agents/agent/", {"status__exact": "failed"}).content.decode()
+    page = staff.get("/admin/agents/agent/", {"status": "failed"}).content.decode()
     assert "Other" in page and "Searchable" not in page
     agent.status_changes.create(to_status="ready", source=StatusSource.POLL)
     change = staff.get(f"/admin/agents/agent/{agent.pk}/change/").content.decode()

@@ -200,7 +200,10 @@ def test_prompt_edit_diff_and_restore(ready_agent, org, member):
     assert 'class="diff-add">+ A strict tutor.' in page
     assert 'class="diff-del">- Speaks slowly.' in page
     older = revisions[-1]
-    client.post(reverse("agent_prompt_restore", args=[org.slug, ready_agent.public_id, older.pk]))
+    client.post(
+        reverse("agent_prompt_restore", args=[org.slug, ready_agent.public_id, older.pk]),
+        {"confirmed": "yes"},
+    )
     ready_agent.refresh_from_db()
     assert ready_agent.system_prompt == "A patient tutor.\nSpeaks slowly."
     assert PromptRevision.objects.filter(agent=ready_agent).count() == 3

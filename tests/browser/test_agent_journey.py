@@ -105,6 +105,8 @@ def test_generate_watch_live_to_ready_then_edit_diff_restore(
     older = page.locator("details.revision").nth(1)
     older.locator("summary").click()
     older.get_by_role("button", name="Restore").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Restore this prompt")
+    page.get_by_role("button", name="Restore prompt").click()
     expect(page.get_by_role("status").first).to_contain_text("restored")
     agent.refresh_from_db()
     assert agent.system_prompt == "You are Ava, a cheerful museum guide."

@@ -52,7 +52,7 @@ def test_revoke_takes_effect_on_the_next_request(org, admin):
     api = Client(headers={"Authorization": f"Bearer {key}"})
     assert api.get("/api/v1/organization").status_code == 200
     stored = ApiKey.objects.get()
-    client.post(reverse("api_key_revoke", args=[org.slug, stored.public_id]))
+    client.post(reverse("api_key_revoke", args=[org.slug, stored.public_id]), {"confirmed": "yes"})
     assert api.get("/api/v1/organization").status_code == 401
 
 

@@ -96,7 +96,8 @@ def test_revoked_link_shows_a_clear_page(admin):
     path = _invite(admin)
     invitation = Invitation.objects.get()
     client_for(admin).post(
-        reverse("invitation_revoke", args=[admin.organization.slug, invitation.public_id])
+        reverse("invitation_revoke", args=[admin.organization.slug, invitation.public_id]),
+        {"confirmed": "yes"},
     )
     response = Client().get(path)
     assert response.status_code == 410

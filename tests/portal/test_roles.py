@@ -83,7 +83,7 @@ def test_admin_changes_member_roles_but_cannot_grant_owner(admin, member):
 def test_admin_cannot_demote_or_remove_an_owner(admin, owner):
     client = client_for(admin)
     client.post(_role_url(owner), {"role": Role.VIEWER})
-    client.post(_remove_url(owner))
+    client.post(_remove_url(owner), {"confirmed": "yes"})
     owner.refresh_from_db()
     assert owner.role == Role.OWNER
 
@@ -97,10 +97,10 @@ def test_member_cannot_change_roles(member, viewer):
 
 def test_member_cannot_remove_others_but_can_leave(member, viewer):
     client = client_for(member)
-    response = client.post(_remove_url(viewer), follow=True)
+    response = client.post(_remove_url(viewer), {"confirmed": "yes"}, follow=True)
     assert Membership.objects.filter(pk=viewer.pk).exists()
     assert b"Only admins and above can remove members" in response.content
-    client.post(_remove_url(member))
+    client.post(_remove_url(member), {"confirmed": "yes"})
     assert not Membership.objects.filter(pk=member.pk).exists()
 
 
@@ -118,7 +118,7 @@ def test_last_owner_cannot_be_demoted_or_leave(owner):
     client = client_for(owner)
     response = client.post(_role_url(owner), {"role": Role.ADMIN}, follow=True)
     assert b"The last owner cannot be demoted" in response.content
-    response = client.post(_remove_url(owner), follow=True)
+    response = client.post(_remove_url(owner), {"confirmed": "yes"}, follow=True)
     assert b"The last owner cannot leave" in response.content
     owner.refresh_from_db()
     assert owner.role == Role.OWNER

@@ -103,6 +103,8 @@ def test_start_speak_add_context_lose_the_room_end_and_export(
 
     # 5. End session.
     page.get_by_role("button", name="End session").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("End the session")
+    page.get_by_role("button", name="End session").click()
     expect(page.get_by_test_id("session-badge")).to_have_text("Ended")
     expect(timeline).to_contain_text(f"Session ended by {member.user.get_short_name()}")
     expect(page.get_by_role("button", name="Speak", exact=True)).to_have_count(0)

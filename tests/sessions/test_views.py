@@ -286,7 +286,7 @@ def test_exactly_at_the_limit_is_sent(org, member, session, fake):
 
 def test_an_ended_session_takes_no_more_messages(org, member, session, fake):
     client = client_for(member)
-    response = client.post(url("session_end", org, session.public_id))
+    response = client.post(url("session_end", org, session.public_id), {"confirmed": "yes"})
     assert response.status_code == 302
     session.refresh_from_db()
     assert session.status == "ended"
@@ -298,7 +298,9 @@ def test_an_ended_session_takes_no_more_messages(org, member, session, fake):
     assert response.status_code == 422
     assert "This session has ended" in response.content.decode()
     assert fake.sent == []
-    again = client.post(url("session_end", org, session.public_id), follow=True)
+    again = client.post(
+        url("session_end", org, session.public_id), {"confirmed": "yes"}, follow=True
+    )
     assert "This session had already ended." in again.content.decode()
 
 
