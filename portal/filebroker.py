@@ -109,20 +109,20 @@ class Channel(filesystem.Channel):
 
     # --- Messages -------------------------------------------------------------------------------
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         """Write the message outside the queue, then rename it in: it appears complete or not at
         all. The name sorts by time (nanoseconds since the epoch, zero-padded) as kombu's does."""
         name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
         staged = self.staging_folder / name
         try:
-            staged.write_bytes(str_to_bytes(dumps(payload)))
+            staged.write_bytes(str_to_bytes(dumps(message)))
             os.rename(staged, Path(self.data_folder_out) / name)
         except OSError as error:
             with contextlib.suppress(OSError):
                 staged.unlink()
             raise ChannelError(f"Cannot add {name!r} to the queue folder") from error
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         """Claim the oldest message of `queue` by renaming it into this process's claim folder."""
         suffix = f"{queue}.msg"
         folder = Path(self.data_folder_in)
