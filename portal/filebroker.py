@@ -109,13 +109,14 @@ class Channel(filesystem.Channel):
 
     # --- Messages -------------------------------------------------------------------------------
 
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Write the message outside the queue, then rename it in: it appears complete or not at
-        all. The name sorts by time (nanoseconds since the epoch, zero-padded) as kombu's does."""
+        all. The name sorts by time (nanoseconds since the epoch, zero-padded) as kombu's does.
+        (The ignore: kombu's two base classes name the message argument differently.)"""
         name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
         staged = self.staging_folder / name
         try:
-            staged.write_bytes(str_to_bytes(dumps(message)))
+            staged.write_bytes(str_to_bytes(dumps(payload)))
             os.rename(staged, Path(self.data_folder_out) / name)
         except OSError as error:
             with contextlib.suppress(OSError):
