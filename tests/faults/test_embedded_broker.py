@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,6 +48,7 @@ TASKS_PER_SENDER = 75
 API_CLIENTS = 2  # threads creating agents through the web server's API
 AGENTS_PER_CLIENT = 40
 STRESS_TASK = "portal.tasks.invitations_expire"  # a real task that writes to SQLite (a DELETE)
+PADDING = 256 * 1024  # bytes per stress message
 
 # Whatever points the test process at PostgreSQL, Redis or another site: `make run` has none.
 _NOT_EMBEDDED = (
@@ -94,11 +96,18 @@ session.update({
 session.create()
 print(json.dumps({"org": org.slug, "key": key, "session": session.session_key}))
 """
-# A process publishing tasks as fast as it can (format with sender, count, task).
+# A process publishing tasks (format with sender, count, task, padding) at a pace the worker keeps
+# up with, as beat and the web server do: a new message is then usually the next one the worker
+# takes, which is when kombu's own transport can hand it over before it is written. The padding (a
+# message header the task ignores) makes each message as large as one carrying an uploaded image,
+# so writing one takes a while.
 _SEND = """
+import random, time
 from portal.celery import app
+headers = {{"padding": "x" * {padding}}}
 for number in range({count}):
-    app.send_task("{task}", task_id=f"stress-{sender}-{{number:04d}}")
+    app.send_task("{task}", task_id=f"stress-{sender}-{{number:04d}}", headers=headers)
+    time.sleep(random.uniform(0, 0.3))
 print("sent")
 """
 _UPSTREAM = """
@@ -193,8 +202,18 @@ class EmbeddedStack:
             return False
 
     def wait(self, condition: Any, *, timeout: float) -> Any:
+        """Wait for `condition`; fail at once, with the logs, if a process of the stack exits."""
+
+        def met_while_up() -> Any:
+            exited = [
+                name for name, process in self.processes.items() if process.poll() is not None
+            ]
+            if exited:
+                raise AssertionError(f"{', '.join(exited)} exited")
+            return condition()
+
         try:
-            return wait_for(condition, timeout=timeout, step=0.2)
+            return wait_for(met_while_up, timeout=timeout, step=0.2)
         except AssertionError as error:
             logs = "\n".join(
                 f"--- {name} (exit code {process.poll()}) ---\n{self.log_text(name)[-3000:]}"
@@ -207,7 +226,7 @@ class EmbeddedStack:
         return Counter(_SUCCEEDED.findall(self.log_text("worker")))
 
     def send(self, sender: int, count: int) -> subprocess.Popen[str]:
-        script = _SEND.format(sender=sender, count=count, task=STRESS_TASK)
+        script = _SEND.format(sender=sender, count=count, task=STRESS_TASK, padding=PADDING)
         return subprocess.Popen(
             [sys.executable, "manage.py", "shell", "-c", script],
             cwd=self.root,
@@ -260,11 +279,12 @@ def embedded() -> Iterator[EmbeddedStack]:
     stack = EmbeddedStack(root=root, port=port, env=env)
     stack.python("manage.py", "migrate", "--noinput")
     stack.setup = stack.shell(_SETUP)
-    stack.start()
     try:
+        stack.start()
         yield stack
     finally:
         stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _assert_still_up(stack: EmbeddedStack, pids: dict[str, int]) -> None:
