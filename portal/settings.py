@@ -130,7 +130,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # An unreachable server fails a request within seconds (a 503, portal/outage.py), not a hang.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web and worker share the file: wait for locks instead of failing at once.
+    # The embedded default: the web server, the worker (and its pool) and beat write to one file at
+    # once. SQLite allows one writer at a time; these options make the others wait their turn
+    # instead of failing with "database is locked" (tests/portal/test_sqlite_concurrency.py):
+    # - WAL journal: readers never block the writer nor the writer readers (a page load does not
+    #   stall a task's commit). It is a property of the file, set again on every connection.
+    # - timeout (sqlite3's busy timeout): a writer waits up to 20 s for the write lock.
+    # - transaction_mode IMMEDIATE: every atomic block takes the write lock at BEGIN. In the default
+    #   DEFERRED mode a block that reads and then writes asks for the lock at its first write, and
+    #   if another connection committed since its read SQLite fails it at once ("database is
+    #   locked", no waiting: retrying could not help, its snapshot is stale).
+    # - CONN_MAX_AGE 0: no connection is held (with its WAL snapshot) between requests.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
