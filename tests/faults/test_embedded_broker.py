@@ -2,16 +2,17 @@
 (portal/filebroker.py), no server of any kind.
 
 Each case runs the Procfile's own commands (read from the Procfile, run through `sh` as honcho
-does: `manage.py runserver` and `celery -A portal worker --beat ...`) on a fresh PORTAL_VAR_DIR
-in a temporary folder, a free port, and none of DATABASE_URL, REDIS_URL or CELERY_BROKER_URL, after
-`manage.py migrate` as `make run` does. The processes run from that temporary folder (with
-`manage.py` linked into it), so whatever the Procfile writes to a relative path (beat's schedule)
-stays out of the checkout.
+does for `make run`: `manage.py runserver` and `celery -A portal worker --beat ...`) on a fresh
+PORTAL_VAR_DIR in a temporary folder, a free port, and none of DATABASE_URL, REDIS_URL or
+CELERY_BROKER_URL, after `manage.py migrate` as `make run` does. The processes run from that
+temporary folder (with `manage.py` linked into it), so nothing they write to a relative path
+lands in the checkout.
 
 Tasks are counted in the worker's own log: Celery logs "Task <name>[<id>] succeeded" once per run.
 
-kombu 5.7.0's own file transport fails the stress case: its worker reads a message file before
-the publisher has written it, exits on the JSONDecodeError, and that message is lost.
+kombu 5.7.0's own file transport fails the stress case (tried 2026-12-03): its worker reads a
+message file before the publisher has written it, exits on the JSONDecodeError (exit code 1),
+and that message is lost.
 """
 
 from __future__ import annotations
@@ -184,8 +185,12 @@ class EmbeddedStack:
     def start(self) -> None:
         for name, command in _procfile().items():
             with self.log(name).open("wb") as output:
+                # As honcho runs it; `exec` (the Procfile's own, or added) makes the shell's PID
+                # the process's.
+                if not command.startswith("exec "):
+                    command = f"exec {command}"
                 self.processes[name] = subprocess.Popen(
-                    ["/bin/sh", "-c", f"exec {command}"],
+                    ["/bin/sh", "-c", command],
                     cwd=self.root,
                     env=self.env,
                     stdout=output,
