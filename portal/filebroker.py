@@ -20,18 +20,20 @@ system (every folder lives under PORTAL_VAR_DIR/celery/):
 1. Publish: the message is written under a unique name in `staging_folder`, then renamed into the
    queue folder. The queue only ever holds complete messages.
 2. Consume: a consumer claims a file by renaming it into its own claim folder
-   (`claimed_folder/<pid>/`). Exactly one rename of a file succeeds; the losers move on.
+   (`claimed_folder/<pid>@<host name>/`). Exactly one rename of a file succeeds; the losers move on.
 3. A claimed file that cannot be decoded (empty, truncated, not JSON, not a message) is logged
    with its name and moved to `unreadable_folder`; the consumer goes on with the next message.
 4. Acknowledging a message (after its task ran: CELERY_TASK_ACKS_LATE) deletes its claim; a
    rejected or, at a warm shutdown, unacknowledged message is renamed back into the queue. When a
-   channel opens, the claims of processes that no longer run (a worker killed mid-task) are
-   renamed back into the queue, so their tasks run again: at least once, as with Redis.
+   channel opens, the claims of processes of this host (or container) that no longer run (a
+   worker killed mid-task) are renamed back into the queue, so their tasks run again: at least
+   once, as with Redis.
 5. Exchange tables are replaced by a rename too, under an exclusive lock on `control_folder/.lock`.
 
-Limits: one host (claims are keyed by process id; a claim whose process id has been reused by an
-unrelated process waits until that process ends); no message expiry or priorities beyond what
-Celery does itself. Production uses Redis.
+Limits: one host (claims are keyed by process id and host name; claims of another host name are
+never taken back, and a claim whose process id has been reused by an unrelated process waits
+until that process ends); no message expiry or priorities beyond what Celery does itself.
+Production uses Redis.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,6 +60,12 @@ logger = logging.getLogger(__name__)
 # Claims taken by this process: delivery tag -> claimed file. Module-wide because a message may be
 # acknowledged through another channel object than the one that read it.
 _claims: dict[str, Path] = {}
+
+
+def _claimant() -> str:
+    """This process's claim folder name: its id, and the host name (a container's own, whose
+    process ids mean nothing to another container sharing the folder)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 def _process_alive(pid: int) -> bool:
@@ -130,7 +139,7 @@ class Channel(filesystem.Channel):
         names = [name for name in sorted(os.listdir(folder)) if name.partition(".")[2] == suffix]
         if not names:
             raise Empty()
-        claims = self.claimed_folder / str(os.getpid())
+        claims = self.claimed_folder / _claimant()
         claims.mkdir(parents=True, exist_ok=True)
         for name in names:
             claimed = claims / name
@@ -206,8 +215,10 @@ class Channel(filesystem.Channel):
             super()._restore(message)
 
     def _claims_of_dead_processes_restore(self) -> None:
+        host = socket.gethostname()
         for claims in self.claimed_folder.iterdir():
-            if not claims.name.isdigit() or _process_alive(int(claims.name)):
+            pid, _, claims_host = claims.name.partition("@")
+            if claims_host != host or not pid.isdigit() or _process_alive(int(pid)):
                 continue
             for claimed in claims.iterdir():
                 with contextlib.suppress(FileNotFoundError):  # another process restored it
@@ -215,7 +226,7 @@ class Channel(filesystem.Channel):
                     logger.warning(
                         "Message %s, claimed by process %s which no longer runs, is queued again.",
                         claimed.name,
-                        claims.name,
+                        pid,
                     )
             with contextlib.suppress(OSError):
                 claims.rmdir()

@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -156,14 +157,15 @@ def test_claims_of_a_killed_consumer_are_queued_again(tmp_path: Path) -> None:
     process.join(30)
     assert process.exitcode == -signal.SIGKILL
     assert _files(tmp_path / "queue") == []
-    assert [path.split("/")[0] for path in _files(tmp_path / "claimed")] == [str(process.pid)]
+    claimant = f"{process.pid}@{socket.gethostname()}"
+    assert [path.split("/")[0] for path in _files(tmp_path / "claimed")] == [claimant]
 
     with _connection(tmp_path) as connection:  # a new worker's channel
         message = _jobs(connection, tmp_path).get(timeout=2)
         assert message.payload == {"task": "interrupted"}
         message.ack()
     assert _files(tmp_path / "claimed") == []
-    assert not (tmp_path / "claimed" / str(process.pid)).exists()
+    assert not (tmp_path / "claimed" / claimant).exists()
 
 
 def test_rejected_and_unacknowledged_messages_go_back_to_the_queue(tmp_path: Path) -> None:
