@@ -130,7 +130,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # An unreachable server fails a request within seconds (a 503, portal/outage.py), not a hang.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web and worker share the file: wait for locks instead of failing at once.
+    # The embedded default: the web server, the worker (and its pool) and beat write to one file at
+    # once. SQLite allows one writer at a time; these options make the others wait their turn
+    # instead of failing with "database is locked" (tests/portal/test_sqlite_concurrency.py):
+    # - WAL journal: readers never block the writer nor the writer readers (a page load does not
+    #   stall a task's commit). It is a property of the file, set again on every connection.
+    # - timeout (sqlite3's busy timeout): a writer waits up to 20 s for the write lock.
+    # - transaction_mode IMMEDIATE: every atomic block takes the write lock at BEGIN. In the default
+    #   DEFERRED mode a block that reads and then writes asks for the lock at its first write, and
+    #   if another connection committed since its read SQLite fails it at once ("database is
+    #   locked", no waiting: retrying could not help, its snapshot is stale).
+    # - CONN_MAX_AGE 0: no connection is held (with its WAL snapshot) between requests.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
@@ -293,22 +303,24 @@ if not DEBUG:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # --- Celery -------------------------------------------------------------------------------------
-# The embedded default is kombu's file transport under var/ (no server needed; dev only, no acks).
+# The embedded default is a folder broker under var/celery/ (no server needed; one host only):
+# kombu's file transport, fixed in portal/filebroker.py so that concurrent publishers and consumers
+# can neither lose nor corrupt a message (kombu's own races: a worker could read a message before
+# it was written, crash on it, and lose it).
 _CELERY_DIR = VAR_DIR / "celery"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _folders = {
-        "data_folder_in": _CELERY_DIR / "queue",
-        "data_folder_out": _CELERY_DIR / "queue",
-        "processed_folder": _CELERY_DIR / "processed",
-        "control_folder": _CELERY_DIR / "control",
-    }
-    for _folder in _folders.values():
-        _folder.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT = "portal.filebroker:Transport"
+    # Absolute paths, all on one file system (messages move between them by rename). The transport
+    # creates them; passed only for this broker (other transports reject them).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        **{key: str(path) for key, path in _folders.items()},
-        "store_processed": False,
-        "polling_interval": 0.1,
+        "data_folder_in": str(_CELERY_DIR / "queue"),
+        "data_folder_out": str(_CELERY_DIR / "queue"),
+        "staging_folder": str(_CELERY_DIR / "staging"),  # messages being written
+        "claimed_folder": str(_CELERY_DIR / "claimed"),  # messages taken, not yet acknowledged
+        "unreadable_folder": str(_CELERY_DIR / "unreadable"),  # set aside, logged
+        "control_folder": str(_CELERY_DIR / "control"),  # exchange tables
+        "polling_interval": 0.1,  # kombu's 1 s would add up to a second to every task
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -35,7 +35,9 @@ def test_readyz_reports_every_check(client):
 
 @pytest.mark.django_db
 def test_readyz_is_503_when_the_broker_is_unreachable(client, monkeypatch):
+    # A Redis broker as the settings configure one (its URL and transport), nobody listening.
     monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    monkeypatch.setitem(celery_app.conf, "broker_transport", "portal.celery:RedisTransport")
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
