@@ -215,7 +215,8 @@ class BithumanConnection(models.Model):
 
 
 class WebhookDelivery(models.Model):
-    """A bitHuman webhook delivery, kept once per delivery id (duplicates are ignored)."""
+    """A bitHuman webhook delivery, kept once per event: `delivery_id` is the `id` of the signed
+    body (the unsigned `X-BitHuman-Delivery` header is not trusted); duplicates are ignored."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
     delivery_id = models.CharField(max_length=100)

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -515,16 +516,8 @@ def webhook_receive(
         )
     except webhooks.WebhookSignatureError as error:
         raise ApplicationError(f"Bad signature: {error}") from None
-    try:
-        payload = json.loads(raw_body)
-        event = str(payload["event"])
-        delivery_id = str(headers.get(webhooks.DELIVERY_HEADER) or payload["id"])
-    except (ValueError, KeyError, TypeError):
-        raise ApplicationError("Malformed delivery body.") from None
-    # Signed is not the same as storable: refuse what the columns (or PostgreSQL's jsonb, which
-    # holds no NUL) cannot take, rather than fail on the write.
-    if len(event) > 50 or not 0 < len(delivery_id) <= 100 or _holds_nul(payload, delivery_id):
-        raise ApplicationError("Malformed delivery body.")
+    payload = _delivery_parse(raw_body)
+    event, delivery_id = payload["event"], payload["id"]
     delivery, created = WebhookDelivery.objects.get_or_create(
         organization=connection.organization,
         delivery_id=delivery_id,
@@ -533,20 +526,58 @@ def webhook_receive(
     return WebhookReceived(delivery=delivery, duplicate=not created)
 
 
-def _holds_nul(*values: object) -> bool:
-    """Whether a NUL character hides anywhere in these JSON values (keys included)."""
-    pending = list(values)
+WEBHOOK_BODY_MAX_DEPTH = 32
+
+
+def _json_constant_refuse(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _delivery_parse(raw_body: bytes) -> dict[str, Any]:
+    """The signed body as a delivery, or ApplicationError (a 400) for anything we could not
+    store or use: not UTF-8 JSON, NaN/Infinity, nesting deeper than WEBHOOK_BODY_MAX_DEPTH (a
+    100,000-deep array would exhaust the parser's recursion), a NUL or a lone surrogate in any
+    string or key (PostgreSQL refuses both), or an `id`/`event`/`data` of the wrong type. The
+    deduplication key is the body's own `id`, which the signature covers; the
+    `X-BitHuman-Delivery` header is not signed, so it is never trusted."""
+    malformed = ApplicationError("Malformed delivery body.")
+    try:
+        payload = json.loads(raw_body, parse_constant=_json_constant_refuse)
+    except (ValueError, RecursionError, TypeError):
+        raise malformed from None
+    if not isinstance(payload, dict):
+        raise malformed
+    delivery_id, event = payload.get("id"), payload.get("event")
+    if not isinstance(delivery_id, str) or not 0 < len(delivery_id) <= 100:
+        raise malformed
+    if not isinstance(event, str) or not 0 < len(event) <= 50:
+        raise malformed
+    if not isinstance(payload.get("data", {}), dict):
+        raise malformed
+    if not _json_storable(payload):
+        raise malformed
+    return payload
+
+
+def _json_storable(value: object) -> bool:
+    """Whether PostgreSQL's jsonb can hold this parsed JSON: no NUL, no lone surrogate (in
+    values and keys), at most WEBHOOK_BODY_MAX_DEPTH levels. Iterative: no recursion."""
+    pending: list[tuple[object, int]] = [(value, 0)]
     while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return True
-        elif isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict | list):
+            if depth >= WEBHOOK_BODY_MAX_DEPTH:
+                return False
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return True
 
 
 def webhook_delivery_process(*, delivery_id: int) -> None:
