@@ -320,3 +320,17 @@ def test_idempotency_keys_belong_to_one_api_key_and_come_after_the_scope_check(s
     assert Agent.objects.count() == 2
     again = writer.post("/agents", body, headers)  # the first key still replays its own
     assert again["Idempotency-Replayed"] == "true" and again.json() == first.json()
+
+
+@pytest.mark.parametrize("prompt", [" ", "\n\t  "])
+def test_a_blank_prompt_through_patch_is_a_422_not_an_upstream_error(org, api, prompt, caplog):
+    """A domain error of the service (nothing reached bitHuman) is the client's, in the
+    envelope, and nothing is logged as an error."""
+    agent = AgentFactory(organization=org, status=AgentStatus.READY, code="A77", system_prompt="Hi")
+    with caplog.at_level("INFO"):
+        response = api.patch(f"/agents/{agent.public_id}", {"system_prompt": prompt})
+    error = _envelope(response, 422, "validation_error")
+    assert error["details"]["fields"] == {"system_prompt": ["The prompt cannot be empty."]}
+    assert not [record for record in caplog.records if record.levelname in {"ERROR", "CRITICAL"}]
+    agent.refresh_from_db()
+    assert agent.system_prompt == "Hi"
