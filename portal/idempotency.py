@@ -46,8 +46,9 @@ def idempotent_run(
     run: Callable[[], tuple[int, Any]],
     keep: Callable[[BaseException], tuple[int, Any] | None],
 ) -> Outcome:
-    """Run `run` once per (API key, key). Call it after the scope check. `keep` turns an error raised by `run` into an
-    answer worth replaying (a 4xx), or None to forget the key (a 5xx: the client may retry).
+    """Run `run` once per (API key, key); call it after the scope check. `keep` turns an error
+    raised by `run` into an answer worth replaying (a 4xx), or None to forget the key (a 5xx:
+    the client may retry).
 
     A replay is one read: the key is looked up first, and only a new key is inserted (the
     unique constraint still settles two first requests racing each other)."""
