@@ -7,6 +7,8 @@ production) defaults to false and then refuses to start without a real secret ke
 
 import base64
 import hashlib
+import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -341,17 +343,41 @@ CELERY_BEAT_SCHEDULE = {
 # The agent poller and the submit sweeper are added below, with their settings.
 
 # --- Encryption of stored secrets --------------------------------------------------------------
-# Fernet keys, comma-separated, newest first (see README "Key rotation"). Local runs derive one
-# from the secret key; production must set its own.
+# Fernet keys, comma-separated, newest first (see README "Key rotation"). Production must set
+# its own; local runs generate one once and keep it in VAR_DIR (never derived from the committed
+# dev secret key, which stays second only to read what older checkouts encrypted with it).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+
+def _dev_encryption_key(path: Path) -> str:
+    """The local key in `path`, made on first use (0600; written aside then linked into place,
+    so the web server and the worker starting together agree on one complete key)."""
+    from cryptography.fernet import Fernet
+
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")  # mode 0600
+        with os.fdopen(fd, "w") as out:
+            out.write(Fernet.generate_key().decode() + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            os.unlink(temporary)
+    return path.read_text().strip()
+
+
 if not FIELD_ENCRYPTION_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
             "FIELD_ENCRYPTION_KEYS must be set when DJANGO_DEBUG is false; make a key with "
             "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'"
         )
-    _digest = hashlib.sha256(b"field-encryption:" + SECRET_KEY.encode()).digest()
-    FIELD_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_digest).decode()]
+    _legacy = hashlib.sha256(b"field-encryption:" + SECRET_KEY.encode()).digest()
+    FIELD_ENCRYPTION_KEYS = [
+        _dev_encryption_key(VAR_DIR / "field-encryption.key"),
+        base64.urlsafe_b64encode(_legacy).decode(),
+    ]
 
 # --- bitHuman API and its sandbox -------------------------------------------------------------
 # The real API. Organizations in Live mode use it with their own secret.
