@@ -89,6 +89,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Oversized bodies: 413 from Content-Length, before the body is read (CSRF reads it in
+    # process_view, after every middleware); late enough for the 413 to carry the headers above.
+    "portal.bodylimit.RequestBodyLimitMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.api.ApiRateLimitHeadersMiddleware",
     # Last, as django-axes requires.
@@ -116,9 +119,11 @@ TEMPLATES = [
     },
 ]
 
-# Request bodies read into memory (JSON): media travel base64-encoded in API bodies (ours and
-# bitHuman's), so allow a 10 MB image plus a 50 MB voice sample after encoding.
+# Request bodies (portal/bodylimit.py): the routes that take media accept a 10 MB image plus a
+# 50 MB voice sample, base64-encoded in JSON (ours and bitHuman's); every other route is small.
+# Both are enforced from Content-Length before the body is read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=85 * 1024 * 1024)
+REQUEST_BODY_MAX_SIZE = env.int("REQUEST_BODY_MAX_SIZE", default=1024 * 1024)
 
 # --- Database -----------------------------------------------------------------------------------
 # SQLite under var/ by default; PostgreSQL through postgres://user:pass@host:port/name.
