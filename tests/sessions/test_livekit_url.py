@@ -58,7 +58,7 @@ HOSTILE_TEXT = "INTERNAL db password=hunter2 <script>alert(1)</script>" + "x" * 
 class _HostileLiveKit(BaseHTTPRequestHandler):
     """A "LiveKit server" that answers every call with an error full of its own text."""
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.dumps({"code": "internal " + HOSTILE_TEXT, "msg": HOSTILE_TEXT}).encode()
         self.send_response(500)
