@@ -145,21 +145,56 @@ def membership_role_change(*, actor: Membership, target: Membership, role: str) 
         raise ApplicationError(
             "The last owner cannot be demoted. Make someone else an owner first."
         )
+    revoked = _invitations_revoke_sent_by(target, above=role)
+    details: dict[str, Any] = {"from": target.role, "to": role}
+    if revoked:
+        details["invitations_revoked"] = revoked
     activity_services.audit_record(
         org=target.organization,
         actor=actor,
         action="member.role_changed",
         target=target,
-        details={"from": target.role, "to": role},
+        details=details,
     )
     target.role = role
     target.save(update_fields=["role"])
     return target
 
 
+def _invitations_revoke_sent_by(member: Membership, *, above: str | None = None) -> list[str]:
+    """Revoke the pending invitations `member` sent in their organization: those for a role
+    above `above` (the role they keep), or all of them (they leave). Their emails, for the audit
+    log. An invitation outlives no right of its sender: a removed admin cannot come back as
+    admin through an invitation to their own second address."""
+    pending = (
+        Invitation.objects.for_org(member.organization)
+        .pending()
+        .filter(invited_by_id=member.user_id)
+    )
+    if above is not None:
+        pending = pending.filter(
+            role__in=[r for r in Role.values if ROLE_RANK[r] > ROLE_RANK[above]]
+        )
+    invitations = list(pending.select_for_update())
+    Invitation.objects.filter(pk__in=[i.pk for i in invitations]).update(revoked_at=timezone.now())
+    return [invitation.email for invitation in invitations]
+
+
+def member_api_keys(*, target: Membership) -> list[ApiKey]:
+    """The usable API keys `target` created in their organization (shown before removing them:
+    a key acts for the organization, not its creator, so it survives them unless revoked)."""
+    return list(
+        ApiKey.objects.for_org(target.organization).usable().filter(created_by_id=target.user_id)
+    )
+
+
 @transaction.atomic
-def membership_remove(*, actor: Membership, target: Membership) -> None:
-    """Remove a member, or leave (when actor is target)."""
+def membership_remove(
+    *, actor: Membership, target: Membership, revoke_api_keys: bool = False
+) -> MemberRemoved:
+    """Remove a member, or leave (when actor is target). The pending invitations they sent are
+    revoked; the API keys they created are revoked too when `revoke_api_keys`, else kept (the
+    remover was shown them); the audit entry records which."""
     leaving = actor.pk == target.pk
     if not leaving:
         _require(actor, Role.ADMIN, "remove members")
@@ -170,14 +205,46 @@ def membership_remove(*, actor: Membership, target: Membership) -> None:
             "The last owner cannot leave. Make someone else an owner first, "
             "or delete the organization."
         )
+    invitations = _invitations_revoke_sent_by(target)
+    keys = member_api_keys(target=target)
+    if revoke_api_keys and keys:
+        ApiKey.objects.filter(pk__in=[key.pk for key in keys], revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        for key in keys:
+            activity_services.audit_record(
+                org=target.organization,
+                actor=actor,
+                action="api_key.revoked",
+                target=key,
+                details={"reason": "its creator was removed"},
+            )
+    details: dict[str, Any] = {"role": target.role, "left": leaving}
+    if invitations:
+        details["invitations_revoked"] = invitations
+    if keys:
+        details["api_keys"] = [f"{key.name} ({key.display})" for key in keys]
+        details["api_keys_action"] = "revoked" if revoke_api_keys else "kept"
     activity_services.audit_record(
         org=target.organization,
         actor=actor,
         action="member.removed",
         target=target,
-        details={"role": target.role, "left": leaving},
+        details=details,
     )
     target.delete()
+    return MemberRemoved(
+        invitations_revoked=len(invitations),
+        api_keys=keys,
+        api_keys_revoked=revoke_api_keys and bool(keys),
+    )
+
+
+@dataclass(frozen=True)
+class MemberRemoved:
+    invitations_revoked: int
+    api_keys: list[ApiKey]  # the usable keys they had created
+    api_keys_revoked: bool
 
 
 # --- Invitations --------------------------------------------------------------------------------

@@ -263,11 +263,26 @@ def member_role(request: HttpRequest, membership: Membership, member_id: UUID) -
     return redirect("members", org_slug=membership.organization.slug)
 
 
-@org_view({"POST": Role.VIEWER})  # anyone may leave; the service checks removing others
+@org_view({"GET": Role.ADMIN, "POST": Role.VIEWER})  # anyone may leave; the service checks
 def member_remove(request: HttpRequest, membership: Membership, member_id: UUID) -> HttpResponse:
+    """GET: what removing this member does (their pending invitations are revoked; the API keys
+    they created are listed, to revoke with one click or keep). POST: do it."""
     target = _member_get(membership, member_id)
+    if request.method == "GET":
+        if target.pk == membership.pk or not role_at_least(membership.role, target.role):
+            return redirect("members", org_slug=membership.organization.slug)
+        context = {
+            "target": target,
+            "api_keys": services.member_api_keys(target=target),
+            "invitations": selectors.invitations_sent_by(member=target),
+        }
+        return render(request, "portal/member_remove.html", context)
     try:
-        services.membership_remove(actor=membership, target=target)
+        removed = services.membership_remove(
+            actor=membership,
+            target=target,
+            revoke_api_keys=request.POST.get("api_keys") == "revoke",
+        )
     except ApplicationError as error:
         messages.error(request, error.message)
         return redirect("members", org_slug=membership.organization.slug)
@@ -275,7 +290,17 @@ def member_remove(request: HttpRequest, membership: Membership, member_id: UUID)
         messages.success(request, f"You left {membership.organization.name}.")
         request.session.pop("last_org", None)
         return redirect("home")
-    messages.success(request, f"Removed {target.user.email}.")
+    text = f"Removed {target.user.email}."
+    if removed.invitations_revoked:
+        text += f" Their {removed.invitations_revoked} pending invitation(s) were revoked."
+    if removed.api_keys:
+        count = len(removed.api_keys)
+        text += (
+            f" The {count} API key(s) they created were revoked."
+            if removed.api_keys_revoked
+            else f" The {count} API key(s) they created still work (Settings lists them)."
+        )
+    messages.success(request, text)
     return redirect("members", org_slug=membership.organization.slug)
 
 
