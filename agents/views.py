@@ -245,7 +245,7 @@ _MEDIA_FIELDS = {"face": "image", "voice": "audio"}
 _MEDIA_TYPES = {".wav": "audio/wav", ".m4a": "audio/mp4", ".mp3": "audio/mpeg"}
 
 
-@org_view({"GET": Role.VIEWER})
+@org_view({"GET": Role.VIEWER})  # type: ignore[arg-type]  # a streamed file
 def agent_media(
     request: HttpRequest, membership: Membership, agent_id: UUID, kind: str
 ) -> FileResponse:
