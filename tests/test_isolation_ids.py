@@ -102,6 +102,7 @@ INPUTS: dict[str, tuple[str, str]] = {
     "actor_kind": (PLAIN, "user, api key, system or staff"),
     "api_key": (PLAIN, "the organization's own LiveKit key, a credential not a lookup"),
     "api_secret": (PLAIN, "a secret the organization pastes (bitHuman or LiveKit)"),
+    "api_keys": (PLAIN, "revoke or keep, removing a member: the keys are the removed member's"),
     "aspect_ratio": (PLAIN, "a choice"),
     "audio": (PLAIN, "an uploaded file"),
     "audio_base64": (PLAIN, "an uploaded file"),
