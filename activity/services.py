@@ -187,20 +187,38 @@ def webhook_url_check(
 
     Where local receivers are allowed (`local_receivers_allowed`) http:// and local addresses
     pass, and None means "connect by name"."""
+    return public_url_check(url, local_allowed=local_receivers_allowed(org))
+
+
+def public_url_check(
+    url: str,
+    *,
+    schemes: tuple[str, ...] = ("https",),
+    local_schemes: tuple[str, ...] = ("http", "https"),
+    purpose: str = "webhooks only go to the public internet",
+    local_allowed: bool | None = None,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`webhook_url_check`'s rules for any URL the portal (or bitHuman for us) connects to: one of
+    `schemes`, a public host (every resolved address). Where local addresses are allowed
+    (`local_allowed`, by default WEBHOOK_ALLOW_LOCAL) `local_schemes` and local addresses pass.
+    Also used for the LiveKit URL."""
+    if local_allowed is None:
+        local_allowed = settings.WEBHOOK_ALLOW_LOCAL
     try:
         target = httpx.URL(url.strip())
         host = target.raw_host.decode("ascii").rstrip(".").lower()
     except (httpx.InvalidURL, UnicodeError):
         raise ApplicationError("This is not a valid web address.", field="url") from None
-    if target.scheme in ("http", "https") and host and local_receivers_allowed(org):
+    if local_allowed and target.scheme in local_schemes and host:
         return None
-    if target.scheme != "https":
-        raise ApplicationError("The URL must start with https://.", field="url")
+    if target.scheme not in schemes:
+        starts = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise ApplicationError(f"The URL must start with {starts}.", field="url")
     if not host:
         raise ApplicationError("The URL has no host name.", field="url")
     if _internal_name(host):
         raise ApplicationError(
-            "The URL points to an internal host name; webhooks only go to the public internet.",
+            f"The URL points to an internal host name; {purpose}.",
             field="url",
         )
     try:
@@ -216,8 +234,7 @@ def webhook_url_check(
     for address in addresses:
         if not preflight.address_is_public(address):
             raise ApplicationError(
-                f"The URL points to a private or internal network address ({address}); "
-                "webhooks only go to the public internet.",
+                f"The URL points to a private or internal network address ({address}); {purpose}.",
                 field="url",
             )
     return addresses[0]

@@ -118,7 +118,7 @@ def _media(kind: str, url: str | None, data: str | None) -> MediaSource:
 
 
 def _create(request: HttpRequest, payload: AgentIn) -> tuple[int, dict[str, Any]]:
-    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))  # checked first by the op
     image = _media("image", payload.image_url, payload.image_base64)
     audio = _media("audio", payload.audio_url, payload.audio_base64)
     report = preflight_run(prompt=payload.prompt, image=image, audio=audio)
@@ -166,6 +166,7 @@ def _keep_client_errors(error: BaseException) -> tuple[int, Any] | None:
     "24 h replays the first answer with `Idempotency-Replayed: true`.",
 )
 def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
+    api_key = scope_require(request, ApiScope.AGENTS_WRITE)  # before any replay
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
         status, body = _create(request, payload)
@@ -177,7 +178,7 @@ def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
     )
     try:
         outcome = idempotency.idempotent_run(
-            org=request.organization,  # type: ignore[attr-defined]
+            api_key=api_key,
             key=key,
             fingerprint=fingerprint,
             run=lambda: _create(request, payload),

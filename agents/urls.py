@@ -15,4 +15,5 @@ urlpatterns = [
     ),
     path("<uuid:agent_id>/delete/", views.agent_delete, name="agent_delete"),
     path("<uuid:agent_id>/retry/", views.agent_retry, name="agent_retry"),
+    path("<uuid:agent_id>/media/<str:kind>/", views.agent_media, name="agent_media"),
 ]

@@ -7,14 +7,15 @@ flight, so polling stops by itself at a terminal state.
 
 from __future__ import annotations
 
+import mimetypes
 from datetime import datetime
-from typing import Any
+from pathlib import PurePosixPath
 from uuid import UUID, uuid5
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -60,7 +61,7 @@ def agent_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     page = Paginator(agents, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
     for row in rows:
-        row.face_src = _media_src(row.image)  # type: ignore[attr-defined]
+        row.face_src = _media_src(row, "face")  # type: ignore[attr-defined]
     context = {
         "page": page,
         "agents": rows,
@@ -197,16 +198,19 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
     return redirect(target)
 
 
-def _media_src(field: Any) -> str:
-    """An uploaded file's URL, from the storage's URL helper (which decides who may read it)."""
-    return field.url if field else ""
+def _media_src(agent: Agent, kind: str) -> str:
+    """An uploaded file's URL: the members-only media view (`agent_media`), never MEDIA_URL."""
+    field = agent.image if kind == "face" else agent.audio
+    if not field:
+        return ""
+    return reverse("agent_media", args=[agent.organization.slug, agent.public_id, kind])
 
 
 def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
     return {
         "agent": agent,
-        "face_src": _media_src(agent.image),
-        "voice_src": _media_src(agent.audio),
+        "face_src": _media_src(agent, "face"),
+        "voice_src": _media_src(agent, "voice"),
         "progress": selectors.agent_progress(agent=agent),
         "fix": selectors.failure_fix(agent=agent) if agent.is_failed else "",
         "can_operate": role_at_least(membership.role, Role.MEMBER),
@@ -318,6 +322,38 @@ def agent_retry(request: HttpRequest, membership: Membership, agent_id: UUID) ->
         return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
     messages.success(request, f"Retrying {agent.name} with the same inputs.")
     return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=retry.public_id)
+
+
+# The only way uploaded media is served: to members of the agent's organization, while the
+# agent exists (MEDIA_URL is served by nothing, not even `make run`). Streamed from the storage
+# (local disk or the private bucket), so a deleted agent's files are gone from serving at once.
+_MEDIA_FIELDS = {"face": "image", "voice": "audio"}
+_MEDIA_TYPES = {".wav": "audio/wav", ".m4a": "audio/mp4", ".mp3": "audio/mpeg"}
+
+
+@org_view({"GET": Role.VIEWER})  # type: ignore[arg-type]  # a streamed file
+def agent_media(
+    request: HttpRequest, membership: Membership, agent_id: UUID, kind: str
+) -> FileResponse:
+    agent = _agent_get(membership, agent_id)
+    field = getattr(agent, _MEDIA_FIELDS[kind]) if kind in _MEDIA_FIELDS else None
+    if not field:
+        raise Http404("No such file.")
+    suffix = PurePosixPath(field.name).suffix.lower()
+    content_type = _MEDIA_TYPES.get(suffix) or mimetypes.guess_type(field.name)[0]
+    try:
+        handle = field.storage.open(field.name, "rb")
+    except OSError:  # missing from the storage
+        raise Http404("No such file.") from None
+    response = FileResponse(
+        handle,
+        content_type=content_type or "application/octet-stream",
+        filename=f"{kind}{suffix}",
+    )
+    response["Cache-Control"] = "private, no-cache"
+    # Never a document of ours even if a browser is told to open it: no scripts, no forms.
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 NOTICE_SESSION_KEY = "agent_notices_since:{org}"

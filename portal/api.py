@@ -281,7 +281,11 @@ def application_error(error: ApplicationError, *, status: int = 422) -> ApiError
 
 
 def upstream_refusal(error: ApplicationError) -> ApiError:
-    """A service error caused by bitHuman: its 4xx refusals are conflicts, the rest outages."""
+    """A service error caused by bitHuman: its 4xx refusals are conflicts, the rest outages.
+    A service error that never reached bitHuman (no upstream status: a blank prompt, a rule)
+    is the client's: 422 with the field, or the service's own code."""
+    if "upstream_status" not in error.extra:
+        return application_error(error)
     status = error.extra.get("upstream_status")
     if status == 429:
         return rate_limited(error.extra.get("retry_after"))

@@ -1,6 +1,8 @@
 """Idempotent API POSTs, Stripe's rules: the same key and body within 24 h replays the first
 answer; the same key with another body is `409 idempotency_key_reused`; a duplicate while the
-first is still running is `409 request_in_progress`. Keys are per organization."""
+first is still running is `409 request_in_progress`. Keys are per API key, and an operation
+looks them up only after authentication and its scope check, so a key can replay only answers
+it was given itself."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal.models import ApiIdempotencyKey, Organization
+from portal.models import ApiIdempotencyKey, ApiKey
 
 TTL = timedelta(hours=24)
 
@@ -38,19 +40,20 @@ def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
 
 def idempotent_run(
     *,
-    org: Organization,
+    api_key: ApiKey,
     key: str,
     fingerprint: str,
     run: Callable[[], tuple[int, Any]],
     keep: Callable[[BaseException], tuple[int, Any] | None],
 ) -> Outcome:
-    """Run `run` once per (organization, key). `keep` turns an error raised by `run` into an
-    answer worth replaying (a 4xx), or None to forget the key (a 5xx: the client may retry).
+    """Run `run` once per (API key, key); call it after the scope check. `keep` turns an error
+    raised by `run` into an answer worth replaying (a 4xx), or None to forget the key (a 5xx:
+    the client may retry).
 
     A replay is one read: the key is looked up first, and only a new key is inserted (the
     unique constraint still settles two first requests racing each other)."""
     now = timezone.now()
-    existing = ApiIdempotencyKey.objects.filter(organization=org, key=key).first()
+    existing = ApiIdempotencyKey.objects.filter(api_key=api_key, key=key).first()
     if existing is not None and existing.created_at < now - TTL:
         ApiIdempotencyKey.objects.filter(pk=existing.pk, created_at__lt=now - TTL).delete()
         existing = None
@@ -59,10 +62,13 @@ def idempotent_run(
     try:
         with transaction.atomic():
             record = ApiIdempotencyKey.objects.create(
-                organization=org, key=key, request_hash=fingerprint
+                organization_id=api_key.organization_id,
+                api_key=api_key,
+                key=key,
+                request_hash=fingerprint,
             )
     except IntegrityError:
-        return _replay(ApiIdempotencyKey.objects.get(organization=org, key=key), fingerprint)
+        return _replay(ApiIdempotencyKey.objects.get(api_key=api_key, key=key), fingerprint)
     try:
         status, body = run()
     except BaseException as error:

@@ -224,7 +224,8 @@ class BithumanConnection(models.Model):
 
 
 class WebhookDelivery(models.Model):
-    """A bitHuman webhook delivery, kept once per delivery id (duplicates are ignored)."""
+    """A bitHuman webhook delivery, kept once per event: `delivery_id` is the `id` of the signed
+    body (the unsigned `X-BitHuman-Delivery` header is not trusted); duplicates are ignored."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
     delivery_id = models.CharField(max_length=100)
@@ -302,9 +303,11 @@ class ApiKey(OrgScopedModel):
 
 
 class ApiIdempotencyKey(models.Model):
-    """Stripe-style idempotency for API POSTs: the first answer, replayed for 24 h."""
+    """Stripe-style idempotency for API POSTs: the first answer, replayed for 24 h to the same
+    API key only (another key of the organization never sees it)."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -313,7 +316,7 @@ class ApiIdempotencyKey(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["organization", "key"], name="api_idempotency_unique")
+            models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_unique")
         ]
 
     def __str__(self) -> str:

@@ -24,6 +24,15 @@ def invitation_list_open(*, org: Organization) -> QuerySet[Invitation]:
     return Invitation.objects.for_org(org).pending().select_related("invited_by")
 
 
+def invitations_sent_by(*, member: Membership) -> QuerySet[Invitation]:
+    """The pending invitations this member sent in their organization."""
+    return (
+        Invitation.objects.for_org(member.organization)
+        .pending()
+        .filter(invited_by_id=member.user_id)
+    )
+
+
 def organization_counts(*, org: Organization) -> dict[str, int]:
     from agents.models import Agent
     from sessions import selectors as session_selectors

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -144,21 +145,56 @@ def membership_role_change(*, actor: Membership, target: Membership, role: str) 
         raise ApplicationError(
             "The last owner cannot be demoted. Make someone else an owner first."
         )
+    revoked = _invitations_revoke_sent_by(target, above=role)
+    details: dict[str, Any] = {"from": target.role, "to": role}
+    if revoked:
+        details["invitations_revoked"] = revoked
     activity_services.audit_record(
         org=target.organization,
         actor=actor,
         action="member.role_changed",
         target=target,
-        details={"from": target.role, "to": role},
+        details=details,
     )
     target.role = role
     target.save(update_fields=["role"])
     return target
 
 
+def _invitations_revoke_sent_by(member: Membership, *, above: str | None = None) -> list[str]:
+    """Revoke the pending invitations `member` sent in their organization: those for a role
+    above `above` (the role they keep), or all of them (they leave). Their emails, for the audit
+    log. An invitation outlives no right of its sender: a removed admin cannot come back as
+    admin through an invitation to their own second address."""
+    pending = (
+        Invitation.objects.for_org(member.organization)
+        .pending()
+        .filter(invited_by_id=member.user_id)
+    )
+    if above is not None:
+        pending = pending.filter(
+            role__in=[r for r in Role.values if ROLE_RANK[r] > ROLE_RANK[above]]
+        )
+    invitations = list(pending.select_for_update())
+    Invitation.objects.filter(pk__in=[i.pk for i in invitations]).update(revoked_at=timezone.now())
+    return [invitation.email for invitation in invitations]
+
+
+def member_api_keys(*, target: Membership) -> list[ApiKey]:
+    """The usable API keys `target` created in their organization (shown before removing them:
+    a key acts for the organization, not its creator, so it survives them unless revoked)."""
+    return list(
+        ApiKey.objects.for_org(target.organization).usable().filter(created_by_id=target.user_id)
+    )
+
+
 @transaction.atomic
-def membership_remove(*, actor: Membership, target: Membership) -> None:
-    """Remove a member, or leave (when actor is target)."""
+def membership_remove(
+    *, actor: Membership, target: Membership, revoke_api_keys: bool = False
+) -> MemberRemoved:
+    """Remove a member, or leave (when actor is target). The pending invitations they sent are
+    revoked; the API keys they created are revoked too when `revoke_api_keys`, else kept (the
+    remover was shown them); the audit entry records which."""
     leaving = actor.pk == target.pk
     if not leaving:
         _require(actor, Role.ADMIN, "remove members")
@@ -169,14 +205,46 @@ def membership_remove(*, actor: Membership, target: Membership) -> None:
             "The last owner cannot leave. Make someone else an owner first, "
             "or delete the organization."
         )
+    invitations = _invitations_revoke_sent_by(target)
+    keys = member_api_keys(target=target)
+    if revoke_api_keys and keys:
+        ApiKey.objects.filter(pk__in=[key.pk for key in keys], revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        for key in keys:
+            activity_services.audit_record(
+                org=target.organization,
+                actor=actor,
+                action="api_key.revoked",
+                target=key,
+                details={"reason": "its creator was removed"},
+            )
+    details: dict[str, Any] = {"role": target.role, "left": leaving}
+    if invitations:
+        details["invitations_revoked"] = invitations
+    if keys:
+        details["api_keys"] = [f"{key.name} ({key.display})" for key in keys]
+        details["api_keys_action"] = "revoked" if revoke_api_keys else "kept"
     activity_services.audit_record(
         org=target.organization,
         actor=actor,
         action="member.removed",
         target=target,
-        details={"role": target.role, "left": leaving},
+        details=details,
     )
     target.delete()
+    return MemberRemoved(
+        invitations_revoked=len(invitations),
+        api_keys=keys,
+        api_keys_revoked=revoke_api_keys and bool(keys),
+    )
+
+
+@dataclass(frozen=True)
+class MemberRemoved:
+    invitations_revoked: int
+    api_keys: list[ApiKey]  # the usable keys they had created
+    api_keys_revoked: bool
 
 
 # --- Invitations --------------------------------------------------------------------------------
@@ -515,16 +583,8 @@ def webhook_receive(
         )
     except webhooks.WebhookSignatureError as error:
         raise ApplicationError(f"Bad signature: {error}") from None
-    try:
-        payload = json.loads(raw_body)
-        event = str(payload["event"])
-        delivery_id = str(headers.get(webhooks.DELIVERY_HEADER) or payload["id"])
-    except (ValueError, KeyError, TypeError):
-        raise ApplicationError("Malformed delivery body.") from None
-    # Signed is not the same as storable: refuse what the columns (or PostgreSQL's jsonb, which
-    # holds no NUL) cannot take, rather than fail on the write.
-    if len(event) > 50 or not 0 < len(delivery_id) <= 100 or _holds_nul(payload, delivery_id):
-        raise ApplicationError("Malformed delivery body.")
+    payload = _delivery_parse(raw_body)
+    event, delivery_id = payload["event"], payload["id"]
     delivery, created = WebhookDelivery.objects.get_or_create(
         organization=connection.organization,
         delivery_id=delivery_id,
@@ -533,20 +593,58 @@ def webhook_receive(
     return WebhookReceived(delivery=delivery, duplicate=not created)
 
 
-def _holds_nul(*values: object) -> bool:
-    """Whether a NUL character hides anywhere in these JSON values (keys included)."""
-    pending = list(values)
+WEBHOOK_BODY_MAX_DEPTH = 32
+
+
+def _json_constant_refuse(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _delivery_parse(raw_body: bytes) -> dict[str, Any]:
+    """The signed body as a delivery, or ApplicationError (a 400) for anything we could not
+    store or use: not UTF-8 JSON, NaN/Infinity, nesting deeper than WEBHOOK_BODY_MAX_DEPTH (a
+    100,000-deep array would exhaust the parser's recursion), a NUL or a lone surrogate in any
+    string or key (PostgreSQL refuses both), or an `id`/`event`/`data` of the wrong type. The
+    deduplication key is the body's own `id`, which the signature covers; the
+    `X-BitHuman-Delivery` header is not signed, so it is never trusted."""
+    malformed = ApplicationError("Malformed delivery body.")
+    try:
+        payload = json.loads(raw_body, parse_constant=_json_constant_refuse)
+    except (ValueError, RecursionError, TypeError):
+        raise malformed from None
+    if not isinstance(payload, dict):
+        raise malformed
+    delivery_id, event = payload.get("id"), payload.get("event")
+    if not isinstance(delivery_id, str) or not 0 < len(delivery_id) <= 100:
+        raise malformed
+    if not isinstance(event, str) or not 0 < len(event) <= 50:
+        raise malformed
+    if not isinstance(payload.get("data", {}), dict):
+        raise malformed
+    if not _json_storable(payload):
+        raise malformed
+    return payload
+
+
+def _json_storable(value: object) -> bool:
+    """Whether PostgreSQL's jsonb can hold this parsed JSON: no NUL, no lone surrogate (in
+    values and keys), at most WEBHOOK_BODY_MAX_DEPTH levels. Iterative: no recursion."""
+    pending: list[tuple[object, int]] = [(value, 0)]
     while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return True
-        elif isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict | list):
+            if depth >= WEBHOOK_BODY_MAX_DEPTH:
+                return False
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return True
 
 
 def webhook_delivery_process(*, delivery_id: int) -> None:

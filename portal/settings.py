@@ -7,6 +7,8 @@ production) defaults to false and then refuses to start without a real secret ke
 
 import base64
 import hashlib
+import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,6 +89,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Oversized bodies: 413 from Content-Length, before the body is read (CSRF reads it in
+    # process_view, after every middleware); late enough for the 413 to carry the headers above.
+    "portal.bodylimit.RequestBodyLimitMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.api.ApiRateLimitHeadersMiddleware",
     # Last, as django-axes requires.
@@ -114,9 +119,11 @@ TEMPLATES = [
     },
 ]
 
-# Request bodies read into memory (JSON): media travel base64-encoded in API bodies (ours and
-# bitHuman's), so allow a 10 MB image plus a 50 MB voice sample after encoding.
+# Request bodies (portal/bodylimit.py): the routes that take media accept a 10 MB image plus a
+# 50 MB voice sample, base64-encoded in JSON (ours and bitHuman's); every other route is small.
+# Both are enforced from Content-Length before the body is read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=85 * 1024 * 1024)
+REQUEST_BODY_MAX_SIZE = env.int("REQUEST_BODY_MAX_SIZE", default=1024 * 1024)
 
 # --- Database -----------------------------------------------------------------------------------
 # SQLite under var/ by default; PostgreSQL through postgres://user:pass@host:port/name.
@@ -353,17 +360,41 @@ CELERY_BEAT_SCHEDULE = {
 # The agent poller and the submit sweeper are added below, with their settings.
 
 # --- Encryption of stored secrets --------------------------------------------------------------
-# Fernet keys, comma-separated, newest first (see README "Key rotation"). Local runs derive one
-# from the secret key; production must set its own.
+# Fernet keys, comma-separated, newest first (see README "Key rotation"). Production must set
+# its own; local runs generate one once and keep it in VAR_DIR (never derived from the committed
+# dev secret key, which stays second only to read what older checkouts encrypted with it).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+
+def _dev_encryption_key(path: Path) -> str:
+    """The local key in `path`, made on first use (0600; written aside then linked into place,
+    so the web server and the worker starting together agree on one complete key)."""
+    from cryptography.fernet import Fernet
+
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")  # mode 0600
+        with os.fdopen(fd, "w") as out:
+            out.write(Fernet.generate_key().decode() + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            os.unlink(temporary)
+    return path.read_text().strip()
+
+
 if not FIELD_ENCRYPTION_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
             "FIELD_ENCRYPTION_KEYS must be set when DJANGO_DEBUG is false; make a key with "
             "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'"
         )
-    _digest = hashlib.sha256(b"field-encryption:" + SECRET_KEY.encode()).digest()
-    FIELD_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_digest).decode()]
+    _legacy = hashlib.sha256(b"field-encryption:" + SECRET_KEY.encode()).digest()
+    FIELD_ENCRYPTION_KEYS = [
+        _dev_encryption_key(VAR_DIR / "field-encryption.key"),
+        base64.urlsafe_b64encode(_legacy).decode(),
+    ]
 
 # --- bitHuman API and its sandbox -------------------------------------------------------------
 # The real API. Organizations in Live mode use it with their own secret.

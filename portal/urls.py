@@ -83,7 +83,5 @@ urlpatterns = [
 if settings.SANDBOX_ENABLED:
     urlpatterns.append(path("sandbox/", include("portal.sandbox.urls")))
 
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# Uploaded media is never served at MEDIA_URL, not even in DEBUG: only to members of the
+# organization, through `agents.views.agent_media`.

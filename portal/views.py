@@ -265,27 +265,38 @@ def member_role(request: HttpRequest, membership: Membership, member_id: UUID) -
     return redirect("members", org_slug=membership.organization.slug)
 
 
-@org_view({"POST": Role.VIEWER})  # anyone may leave; the service checks removing others
+@org_view({"GET": Role.ADMIN, "POST": Role.VIEWER})  # anyone may leave; the service checks
 def member_remove(request: HttpRequest, membership: Membership, member_id: UUID) -> HttpResponse:
+    """GET: what removing this member does (their pending invitations are revoked; the API keys
+    they created are listed, to revoke with one click or keep). POST: do it."""
     target = _member_get(membership, member_id)
-    if not confirmed(request):
-        org = membership.organization
-        leaving = target.pk == membership.pk
-        return confirm_page(
-            request,
-            title=f"Leave {org.name}?" if leaving else f"Remove {target.user.email}?",
-            message=(
-                "You lose access to its agents, sessions and settings until someone "
-                "invites you again."
-                if leaving
-                else f"{target.user.email} loses access to {org.name} at once. "
-                "Their past actions stay in the audit log."
-            ),
-            button="Leave organization" if leaving else "Remove member",
-            cancel_url=reverse("members", args=[org.slug]),
-        )
+    org = membership.organization
+    leaving = target.pk == membership.pk
+    if request.method == "GET" or not confirmed(request):
+        if leaving and request.method == "POST":
+            return confirm_page(
+                request,
+                title=f"Leave {org.name}?",
+                message="You lose access to its agents, sessions and settings until someone "
+                "invites you again.",
+                button="Leave organization",
+                cancel_url=reverse("members", args=[org.slug]),
+            )
+        if leaving or not role_at_least(membership.role, target.role):
+            return redirect("members", org_slug=org.slug)
+        # Removing someone else: the confirm step lists what goes with them.
+        context = {
+            "target": target,
+            "api_keys": services.member_api_keys(target=target),
+            "invitations": selectors.invitations_sent_by(member=target),
+        }
+        return render(request, "portal/member_remove.html", context)
     try:
-        services.membership_remove(actor=membership, target=target)
+        removed = services.membership_remove(
+            actor=membership,
+            target=target,
+            revoke_api_keys=request.POST.get("api_keys") == "revoke",
+        )
     except ApplicationError as error:
         messages.error(request, error.message)
         return redirect("members", org_slug=membership.organization.slug)
@@ -293,7 +304,17 @@ def member_remove(request: HttpRequest, membership: Membership, member_id: UUID)
         messages.success(request, f"You left {membership.organization.name}.")
         request.session.pop("last_org", None)
         return redirect("home")
-    messages.success(request, f"Removed {target.user.email}.")
+    text = f"Removed {target.user.email}."
+    if removed.invitations_revoked:
+        text += f" Their {removed.invitations_revoked} pending invitation(s) were revoked."
+    if removed.api_keys:
+        count = len(removed.api_keys)
+        text += (
+            f" The {count} API key(s) they created were revoked."
+            if removed.api_keys_revoked
+            else f" The {count} API key(s) they created still work (Settings lists them)."
+        )
+    messages.success(request, text)
     return redirect("members", org_slug=membership.organization.slug)
 
 

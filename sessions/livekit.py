@@ -125,11 +125,31 @@ def room_delete(*, url: str, api_key: str, api_secret: str, room_name: str) -> N
     try:
         aio.run(_room_delete(url=url, api_key=api_key, api_secret=api_secret, room_name=room_name))
     except Exception as error:  # any failure is reported; none may stop the session ending
-        detail = str(error).replace(api_secret, "****") if api_secret else str(error)
         raise LiveKitError(
-            f"LiveKit did not close room {room_name} ({type(error).__name__}: "
-            f"{detail or 'no detail'})"
+            f"LiveKit did not close room {room_name}: {error_classify(error)}"
         ) from None
+
+
+# Twirp error codes LiveKit may answer (livekit.api.ServerErrorCode); anything else is "unknown".
+_SERVER_CODES = frozenset(
+    value
+    for name, value in vars(livekit_api.twirp_client.ServerErrorCode).items()
+    if not name.startswith("_") and isinstance(value, str)
+)
+
+
+def error_classify(error: BaseException) -> str:
+    """What went wrong, in our words: the server's own text is never kept (the URL is the
+    organization's, and whatever answers there must not write into our timeline or logs)."""
+    if isinstance(error, livekit_api.twirp_client.ServerError):
+        code = error.code if error.code in _SERVER_CODES else "unknown"
+        status = error.status if isinstance(error.status, int) and 100 <= error.status < 600 else 0
+        return f"the server answered HTTP {status} ({code})"
+    if isinstance(error, TimeoutError):
+        return "the server did not answer in time"
+    if isinstance(error, OSError) or type(error).__module__.startswith("aiohttp"):
+        return f"the server could not be reached ({type(error).__name__})"
+    return f"the request failed ({type(error).__name__})"
 
 
 def sandbox_room_end(*, base_url: str, api_secret: str, room_name: str) -> bool:

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 # bitHuman's hosted embed page in Live mode; Test mode uses the sandbox's copy of it.
 BITHUMAN_EMBED_BASE_URL = "https://bithuman.ai"
 LIVEKIT_URL_SCHEMES = ("wss", "ws", "https", "http")
+LIVEKIT_SECURE_SCHEMES = ("wss", "https")
 
 
 def _actor_user(actor: Membership) -> User | None:
@@ -311,6 +312,13 @@ def _livekit_room_close(session: AgentSession) -> None:
                     "the organization's LiveKit settings changed since the session started; "
                     f"close room {session.room_name} in LiveKit yourself"
                 )
+            try:  # checked again at use: the name may resolve elsewhere by now
+                livekit_url_check(config.url)
+            except ApplicationError:
+                raise livekit.LiveKitError(
+                    f"LiveKit did not close room {session.room_name}: the LiveKit URL is not "
+                    "a public address"
+                ) from None
             livekit.room_delete(
                 url=config.url,
                 api_key=config.api_key,
@@ -426,7 +434,19 @@ def _livekit_url_clean(url: str) -> str:
         raise ApplicationError(
             "Give the LiveKit server URL, e.g. wss://your-project.livekit.cloud.", field="url"
         )
+    livekit_url_check(url)
     return url
+
+
+def livekit_url_check(url: str) -> None:
+    """The webhook URLs' address rules (activity.services.public_url_check): wss:// or
+    https://, a public host; ws:// and local servers only with WEBHOOK_ALLOW_LOCAL."""
+    activity_services.public_url_check(
+        url,
+        schemes=LIVEKIT_SECURE_SCHEMES,
+        local_schemes=LIVEKIT_URL_SCHEMES,
+        purpose="the LiveKit server must be on the public internet",
+    )
 
 
 def livekit_config_save(

@@ -82,7 +82,6 @@ API_PUBLIC = {"api/v1/", "api/v1/openapi.json", "api/v1/docs", "api/v1/<path:res
 NON_TENANT_PREFIXES = {
     "sandbox/": "the bitHuman simulator, authenticated by its own api-secret",
     "static/": "static files",
-    "media/": "uploaded media (served by the dev server only)",
 }
 
 
@@ -156,10 +155,24 @@ def _outbound_delivery(org: Organization, endpoint: Any = None) -> Any:
 
 # How to get a real object id of an organization for each URL parameter name.
 # Add an entry when a route introduces a new parameter.
+def _agent_with_media(org: Organization) -> Any:
+    from django.core.files.base import ContentFile
+
+    from tests.media import png_bytes, wav_bytes
+
+    return AgentFactory(
+        organization=org,
+        image=ContentFile(png_bytes(16), name="face.png"),
+        audio=ContentFile(wav_bytes(0.05), name="voice.wav"),
+    )
+
+
 PARAMETERS: dict[str, Callable[[Organization], Any]] = {
     "member_id": lambda org: MembershipFactory(organization=org, role=Role.MEMBER).public_id,
     "invitation_id": lambda org: InvitationFactory(organization=org).public_id,
-    "agent_id": lambda org: AgentFactory(organization=org).public_id,
+    # With an uploaded face and voice, so the media route has something to (not) serve.
+    "agent_id": lambda org: _agent_with_media(org).public_id,
+    "kind": lambda org: "face",
     "key_id": lambda org: ApiKeyFactory(organization=org).public_id,
     "revision_id": lambda org: PromptRevisionFactory(agent__organization=org).pk,
     "session_id": lambda org: AgentSessionFactory(agent__organization=org).public_id,

@@ -206,7 +206,8 @@ def test_api_routes_answer_404_for_other_organizations_objects(org, owner, other
 @pytest.mark.django_db
 def test_api_lists_show_only_the_keys_organization(org, other_org):
     intruder = api_client(other_org)
-    secrets_of_victim = [str(PARAMETERS[name](org)) for name in PARAMETERS]
+    ids = set(PARAMETERS) - {"kind"}  # "face" names no object
+    secrets_of_victim = [str(PARAMETERS[name](org)) for name in ids]
     for route in routes_of("api"):
         if has_object_parameters(route) or "GET" not in api_methods(route):
             continue

@@ -102,6 +102,7 @@ INPUTS: dict[str, tuple[str, str]] = {
     "actor_kind": (PLAIN, "user, api key, system or staff"),
     "api_key": (PLAIN, "the organization's own LiveKit key, a credential not a lookup"),
     "api_secret": (PLAIN, "a secret the organization pastes (bitHuman or LiveKit)"),
+    "api_keys": (PLAIN, "revoke or keep, removing a member: the keys are the removed member's"),
     "aspect_ratio": (PLAIN, "a choice"),
     "audio": (PLAIN, "an uploaded file"),
     "audio_base64": (PLAIN, "an uploaded file"),
@@ -453,7 +454,7 @@ def test_foreign_ids_in_api_query_strings_and_bodies(world, other_org):
 
 
 def test_another_organizations_idempotency_key_is_not_replayed(world, other_org):
-    """Idempotency keys are per organization: the victim's key replays nothing for anyone else,
+    """Idempotency keys are per API key: the victim's key replays nothing for anyone else,
     whether the body is the victim's or another (no `idempotency_key_reused` conflict)."""
     victim, intruder = api_client(world.org), api_client(other_org)
     body = {"name": "walker idem", "prompt": API_SAMPLES["prompt"]}

@@ -172,7 +172,7 @@ def test_idempotent_create_replays_and_detects_reuse(sandbox_api, org, api):
     assert Agent.objects.count() == 1
     reused = api.post("/agents", {**body, "name": "Twice"}, headers)
     _envelope(reused, 409, "idempotency_key_reused")
-    # Keys are per organization: the same key elsewhere is a new request.
+    # Keys are per API key: the same key elsewhere is a new request (see below).
     assert Agent.objects.count() == 1
 
 
@@ -183,6 +183,7 @@ def test_duplicate_while_the_first_runs_is_409(org, api):
     body = b'{"name": "Slow", "prompt": "p"}'
     ApiIdempotencyKey.objects.create(
         organization=org,
+        api_key=ApiKey.objects.get(),
         key="busy",
         request_hash=idempotency.request_fingerprint(
             method="POST", path="/api/v1/agents", body=body
@@ -272,6 +273,7 @@ def test_an_idempotency_key_older_than_a_day_is_forgotten(org, api):
     body = b'{"name": "Again", "prompt": "p"}'
     ApiIdempotencyKey.objects.create(
         organization=org,
+        api_key=ApiKey.objects.get(),
         key="old",
         request_hash=idempotency.request_fingerprint(
             method="POST", path="/api/v1/agents", body=body
@@ -295,3 +297,40 @@ def test_an_idempotency_key_older_than_a_day_is_forgotten(org, api):
     again = post()  # the new record replays now
     assert again["Idempotency-Replayed"] == "true" and again.json() == first.json()
     assert Agent.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_idempotency_keys_belong_to_one_api_key_and_come_after_the_scope_check(sandbox_api, org):
+    """A read-only key cannot replay another key's create answer (prompt included), and another
+    writing key with the same Idempotency-Key makes its own request."""
+    writer = ApiClient(make_key(org, scopes=["agents:write", "agents:read"]))
+    body = {"name": "Secretive", "prompt": "The private prompt"}
+    headers = {"Idempotency-Key": "shared-7"}
+    first = writer.post("/agents", body, headers)
+    assert first.status_code == 202
+    reader = ApiClient(make_key(org, scopes=["sessions:read"]))
+    refused = reader.post("/agents", body, headers)
+    error = _envelope(refused, 403, "forbidden")
+    assert "private prompt" not in refused.content.decode() and "scope" in error["message"]
+    assert "Idempotency-Replayed" not in refused
+    other_writer = ApiClient(make_key(org, scopes=["agents:write"]))
+    own = other_writer.post("/agents", body, headers)
+    assert own.status_code == 202 and "Idempotency-Replayed" not in own
+    assert own.json()["id"] != first.json()["id"]
+    assert Agent.objects.count() == 2
+    again = writer.post("/agents", body, headers)  # the first key still replays its own
+    assert again["Idempotency-Replayed"] == "true" and again.json() == first.json()
+
+
+@pytest.mark.parametrize("prompt", [" ", "\n\t  "])
+def test_a_blank_prompt_through_patch_is_a_422_not_an_upstream_error(org, api, prompt, caplog):
+    """A domain error of the service (nothing reached bitHuman) is the client's, in the
+    envelope, and nothing is logged as an error."""
+    agent = AgentFactory(organization=org, status=AgentStatus.READY, code="A77", system_prompt="Hi")
+    with caplog.at_level("INFO"):
+        response = api.patch(f"/agents/{agent.public_id}", {"system_prompt": prompt})
+    error = _envelope(response, 422, "validation_error")
+    assert error["details"]["fields"] == {"system_prompt": ["The prompt cannot be empty."]}
+    assert not [record for record in caplog.records if record.levelname in {"ERROR", "CRITICAL"}]
+    agent.refresh_from_db()
+    assert agent.system_prompt == "Hi"

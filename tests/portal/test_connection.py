@@ -186,3 +186,55 @@ def test_live_secret_saved_even_when_webhook_registration_is_refused(
     assert "did not register the portal&#x27;s webhook" in response.content.decode()
     connection = BithumanConnection.objects.get(organization=org)
     assert connection.mode == ConnectionMode.LIVE and connection.webhook_id == ""
+
+
+def test_a_captured_delivery_replayed_under_a_new_delivery_header_is_a_duplicate(
+    receiver, django_capture_on_commit_callbacks
+):
+    """The delivery header is not signed: deduplication keys on the event's id in the body."""
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        assert _deliver(receiver, BODY, delivery_id="evt_1").status_code == 200
+        replayed = _deliver(receiver, BODY, delivery_id="evt_forged_new_id")
+    assert replayed.status_code == 200 and replayed.json()["duplicate"] is True
+    assert len(queued) == 1
+    assert WebhookDelivery.objects.get().delivery_id == "evt_1"
+
+
+def _deliver_raw(connection, raw: bytes):
+    headers = webhooks.delivery_headers_build(
+        secret=connection.webhook_secret, raw_body=raw, event="agent.ready", delivery_id="evt_h"
+    )
+    return Client(raise_request_exception=False).post(
+        reverse("bithuman_webhook", args=[connection.receiver_token]),
+        data=raw,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"id": "evt_n", "event": "agent.ready", "data": {"progress": NaN}}',
+        b'{"id": "evt_i", "event": "agent.ready", "data": {"progress": Infinity}}',
+        b'{"id": "evt_s", "event": "agent.ready", "data": {"code": "\\ud800"}}',
+        b'{"id": "evt_\\udfff", "event": "agent.ready", "data": {}}',
+        b'{"id": 7, "event": "agent.ready", "data": {}}',
+        b'{"id": ["evt_l"], "event": "agent.ready", "data": {}}',
+        b'{"id": "evt_e", "event": {"a": 1}, "data": {}}',
+        b'{"id": "evt_d", "event": "agent.ready", "data": "not an object"}',
+        b'{"event": "agent.ready", "data": {}}',
+        b'["evt_list", "agent.ready"]',
+        b'"just a string"',
+        b"\xff\xfe not utf-8",
+        b'{"id": "evt_x", "event": "agent.ready", "data": {"code": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}",
+    ],
+)
+def test_a_signed_but_unusable_body_is_400_and_records_nothing(receiver, raw):
+    response = _deliver_raw(receiver, raw)
+    assert response.status_code == 400, response.content[:200]
+    assert not WebhookDelivery.objects.exists()

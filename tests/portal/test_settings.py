@@ -122,3 +122,42 @@ def test_every_local_state_file_lives_under_the_var_dir(tmp_path):
     assert len(paths) == 5
     for path in paths:
         assert path.startswith(str(tmp_path / "state")), path
+
+
+def test_the_dev_encryption_key_is_random_kept_under_var_and_not_the_dev_secret(tmp_path):
+    """In DEBUG without FIELD_ENCRYPTION_KEYS, the key is generated once and stored (0600) under
+    PORTAL_VAR_DIR; it does not derive from the committed dev secret key, which only remains
+    able to read what older checkouts encrypted."""
+    import base64
+    import hashlib
+
+    from cryptography.fernet import Fernet, InvalidToken
+
+    code = (
+        "from django.conf import settings as s; from portal import crypto;"
+        "print('keys', ','.join(s.FIELD_ENCRYPTION_KEYS), crypto.encrypt('sbx_dev_secret'))"
+    )
+    env = {
+        "DJANGO_DEBUG": "true",
+        "PORTAL_VAR_DIR": str(tmp_path / "var"),
+        "FIELD_ENCRYPTION_KEYS": "",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    first = _manage("shell", "-c", code, env=env)
+    assert first.returncode == 0, first.stderr
+    keys, token = first.stdout.split("keys ")[1].split()
+    second = _manage("shell", "-c", code, env=env)
+    assert (
+        second.stdout.split("keys ")[1].split()[0] == keys
+    )  # the same key on every start (web and worker)
+    stored = (tmp_path / "var" / "field-encryption.key").read_text().strip()
+    assert keys.split(",")[0] == stored
+    assert (tmp_path / "var" / "field-encryption.key").stat().st_mode & 0o777 == 0o600
+    dev_secret = "django-insecure-local-development-key-never-use-in-production"
+    derived = base64.urlsafe_b64encode(
+        hashlib.sha256(b"field-encryption:" + dev_secret.encode()).digest()
+    )
+    assert stored.encode() != derived
+    with pytest.raises(InvalidToken):
+        Fernet(derived).decrypt(token.encode())
+    assert Fernet(stored.encode()).decrypt(token.encode()) == b"sbx_dev_secret"

@@ -172,8 +172,11 @@ def assert_inert(response: Any, where: str) -> str:
     anything else is a download or JSON, which browsers do not render as a page."""
     assert response.status_code < 500, f"{where}: {response.status_code}"
     body = b"".join(response.streaming_content) if response.streaming else response.content
-    text = body.decode()
     content_type = response.get("Content-Type", "")
+    if content_type.startswith(("image/png", "image/jpeg", "image/webp", "audio/")):
+        _assert_media_inert(response, where)  # an uploaded file, never a page
+        return ""
+    text = body.decode()
     if content_type.startswith(("text/html", "image/svg+xml")):
         found = injections(text)
         assert not found, f"{where} renders the payload as markup: {found}"
@@ -183,6 +186,16 @@ def assert_inert(response: Any, where: str) -> str:
         if content_type.startswith("text/csv"):
             assert response["Content-Disposition"].startswith("attachment;"), where
     return text
+
+
+def _assert_media_inert(response: Any, where: str) -> None:
+    """An uploaded file (or none: hostile agents have no real file) is never a page: its own
+    media type, nosniff, and a sandboxing CSP of its own."""
+    assert response.status_code in (200, 404), where
+    if response.status_code == 200:
+        assert response["Content-Type"].startswith(("image/", "audio/")), where
+        assert response["X-Content-Type-Options"] == "nosniff", where
+        assert "sandbox" in response["Content-Security-Policy"], where
 
 
 def test_the_check_finds_every_kind_of_injection():
@@ -448,6 +461,7 @@ def seed_hostile(*, ready_agent: Callable[[Organization], Agent] | None = None) 
         "reply_id": [r.public_id for r in replies],
         "endpoint_id": [e.public_id for e in endpoints],
         "delivery_id": [d.public_id for d in deliveries],
+        "kind": ["face", "voice"],
     }
     return hostile_org
 
@@ -519,6 +533,9 @@ def test_every_page_and_fragment_keeps_hostile_text_inert(seeded):
             if response.status_code in (302, 405):
                 continue  # a redirect or a POST-only route: posted to below
             where = f"GET {path} {headers}"
+            if name == "agent_media":
+                _assert_media_inert(response, where)
+                continue
             text = assert_inert(response, where)
             assert response.status_code == 200, where
             if response["Content-Type"].startswith("text/html"):
