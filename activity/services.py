@@ -43,6 +43,7 @@ from activity.models import (
     WebhookEvent,
 )
 from agents import preflight
+from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership, Organization, User
 from portal.tenancy import Role, role_at_least
@@ -56,16 +57,6 @@ logger = logging.getLogger(__name__)
 request_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_ip", default=None)
 
 Actor = Membership | User | ApiKey | None
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    from axes.helpers import get_client_ip_address
-
-    address = get_client_ip_address(request)
-    try:
-        return str(ipaddress.ip_address(address)) if address else None
-    except ValueError:
-        return None
 
 
 def _actor_fields(actor: Actor) -> dict[str, Any]:

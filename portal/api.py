@@ -29,6 +29,7 @@ from pydantic import AfterValidator, Field
 
 from portal import outage, services
 from portal.bithuman import errors as bh_errors
+from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership
 from portal.tenancy import OrganizationSuspended, Role, organization_active_require
@@ -82,9 +83,7 @@ RATE_WINDOW_TTL = 90  # seconds a one-minute counter is kept
 
 
 def _auth_failures_key(request: HttpRequest) -> str:
-    from axes.helpers import get_client_ip_address  # honours AXES_PROXY_COUNT
-
-    return f"api:authfail:{get_client_ip_address(request) or 'unknown'}"
+    return f"api:authfail:{client_ip(request) or 'unknown'}"
 
 
 def _redis_backend() -> RedisCache | None:

@@ -7,12 +7,14 @@ production) defaults to false and then refuses to start without a real secret ke
 
 import base64
 import hashlib
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from python_ipware import IpWare
 
 env = environ.Env()
 
@@ -191,7 +193,20 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_CALLABLE = "portal.backends.axes_username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+# The client's address (portal/clientip.py): also used by the API throttles and the audit log.
+AXES_CLIENT_IP_CALLABLE = "portal.clientip.client_ip"
+# The reverse proxies in front of the portal, one entry per hop (address, network or prefix),
+# outermost first. Empty: the connecting address is the client.
+PORTAL_TRUSTED_PROXIES = env.list("PORTAL_TRUSTED_PROXIES", default=[])
+if "AXES_PROXY_COUNT" in os.environ:
+    raise ImproperlyConfigured(
+        "AXES_PROXY_COUNT was replaced by PORTAL_TRUSTED_PROXIES: list your reverse proxies' "
+        "addresses or networks (e.g. PORTAL_TRUSTED_PROXIES=172.16.0.0/12)."
+    )
+try:
+    IpWare(proxy_list=PORTAL_TRUSTED_PROXIES)
+except ValueError as _error:
+    raise ImproperlyConfigured(f"PORTAL_TRUSTED_PROXIES: {_error}") from None
 
 INVITATION_TTL = timedelta(days=7)
 # Expired, never-accepted invitations are deleted by housekeeping this long after expiring.
