@@ -45,6 +45,7 @@ from activity.models import (
 from agents import preflight
 from portal.clientip import client_ip
 from portal.errors import ApplicationError
+from portal.text import one_line_require
 from portal.models import ApiKey, Membership, Organization, User
 from portal.tenancy import Role, role_at_least
 
@@ -239,7 +240,7 @@ def webhook_endpoint_create(
         organization=actor.organization,
         url=url,
         events=_events_clean(events),
-        description=description.strip()[:200],
+        description=one_line_require(description, field="description").strip()[:200],
         secret=secret,
         created_by=actor.user if actor.user_id else None,
     )
@@ -274,7 +275,7 @@ def webhook_endpoint_update(
     }
     endpoint.url = url
     endpoint.events = _events_clean(events)
-    endpoint.description = description.strip()[:200]
+    endpoint.description = one_line_require(description, field="description").strip()[:200]
     if enabled and not endpoint.enabled:
         endpoint.disabled_reason = ""
         endpoint.failing_since = None

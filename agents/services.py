@@ -43,6 +43,7 @@ from portal import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.errors import ApplicationError
+from portal.text import one_line_require
 from portal.models import Membership, Organization, User
 from portal.tenancy import Role, organization_active_require, role_at_least
 
@@ -91,6 +92,7 @@ def agent_create(
     organization_active_require(actor.organization)
     if not name.strip():
         raise ApplicationError("Give the agent a name.", field="name")
+    one_line_require(name, field="name")
     if public_id is not None:
         existing = Agent.objects.for_org(actor.organization).filter(public_id=public_id).first()
         if existing is not None:

@@ -33,6 +33,7 @@ from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership
 from portal.tenancy import OrganizationSuspended, Role, organization_active_require
+from portal.text import ONE_LINE_MESSAGE, is_one_line
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,16 @@ def _text_clean(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_text_clean)]
+
+
+def _line_clean(value: str) -> str:
+    if not is_one_line(value):
+        raise ValueError(ONE_LINE_MESSAGE)
+    return value
+
+
+# A name or other one-line field: also no line breaks or control characters (portal.text).
+Line = Annotated[str, AfterValidator(_text_clean), AfterValidator(_line_clean)]
 
 
 MAX_OFFSET = 1_000_000_000

@@ -211,6 +211,10 @@ except ValueError as _error:
 INVITATION_TTL = timedelta(days=7)
 # Expired, never-accepted invitations are deleted by housekeeping this long after expiring.
 INVITATION_RETENTION = timedelta(days=30)
+# Invitations and resends (each sends an email): per inviter and per organization, per window.
+INVITATION_LIMIT_PER_INVITER = 20
+INVITATION_LIMIT_PER_ORGANIZATION = 50
+INVITATION_LIMIT_WINDOW = 3600  # seconds
 
 # --- Email --------------------------------------------------------------------------------------
 # consolemail:// prints messages (invitation and reset links) to the terminal (the local default);
