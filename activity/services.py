@@ -45,9 +45,9 @@ from activity.models import (
 from agents import preflight
 from portal.clientip import client_ip
 from portal.errors import ApplicationError
-from portal.text import one_line_require
 from portal.models import ApiKey, Membership, Organization, User
 from portal.tenancy import Role, role_at_least
+from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
 

@@ -43,9 +43,9 @@ from portal import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.errors import ApplicationError
-from portal.text import one_line_require
 from portal.models import Membership, Organization, User
 from portal.tenancy import Role, organization_active_require, role_at_least
+from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,6 @@ the same line, and invitations and resends are rate-limited per inviter and per 
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.core import mail
 from django.test import Client
