@@ -66,11 +66,8 @@ class SignupForm(NewPasswordMixin):
     field_order = ["full_name", "email", "password", "organization_name"]
 
     def clean_email(self) -> str:
+        # Never "this email has an account": sign-up answers alike for every address.
         email: str = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(
-                "An account with this email already exists. Log in instead."
-            )
         return email
 
 
@@ -148,4 +145,10 @@ class ApiKeyForm(forms.Form):
         label="Expires (optional)",
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+
+class EmailForm(forms.Form):
+    email = forms.EmailField(
+        label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email"})
     )

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from activity import services as activity_services
-from portal import throttle
+from portal import throttle, verification
 from portal.bithuman import webhooks
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import BithumanError
@@ -66,6 +66,7 @@ def _slug_unique(name: str) -> str:
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User) -> Organization:
+    verification.require_verified(owner, "create an organization")
     name = one_line_require(name, field="name").strip()
     if not name:
         raise ApplicationError("Give the organization a name.", field="name")
@@ -76,28 +77,27 @@ def organization_create(*, name: str, owner: User) -> Organization:
 
 
 @transaction.atomic
-def user_create(*, email: str, password: str | None, full_name: str = "") -> User:
+def user_create(
+    *, email: str, password: str | None, full_name: str = "", email_verified: bool = True
+) -> User:
+    """An account. `email_verified`: the caller knows the address is theirs (an invitation
+    link, an operator's command); sign-up passes False until the link is opened."""
     email = email_normalize(email)
     one_line_require(full_name, field="full_name")
     if User.objects.filter(email__iexact=email).exists():
         raise ApplicationError("An account with this email already exists.", field="email")
     try:
         with transaction.atomic():
-            return User.objects.create_user(email=email, password=password, full_name=full_name)
+            return User.objects.create_user(
+                email=email,
+                password=password,
+                full_name=full_name,
+                email_verified_at=timezone.now() if email_verified else None,
+            )
     except IntegrityError:  # a concurrent sign-up with the same email won the race
         raise ApplicationError(
             "An account with this email already exists.", field="email"
         ) from None
-
-
-@transaction.atomic
-def user_signup(
-    *, email: str, password: str, full_name: str, organization_name: str
-) -> tuple[User, Organization]:
-    """Sign up: the user and their first organization, of which they are the owner."""
-    user = user_create(email=email, password=password, full_name=full_name)
-    org = organization_create(name=organization_name, owner=user)
-    return user, org
 
 
 def _require(actor: Membership, minimum: str, action: str) -> None:
@@ -253,6 +253,8 @@ def invitation_create(
     *, actor: Membership, email: str, role: str, base_url: str
 ) -> IssuedInvitation:
     _require(actor, Role.ADMIN, "invite people")
+    if actor.user is not None:
+        verification.require_verified(actor.user, "invite people")
     org = actor.organization
     email = email_normalize(email)
     if role not in Role.values:

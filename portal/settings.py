@@ -215,6 +215,10 @@ INVITATION_RETENTION = timedelta(days=30)
 INVITATION_LIMIT_PER_INVITER = 20
 INVITATION_LIMIT_PER_ORGANIZATION = 50
 INVITATION_LIMIT_WINDOW = 3600  # seconds
+# Sign-up confirmation links: how long they work, and emails to one address per window.
+EMAIL_VERIFICATION_MAX_AGE = 3 * 24 * 3600  # seconds
+EMAIL_VERIFICATION_LIMIT = 3
+EMAIL_VERIFICATION_LIMIT_WINDOW = 3600  # seconds
 
 # --- Email --------------------------------------------------------------------------------------
 # consolemail:// prints messages (invitation and reset links) to the terminal (the local default);

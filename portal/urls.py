@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 
-from portal import health, views
+from portal import account_views, health, views
 from portal.api import api, api_index, api_not_found
 
 org_patterns: list[URLPattern | URLResolver] = [
@@ -41,6 +41,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
+    path("signup/sent/", account_views.signup_sent, name="signup_sent"),
+    path("signup/confirm/<str:token>/", account_views.signup_verify, name="signup_verify"),
+    path("account/confirm-email/", account_views.verification_resend, name="verification_resend"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
@@ -58,7 +61,7 @@ urlpatterns = [
     ),
     path(
         "reset/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(),
+        account_views.PasswordResetConfirmView.as_view(),
         name="password_reset_confirm",
     ),
     path(

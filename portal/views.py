@@ -20,7 +20,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from activity import views as activity_views
-from portal import selectors, services, tasks
+from portal import selectors, services, tasks, verification
+from portal.account_views import SIGNUP_EMAIL_SESSION
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import (
@@ -74,30 +75,34 @@ def home(request: HttpRequest) -> HttpResponseBase:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    """The same answer for a free and a taken address: "check your email" (portal.verification)."""
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user, org = services.user_signup(
+            verification.signup(
                 email=form.cleaned_data["email"],
                 password=form.cleaned_data["password"],
                 full_name=form.cleaned_data["full_name"],
                 organization_name=form.cleaned_data["organization_name"],
+                base_url=_base_url(request),
             )
         except ApplicationError as error:
             apply_error(form, error)
         else:
-            login(request, user, backend=AUTH_BACKEND)
-            messages.success(request, f"Welcome! {org.name} is ready.")
-            return redirect(_org_home(org.slug))
+            # Lets the confirmation link log in this browser (it knows the password).
+            request.session[SIGNUP_EMAIL_SESSION] = form.cleaned_data["email"]
+            return redirect("signup_sent")
     return render(request, "registration/signup.html", {"form": form})
 
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def organization_create(request: HttpRequest) -> HttpResponse:
-    form = OrganizationForm(request.POST or None)
+    if not request.user.email_verified_at:  # type: ignore[union-attr]
+        return render(request, "portal/verify_pending.html", {"email": request.user.email})  # type: ignore[union-attr]
+    form = OrganizationForm(request.POST or None, initial={"name": request.GET.get("name", "")})
     if request.method == "POST" and form.is_valid():
         try:
             org = services.organization_create(name=form.cleaned_data["name"], owner=request.user)  # type: ignore[arg-type]

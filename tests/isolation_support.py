@@ -61,6 +61,9 @@ ADMIN_PREFIX = "admin/"
 NON_TENANT_NAMES = {
     "home": "redirects to the user's own organization",
     "signup": "creates a new organization",
+    "signup_sent": "static page; its resend form answers alike for every address",
+    "signup_verify": "signed, expiring token bound to one account's address",
+    "verification_resend": "the user's own confirmation email",
     "login": "authentication",
     "logout": "authentication",
     "account": "the user's own profile",
