@@ -56,6 +56,11 @@ logger = logging.getLogger(__name__)
 # The client address of the request being served (set by activity.middleware), so services that
 # never see the request can still record where a person acted from.
 request_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_ip", default=None)
+# The staff member impersonating the request's user, if any (portal.impersonation): every entry
+# written meanwhile names them.
+request_impersonator: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_impersonator", default=None
+)
 
 Actor = Membership | User | ApiKey | None
 
@@ -117,10 +122,14 @@ def audit_record(
     ip = None
     if fields["actor_kind"] in (ActorKind.USER, ActorKind.STAFF):
         ip = client_ip(request) if request is not None else request_ip.get()
+    details = dict(details or {})
+    impersonator = request_impersonator.get()
+    if impersonator and not staff:
+        details["impersonated_by"] = impersonator
     return AuditEvent.objects.create(
         organization=org,
         action=action,
-        details=details or {},
+        details=details,
         ip_address=ip,
         **fields,
         **target_describe(target),

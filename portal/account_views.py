@@ -6,8 +6,10 @@ portal.impersonation.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import django_otp
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -15,11 +17,13 @@ from django.contrib.auth.decorators import login_required
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal import verification
+from portal import impersonation, twofactor, verification
 from portal.errors import ApplicationError
-from portal.forms import EmailForm, apply_error
+from portal.forms import EmailForm, OtpForm, apply_error
 from portal.models import User
 
 AUTH_BACKEND = "portal.backends.EmailBackend"
@@ -110,3 +114,130 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         if self.user is not None:
             verification.mark_verified(user=self.user)
         return response
+
+
+# --- Two-factor sign-in -------------------------------------------------------------------------
+
+OTP_PENDING_SESSION = "otp_pending"
+OTP_PENDING_SECONDS = 300
+OTP_ATTEMPTS = 5
+
+
+def otp_pending_set(request: HttpRequest, user: User, next_url: str) -> None:
+    """The password was right: remember who is signing in until they give their code."""
+    request.session[OTP_PENDING_SESSION] = {
+        "user": user.pk,
+        "backend": getattr(user, "backend", AUTH_BACKEND),
+        "next": next_url,
+        "until": time.time() + OTP_PENDING_SECONDS,
+        "failures": 0,
+    }
+
+
+def _otp_subject(request: HttpRequest) -> tuple[User | None, dict[str, Any]]:
+    """Who gives a code here: the person half-way through logging in, or a logged-in person
+    whose session has no second factor yet (an organization asks for one)."""
+    if request.user.is_authenticated:
+        return request.user, {"next": _safe_next(request)}  # type: ignore[return-value]
+    pending = request.session.get(OTP_PENDING_SESSION)
+    if not pending or pending.get("until", 0) < time.time():
+        return None, {}
+    return User.objects.filter(pk=pending["user"], is_active=True).first(), pending
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("home")
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def login_otp(request: HttpRequest) -> HttpResponse:
+    user, pending = _otp_subject(request)
+    if user is None:
+        messages.error(request, "Log in again: the sign-in took too long.")
+        request.session.pop(OTP_PENDING_SESSION, None)
+        return redirect("login")
+    if request.user.is_authenticated and request.user.is_verified():  # type: ignore[union-attr]
+        return redirect(pending["next"])
+    if not twofactor.enabled(user):
+        return redirect(reverse("two_factor") + f"?next={pending['next']}")
+    form = OtpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = twofactor.match(user=user, code=form.cleaned_data["code"])
+        if device is not None:
+            if not request.user.is_authenticated:
+                request.session.pop(OTP_PENDING_SESSION, None)
+                login(request, user, backend=pending["backend"])
+            django_otp.login(request, device)
+            return redirect(pending["next"])
+        form.add_error("code", "That code is not right.")
+        if not request.user.is_authenticated:
+            pending["failures"] = pending.get("failures", 0) + 1
+            if pending["failures"] >= OTP_ATTEMPTS:
+                request.session.pop(OTP_PENDING_SESSION, None)
+                messages.error(request, "Too many wrong codes. Log in again.")
+                return redirect("login")
+            request.session[OTP_PENDING_SESSION] = pending
+    return render(request, "registration/login_otp.html", {"form": form, "next": pending["next"]})
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """Turn two-factor sign-in on (scan, type a code, keep the recovery codes) or off, and
+    renew the recovery codes."""
+    user: User = request.user  # type: ignore[assignment]
+    action = request.POST.get("action", "")
+    form = OtpForm(request.POST or None)
+    codes: list[str] = []
+    if request.method == "POST" and form.is_valid():
+        code = form.cleaned_data["code"]
+        try:
+            if action == "confirm":
+                codes = twofactor.setup_confirm(user=user, code=code)
+                device = twofactor.match_confirmed_app(user=user)
+                if device is not None:
+                    django_otp.login(request, device)  # this session has shown a second factor
+                messages.success(request, "Two-factor sign-in is on.")
+            elif action == "renew":
+                codes = twofactor.recovery_codes_renew(user=user, code=code)
+                messages.success(request, "New recovery codes: the old ones no longer work.")
+            elif action == "disable":
+                twofactor.disable(user=user, code=code)
+                messages.success(request, "Two-factor sign-in is off.")
+                return redirect("two_factor")
+        except ApplicationError as error:
+            apply_error(form, error)
+    enabled = twofactor.enabled(user)
+    context: dict[str, Any] = {
+        "enabled": enabled,
+        "form": form,
+        "codes": codes,
+        "next": _safe_next(request) if request.GET.get("next") else "",
+        "requiring": twofactor.organizations_requiring(user),
+    }
+    if enabled:
+        context["codes_left"] = twofactor.recovery_codes_left(user)
+    else:
+        device = twofactor.setup_device(user)
+        context["qr"] = twofactor.qr_data_uri(device)
+        context["secret"] = twofactor.secret_text(device)
+    status = 400 if request.method == "POST" and form.errors else 200
+    return render(request, "portal/two_factor.html", context, status=status)
+
+
+# --- Staff impersonation ------------------------------------------------------------------------
+
+
+@require_POST
+def impersonation_stop(request: HttpRequest) -> HttpResponse:
+    """The banner's "Stop" button: back to the staff member's own session."""
+    if not request.session.get(impersonation.SESSION_KEY):
+        return redirect("home")
+    impersonation.stop(request, why="stopped")
+    messages.success(request, "You are back in your own account.")
+    return redirect("admin:index")

@@ -94,6 +94,8 @@ class Organization(models.Model):
     # is the one check.
     suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
     suspended_reason = models.CharField(max_length=300, blank=True, editable=False)
+    # Members must sign in with a second factor (portal.twofactor) to see the organization.
+    require_two_factor = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

@@ -65,6 +65,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "ninja",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "portal",
     "portal.sandbox",
     "agents",
@@ -85,8 +88,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): signed in with a second factor (portal.twofactor).
+    "django_otp.middleware.OTPMiddleware",
     "activity.middleware.AuditRequestMiddleware",  # client address for the audit log
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Staff impersonation: the time box, the banner's data, the audit of every write.
+    "portal.impersonation.ImpersonationMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -111,6 +118,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.organizations",
+                "portal.context_processors.impersonation",
             ],
         },
     },
@@ -207,6 +215,12 @@ try:
     IpWare(proxy_list=PORTAL_TRUSTED_PROXIES)
 except ValueError as _error:
     raise ImproperlyConfigured(f"PORTAL_TRUSTED_PROXIES: {_error}") from None
+
+# Staff impersonation (portal/impersonation.py) ends by itself after this many minutes.
+IMPERSONATION_MINUTES = env.int("IMPERSONATION_MINUTES", default=30)
+
+# Two-factor sign-in (django-otp): the name authenticator apps show.
+OTP_TOTP_ISSUER = "bitHuman Portal"
 
 INVITATION_TTL = timedelta(days=7)
 # Expired, never-accepted invitations are deleted by housekeeping this long after expiring.

@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from activity import views as activity_views
-from portal import selectors, services, tasks, verification
+from portal import account_views, selectors, services, tasks, twofactor, verification
 from portal.account_views import SIGNUP_EMAIL_SESSION
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
@@ -55,8 +56,18 @@ def _org_home(org_slug: str) -> str:
 
 
 class LoginView(auth_views.LoginView):
+    """Email and password; people with two-factor sign-in then give a code (login_otp) before
+    the session is theirs."""
+
     form_class = LoginForm
     redirect_authenticated_user = True
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        user = form.get_user()
+        if twofactor.enabled(user):  # type: ignore[arg-type]
+            account_views.otp_pending_set(self.request, user, self.get_success_url())  # type: ignore[arg-type]
+            return redirect("login_otp")
+        return super().form_valid(form)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -122,7 +133,8 @@ def account(request: HttpRequest) -> HttpResponse:
         form.save()
         messages.success(request, "Your account was updated.")
         return redirect("account")
-    return render(request, "portal/account.html", {"form": form})
+    context = {"form": form, "two_factor_enabled": twofactor.enabled(request.user)}  # type: ignore[arg-type]
+    return render(request, "portal/account.html", context)
 
 
 # --- Invitations (the link in the email) --------------------------------------------------------
@@ -386,6 +398,21 @@ def org_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
             messages.success(request, "Settings saved.")
             return redirect("org_settings", org_slug=membership.organization.slug)
     return _settings_page(request, membership, form=form, status=400)
+
+
+@org_view({"POST": Role.OWNER})
+def org_two_factor(request: HttpRequest, membership: Membership) -> HttpResponse:
+    try:
+        twofactor.organization_require(
+            actor=membership,
+            required=request.POST.get("require_two_factor") == "on",
+            actor_verified=request.user.is_verified(),  # type: ignore[union-attr]
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "Two-factor sign-in settings saved.")
+    return redirect(reverse("org_settings", args=[membership.organization.slug]) + "#security")
 
 
 @org_view({"POST": Role.OWNER})
