@@ -9,6 +9,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from portal.models import Membership
@@ -105,7 +106,9 @@ def test_signup_invite_accept_switch_and_member_limits(
 
 
 def test_login_page_and_logout(live_server, page: Page, django_user_model, csp_violations):
-    django_user_model.objects.create_user(email="lara@example.com", password="laras-password-3")
+    django_user_model.objects.create_user(
+        email="lara@example.com", password="laras-password-3", email_verified_at=timezone.now()
+    )
     page.goto(live_server.url + "/")
     page.locator("main").get_by_label("Email").fill("LARA@example.com")
     page.locator("main").get_by_label("Password").fill("laras-password-3")
