@@ -138,7 +138,7 @@ def _otp_subject(request: HttpRequest) -> tuple[User | None, dict[str, Any]]:
     """Who gives a code here: the person half-way through logging in, or a logged-in person
     whose session has no second factor yet (an organization asks for one)."""
     if request.user.is_authenticated:
-        return request.user, {"next": _safe_next(request)}  # type: ignore[return-value]
+        return request.user, {"next": _safe_next(request)}
     pending = request.session.get(OTP_PENDING_SESSION)
     if not pending or pending.get("until", 0) < time.time():
         return None, {}
@@ -161,7 +161,7 @@ def login_otp(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Log in again: the sign-in took too long.")
         request.session.pop(OTP_PENDING_SESSION, None)
         return redirect("login")
-    if request.user.is_authenticated and request.user.is_verified():  # type: ignore[union-attr]
+    if request.user.is_authenticated and request.user.is_verified():  # type: ignore[attr-defined]
         return redirect(pending["next"])
     if not twofactor.enabled(user):
         return redirect(reverse("two_factor") + f"?next={pending['next']}")

@@ -107,7 +107,7 @@ class UserAdmin(BaseUserAdmin):
         url = reverse("admin:portal_user_impersonate", args=[obj.pk])
         return format_html('<a class="button" href="{}">See the portal as this user</a>', url)
 
-    def get_urls(self) -> list[URLPattern]:  # type: ignore[override]
+    def get_urls(self) -> list[URLPattern]:
         own = [
             path(
                 "<path:object_id>/impersonate/",
@@ -115,7 +115,7 @@ class UserAdmin(BaseUserAdmin):
                 name="portal_user_impersonate",
             )
         ]
-        return own + super().get_urls()  # type: ignore[operator]
+        return own + super().get_urls()
 
     def impersonate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Start an impersonation (portal.impersonation), with a written reason."""

@@ -64,8 +64,8 @@ class LoginView(auth_views.LoginView):
 
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         user = form.get_user()
-        if twofactor.enabled(user):  # type: ignore[arg-type]
-            account_views.otp_pending_set(self.request, user, self.get_success_url())  # type: ignore[arg-type]
+        if twofactor.enabled(user):
+            account_views.otp_pending_set(self.request, user, self.get_success_url())
             return redirect("login_otp")
         return super().form_valid(form)
 

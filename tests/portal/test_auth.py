@@ -24,7 +24,10 @@ def test_anonymous_root_serves_the_front_page_with_login_and_signup():
     assert 'name="username"' in html and f'href="{reverse("signup")}"' in html
 
 
-def _signup(client, email="Ada@Example.com", password="analytical-engine-1843", org="Engines"):
+SIGNUP_PASSWORD = "analytical-engine-1843"
+
+
+def _signup(client, email="Ada@Example.com", password=SIGNUP_PASSWORD, org="Engines"):
     return client.post(
         reverse("signup"),
         {

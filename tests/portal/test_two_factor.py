@@ -30,7 +30,8 @@ def _no_backoff(settings):
 def code_for(device: TOTPDevice, offset: int = 1) -> str:
     """What the authenticator app shows, computed as the app does (RFC 6238). A code is used
     once: after the setup's (offset 0), the next one is a step later, within the tolerance."""
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=offset):0{device.digits}d}"
+    value = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=offset)
+    return f"{value:0{device.digits}d}"
 
 
 def setup(client: Client, user) -> list[str]:
