@@ -17,6 +17,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
 from portal import impersonation, services
 from portal.errors import ApplicationError
 from portal.models import Invitation, Membership, Organization, User
@@ -284,3 +287,10 @@ class InvitationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         # Invitations are created from the members page, which emails the one-time link.
         return False
+
+
+# django-otp's own admin pages would show staff every person's TOTP secret (as a QR code) and
+# recovery codes: not registered. A person who lost both resets with a staff member's help from
+# their user page ("Turn off two-factor sign-in").
+admin.site.unregister(TOTPDevice)
+admin.site.unregister(StaticDevice)

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from portal.errors import ApplicationError
+from portal.outage import DATABASE_ERRORS
 from portal.models import Membership, Organization, User
 
 SESSION_KEY = "impersonation"
@@ -120,7 +121,10 @@ class ImpersonationMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         session = getattr(request, "session", None)
-        data = session.get(SESSION_KEY) if session is not None else None
+        try:
+            data = session.get(SESSION_KEY) if session is not None else None
+        except DATABASE_ERRORS:  # the database is down: the view's own query answers 503
+            data = None
         if not data:
             return self.get_response(request)
         if not request.user.is_authenticated or request.user.pk != data["user_id"]:

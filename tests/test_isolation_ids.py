@@ -103,6 +103,7 @@ INPUTS: dict[str, tuple[str, str]] = {
     "api_key": (PLAIN, "the organization's own LiveKit key, a credential not a lookup"),
     "api_secret": (PLAIN, "a secret the organization pastes (bitHuman or LiveKit)"),
     "aspect_ratio": (PLAIN, "a choice"),
+    "require_two_factor": (PLAIN, "on or off: the organization's own setting"),
     "audio": (PLAIN, "an uploaded file"),
     "audio_base64": (PLAIN, "an uploaded file"),
     "audio_url": (PLAIN, "a public https URL fetched by pre-flight, not an object lookup"),
