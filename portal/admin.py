@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from portal import impersonation, services
+from portal import impersonation, services, twofactor
 from portal.errors import ApplicationError
 from portal.models import Invitation, Membership, Organization, User
 
@@ -102,6 +102,26 @@ class UserAdmin(BaseUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     inlines = [MembershipInline]
+    actions = ["two_factor_turn_off"]
+
+    @admin.action(description="Turn off two-factor sign-in (lost phone and recovery codes)")
+    def two_factor_turn_off(self, request: HttpRequest, queryset: Any) -> None:
+        from activity import services as activity_services
+
+        for user in queryset:
+            if not twofactor.enabled(user):
+                continue
+            twofactor.reset(user=user)
+            for membership in Membership.objects.filter(user=user).select_related("organization"):
+                activity_services.audit_record(
+                    org=membership.organization,
+                    actor=request.user,  # type: ignore[arg-type]
+                    staff=True,
+                    action="staff.changed",
+                    target=membership,
+                    details={"two_factor": "turned off by staff"},
+                )
+        self.message_user(request, "Two-factor sign-in is off for the selected users.")
 
     @admin.display(description="Impersonate")
     def impersonate(self, obj: User) -> str:

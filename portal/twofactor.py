@@ -100,6 +100,12 @@ def disable(*, user: User, code: str) -> None:
     StaticDevice.objects.filter(user=user).delete()
 
 
+def reset(*, user: User) -> None:
+    """Staff, for someone who lost both their phone and their recovery codes."""
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+
+
 @transaction.atomic
 def recovery_codes_renew(*, user: User, code: str) -> list[str]:
     if not enabled(user):

@@ -150,3 +150,18 @@ def test_a_foreign_organization_requiring_it_still_answers_404(other_org, member
     other_org.save()
     response = client_for(member).get(reverse("org_home", args=[other_org.slug]))
     assert response.status_code == 404
+
+
+def test_staff_turn_it_off_for_someone_who_lost_everything(member):
+    from portal.models import User
+
+    setup(client_for(member), member.user)
+    staff = User.objects.create_superuser(email="ops@example.com", password="staff-password-1")
+    response = client_for(staff).post(
+        reverse("admin:portal_user_changelist"),
+        {"action": "two_factor_turn_off", "_selected_action": [member.user.pk]},
+    )
+    assert response.status_code == 302
+    assert not twofactor.enabled(member.user)
+    event = AuditEvent.objects.for_org(member.organization).get(action="staff.changed")
+    assert event.actor_kind == "staff" and event.details == {"two_factor": "turned off by staff"}
