@@ -20,8 +20,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from portal.errors import ApplicationError
-from portal.outage import DATABASE_ERRORS
 from portal.models import Membership, Organization, User
+from portal.outage import DATABASE_ERRORS
 
 SESSION_KEY = "impersonation"
 AUTH_BACKEND = "portal.backends.EmailBackend"
