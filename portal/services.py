@@ -363,6 +363,7 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     ).update(accepted_at=now, accepted_by=user)
     if not claimed:
         raise ApplicationError("This invitation has already been used.")
+    verification.mark_verified(user=user)  # the link was emailed to this address
     membership, _created = Membership.objects.get_or_create(
         organization=invitation.organization, user=user, defaults={"role": invitation.role}
     )
