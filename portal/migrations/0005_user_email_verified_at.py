@@ -13,7 +13,7 @@ def existing_users_verified(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0003_api_keys'),
+        ('portal', '0004_organization_suspension'),
     ]
 
     operations = [
