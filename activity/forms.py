@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from activity.models import ActorKind, AuditAction, WebhookEvent
+from portal.forms import single_line
 
 
 class AuditFilterForm(forms.Form):
@@ -28,7 +29,7 @@ class WebhookEndpointForm(forms.Form):
     url = forms.URLField(
         label="URL", max_length=500, assume_scheme="https", help_text="A public https:// address."
     )
-    description = forms.CharField(required=False, max_length=200)
+    description = forms.CharField(required=False, max_length=200, validators=[single_line])
     events = forms.MultipleChoiceField(
         choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple
     )

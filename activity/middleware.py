@@ -8,6 +8,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from activity import services
+from portal.clientip import client_ip
 
 
 class AuditRequestMiddleware:
@@ -15,7 +16,7 @@ class AuditRequestMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        token = services.request_ip.set(services.client_ip(request))
+        token = services.request_ip.set(client_ip(request))
         try:
             return self.get_response(request)
         finally:

@@ -59,6 +59,10 @@ class AuditAction(models.TextChoices):
     STAFF_ADDED = "staff.added", "Staff added an object"
     STAFF_CHANGED = "staff.changed", "Staff changed an object"
     STAFF_DELETED = "staff.deleted", "Staff deleted an object"
+    TWO_FACTOR_REQUIRED = "organization.two_factor", "Two-factor requirement changed"
+    IMPERSONATION_STARTED = "impersonation.started", "Staff impersonation started"
+    IMPERSONATION_ENDED = "impersonation.ended", "Staff impersonation ended"
+    IMPERSONATION_WRITE = "impersonation.write", "Change made by impersonating staff"
 
 
 class AppendOnlyError(Exception):

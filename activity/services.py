@@ -43,9 +43,11 @@ from activity.models import (
     WebhookEvent,
 )
 from agents import preflight
+from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership, Organization, User
 from portal.tenancy import Role, role_at_least
+from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +56,13 @@ logger = logging.getLogger(__name__)
 # The client address of the request being served (set by activity.middleware), so services that
 # never see the request can still record where a person acted from.
 request_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_ip", default=None)
+# The staff member impersonating the request's user, if any (portal.impersonation): every entry
+# written meanwhile names them.
+request_impersonator: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_impersonator", default=None
+)
 
 Actor = Membership | User | ApiKey | None
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    from axes.helpers import get_client_ip_address
-
-    address = get_client_ip_address(request)
-    try:
-        return str(ipaddress.ip_address(address)) if address else None
-    except ValueError:
-        return None
 
 
 def _actor_fields(actor: Actor) -> dict[str, Any]:
@@ -125,10 +122,14 @@ def audit_record(
     ip = None
     if fields["actor_kind"] in (ActorKind.USER, ActorKind.STAFF):
         ip = client_ip(request) if request is not None else request_ip.get()
+    details = dict(details or {})
+    impersonator = request_impersonator.get()
+    if impersonator and not staff:
+        details["impersonated_by"] = impersonator
     return AuditEvent.objects.create(
         organization=org,
         action=action,
-        details=details or {},
+        details=details,
         ip_address=ip,
         **fields,
         **target_describe(target),
@@ -265,7 +266,7 @@ def webhook_endpoint_create(
         organization=actor.organization,
         url=url,
         events=_events_clean(events),
-        description=description.strip()[:200],
+        description=one_line_require(description, field="description").strip()[:200],
         secret=secret,
         created_by=actor.user if actor.user_id else None,
     )
@@ -300,7 +301,7 @@ def webhook_endpoint_update(
     }
     endpoint.url = url
     endpoint.events = _events_clean(events)
-    endpoint.description = description.strip()[:200]
+    endpoint.description = one_line_require(description, field="description").strip()[:200]
     if enabled and not endpoint.enabled:
         endpoint.disabled_reason = ""
         endpoint.failing_since = None

@@ -8,13 +8,14 @@ from typing import Any
 from django import forms
 
 from agents.models import AgentModel, AspectRatio, Framing
+from portal.forms import single_line
 
 
 class AgentForm(forms.Form):
     # The form's own id becomes the agent's public id: a double click or a resubmitted form
     # finds the first agent instead of paying for a second one.
     submission_id = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
-    name = forms.CharField(label="Name", max_length=100)
+    name = forms.CharField(label="Name", max_length=100, validators=[single_line])
     system_prompt = forms.CharField(
         label="Prompt",
         required=False,

@@ -8,13 +8,13 @@ from typing import Literal
 from ninja import Schema
 from pydantic import Field
 
-from portal.api import MAX_OFFSET, Text
+from portal.api import MAX_OFFSET, Line, Text
 
 ModelName = Literal["expression-1", "essence-1", "essence-2", "expression-2"]
 
 
 class AgentIn(Schema):
-    name: Text = Field(
+    name: Line = Field(
         min_length=1,
         max_length=100,
         description="Display name of the agent in the portal (1-100 characters).",

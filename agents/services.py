@@ -45,6 +45,7 @@ from portal.bithuman import types as bh
 from portal.errors import ApplicationError
 from portal.models import Membership, Organization, User
 from portal.tenancy import Role, organization_active_require, role_at_least
+from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def agent_create(
     organization_active_require(actor.organization)
     if not name.strip():
         raise ApplicationError("Give the agent a name.", field="name")
+    one_line_require(name, field="name")
     if public_id is not None:
         existing = Agent.objects.for_org(actor.organization).filter(public_id=public_id).first()
         if existing is not None:

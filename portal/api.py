@@ -29,9 +29,11 @@ from pydantic import AfterValidator, Field
 
 from portal import outage, services
 from portal.bithuman import errors as bh_errors
+from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership
 from portal.tenancy import OrganizationSuspended, Role, organization_active_require
+from portal.text import ONE_LINE_MESSAGE, is_one_line
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +84,7 @@ RATE_WINDOW_TTL = 90  # seconds a one-minute counter is kept
 
 
 def _auth_failures_key(request: HttpRequest) -> str:
-    from axes.helpers import get_client_ip_address  # honours AXES_PROXY_COUNT
-
-    return f"api:authfail:{get_client_ip_address(request) or 'unknown'}"
+    return f"api:authfail:{client_ip(request) or 'unknown'}"
 
 
 def _redis_backend() -> RedisCache | None:
@@ -231,6 +231,16 @@ def _text_clean(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_text_clean)]
+
+
+def _line_clean(value: str) -> str:
+    if not is_one_line(value):
+        raise ValueError(ONE_LINE_MESSAGE)
+    return value
+
+
+# A name or other one-line field: also no line breaks or control characters (portal.text).
+Line = Annotated[str, AfterValidator(_text_clean), AfterValidator(_line_clean)]
 
 
 MAX_OFFSET = 1_000_000_000

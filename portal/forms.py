@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from django import forms
@@ -13,6 +12,7 @@ from django.core.exceptions import ValidationError
 from portal.errors import ApplicationError
 from portal.models import ApiScope, User
 from portal.tenancy import Role, roles_grantable_by
+from portal.text import ONE_LINE_MESSAGE, is_one_line
 
 
 def apply_error(form: forms.Form, error: ApplicationError) -> None:
@@ -22,10 +22,9 @@ def apply_error(form: forms.Form, error: ApplicationError) -> None:
 
 
 def single_line(value: str) -> None:
-    """A name shown in titles and email subjects: no line breaks or other control characters
-    (a line break in an email subject makes sending fail)."""
-    if any(unicodedata.category(character) == "Cc" for character in value):
-        raise ValidationError("Use one line of text, without line breaks or control characters.")
+    """A name shown in titles, email subjects and bodies: one line (portal.text)."""
+    if not is_one_line(value):
+        raise ValidationError(ONE_LINE_MESSAGE)
 
 
 class LoginForm(AuthenticationForm):
@@ -54,7 +53,9 @@ class NewPasswordMixin(forms.Form):
 
 
 class SignupForm(NewPasswordMixin):
-    full_name = forms.CharField(label="Your name", max_length=150, required=False)
+    full_name = forms.CharField(
+        label="Your name", max_length=150, required=False, validators=[single_line]
+    )
     email = forms.EmailField(
         label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email"})
     )
@@ -65,16 +66,15 @@ class SignupForm(NewPasswordMixin):
     field_order = ["full_name", "email", "password", "organization_name"]
 
     def clean_email(self) -> str:
+        # Never "this email has an account": sign-up answers alike for every address.
         email: str = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(
-                "An account with this email already exists. Log in instead."
-            )
         return email
 
 
 class InvitationSignupForm(NewPasswordMixin):
-    full_name = forms.CharField(label="Your name", max_length=150, required=False)
+    full_name = forms.CharField(
+        label="Your name", max_length=150, required=False, validators=[single_line]
+    )
 
     field_order = ["full_name", "password"]
 
@@ -119,6 +119,10 @@ class AccountForm(forms.ModelForm):
         fields = ["full_name"]
         labels = {"full_name": "Your name"}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["full_name"].validators.append(single_line)
+
 
 class LiveConnectionForm(forms.Form):
     api_secret = forms.CharField(
@@ -130,7 +134,7 @@ class LiveConnectionForm(forms.Form):
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(label="Key name", max_length=100)
+    name = forms.CharField(label="Key name", max_length=100, validators=[single_line])
     scopes = forms.MultipleChoiceField(
         label="Scopes",
         choices=ApiScope.choices,
@@ -141,4 +145,21 @@ class ApiKeyForm(forms.Form):
         label="Expires (optional)",
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+
+class EmailForm(forms.Form):
+    email = forms.EmailField(
+        label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+
+
+class OtpForm(forms.Form):
+    code = forms.CharField(
+        label="Code",
+        max_length=20,
+        help_text="The 6 digits your authenticator app shows, or one of your recovery codes.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}
+        ),
     )

@@ -38,6 +38,7 @@ class UserManager(BaseUserManager["User"]):
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
         extra.setdefault("is_staff", True)
         extra.setdefault("is_superuser", True)
+        extra.setdefault("email_verified_at", timezone.now())
         return self.create_user(email, password, **extra)
 
 
@@ -49,6 +50,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="Can log into the staff admin site.")
     date_joined = models.DateTimeField(default=timezone.now)
+    # Set when the person proved they read this address (the sign-up link, an invitation link,
+    # a password reset). Until then they may not create organizations or invite anyone.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -71,6 +75,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     def get_full_name(self) -> str:
         return self.full_name or self.email
 
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
     def get_short_name(self) -> str:
         return self.full_name or self.email
 
@@ -86,6 +94,8 @@ class Organization(models.Model):
     # is the one check.
     suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
     suspended_reason = models.CharField(max_length=300, blank=True, editable=False)
+    # Members must sign in with a second factor (portal.twofactor) to see the organization.
+    require_two_factor = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from activity import services as activity_services
+from portal import throttle, verification
 from portal.bithuman import webhooks
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import BithumanError
@@ -49,6 +50,7 @@ from portal.models import (
 )
 from portal.sandbox import services as sandbox_services
 from portal.tenancy import ROLE_RANK, Role, role_at_least, roles_grantable_by
+from portal.text import one_line_quote, one_line_require
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,8 @@ def _slug_unique(name: str) -> str:
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User) -> Organization:
-    name = name.strip()
+    verification.require_verified(owner, "create an organization")
+    name = one_line_require(name, field="name").strip()
     if not name:
         raise ApplicationError("Give the organization a name.", field="name")
     org = Organization.objects.create(name=name, slug=_slug_unique(name))
@@ -75,27 +78,27 @@ def organization_create(*, name: str, owner: User) -> Organization:
 
 
 @transaction.atomic
-def user_create(*, email: str, password: str | None, full_name: str = "") -> User:
+def user_create(
+    *, email: str, password: str | None, full_name: str = "", email_verified: bool = True
+) -> User:
+    """An account. `email_verified`: the caller knows the address is theirs (an invitation
+    link, an operator's command); sign-up passes False until the link is opened."""
     email = email_normalize(email)
+    one_line_require(full_name, field="full_name")
     if User.objects.filter(email__iexact=email).exists():
         raise ApplicationError("An account with this email already exists.", field="email")
     try:
         with transaction.atomic():
-            return User.objects.create_user(email=email, password=password, full_name=full_name)
+            return User.objects.create_user(
+                email=email,
+                password=password,
+                full_name=full_name,
+                email_verified_at=timezone.now() if email_verified else None,
+            )
     except IntegrityError:  # a concurrent sign-up with the same email won the race
         raise ApplicationError(
             "An account with this email already exists.", field="email"
         ) from None
-
-
-@transaction.atomic
-def user_signup(
-    *, email: str, password: str, full_name: str, organization_name: str
-) -> tuple[User, Organization]:
-    """Sign up: the user and their first organization, of which they are the owner."""
-    user = user_create(email=email, password=password, full_name=full_name)
-    org = organization_create(name=organization_name, owner=user)
-    return user, org
 
 
 def _require(actor: Membership, minimum: str, action: str) -> None:
@@ -105,7 +108,7 @@ def _require(actor: Membership, minimum: str, action: str) -> None:
 
 def organization_rename(*, actor: Membership, name: str) -> Organization:
     _require(actor, Role.OWNER, "rename the organization")
-    name = name.strip()
+    name = one_line_require(name, field="name").strip()
     if not name:
         raise ApplicationError("Give the organization a name.", field="name")
     org = actor.organization
@@ -262,18 +265,50 @@ def invitation_link(*, base_url: str, token: str) -> str:
 
 
 def _invitation_send(*, invitation: Invitation, token: str, base_url: str) -> IssuedInvitation:
+    """The invitation email. Whatever people wrote (names) only ever follows a fixed label on
+    the same line, flattened to one line and shortened: no user text can start a line of its
+    own, so nobody can make the portal's email say something of theirs."""
     link = invitation_link(base_url=base_url, token=token)
-    context = {"invitation": invitation, "link": link, "ttl_days": settings.INVITATION_TTL.days}
-    send_mail(
-        # One line: names saved before forms refused line breaks would make send_mail fail.
-        subject=" ".join(
-            f"You are invited to {invitation.organization.name} on bitHuman Portal".split()
+    inviter = invitation.invited_by
+    organization = one_line_quote(invitation.organization.name, limit=100)
+    context = {
+        "organization": organization,
+        "inviter": (
+            f"{one_line_quote(inviter.full_name, limit=80)} ({inviter.email})".lstrip()
+            if inviter and inviter.full_name
+            else (inviter.email if inviter else "an administrator")
         ),
+        "role": invitation.get_role_display(),
+        "link": link,
+        "ttl_days": settings.INVITATION_TTL.days,
+    }
+    send_mail(
+        subject=f"You are invited to {organization} on bitHuman Portal",
         message=render_to_string("portal/emails/invitation.txt", context),
         from_email=None,
         recipient_list=[invitation.email],
     )
     return IssuedInvitation(invitation=invitation, token=token, link=link)
+
+
+def _invitations_throttle(actor: Membership, *, field: str | None = None) -> None:
+    """Invitations and resends share two budgets: the inviter's and the organization's."""
+    window = settings.INVITATION_LIMIT_WINDOW
+    throttle.require(
+        [
+            (
+                throttle.Limit("invite:user", settings.INVITATION_LIMIT_PER_INVITER, window),
+                str(actor.user_id),
+                "You have sent too many invitations for now.",
+            ),
+            (
+                throttle.Limit("invite:org", settings.INVITATION_LIMIT_PER_ORGANIZATION, window),
+                str(actor.organization_id),
+                "This organization has sent too many invitations for now.",
+            ),
+        ],
+        field=field,
+    )
 
 
 def _token_new() -> tuple[str, str]:
@@ -286,6 +321,8 @@ def invitation_create(
     *, actor: Membership, email: str, role: str, base_url: str
 ) -> IssuedInvitation:
     _require(actor, Role.ADMIN, "invite people")
+    if actor.user is not None:
+        verification.require_verified(actor.user, "invite people")
     org = actor.organization
     email = email_normalize(email)
     if role not in Role.values:
@@ -303,6 +340,7 @@ def invitation_create(
         raise ApplicationError(
             "This email already has a pending invitation: resend it instead.", field="email"
         )
+    _invitations_throttle(actor, field="email")
     token, hashed = _token_new()
     invitation = Invitation.objects.create(
         organization=org,
@@ -328,6 +366,7 @@ def invitation_resend(
         raise ApplicationError(f"This invitation was {invitation.state}; invite again instead.")
     if not role_at_least(actor.role, invitation.role):
         raise ApplicationError("You cannot grant a role above your own.")
+    _invitations_throttle(actor)
     token, hashed = _token_new()
     invitation.token_hash = hashed
     invitation.expires_at = timezone.now() + settings.INVITATION_TTL
@@ -392,6 +431,7 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     ).update(accepted_at=now, accepted_by=user)
     if not claimed:
         raise ApplicationError("This invitation has already been used.")
+    verification.mark_verified(user=user)  # the link was emailed to this address
     membership, _created = Membership.objects.get_or_create(
         organization=invitation.organization, user=user, defaults={"role": invitation.role}
     )
@@ -691,7 +731,7 @@ def api_key_create(
     expires_at: datetime | None = None,
 ) -> IssuedApiKey:
     """A new key: `bhp_` + 43 url-safe characters (256 random bits). Only its hash is kept."""
-    name = name.strip()
+    name = one_line_require(name, field="name").strip()
     if not name:
         raise ApplicationError("Give the key a name.", field="name")
     unknown = set(scopes) - set(ApiScope.values)

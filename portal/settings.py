@@ -15,6 +15,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from python_ipware import IpWare
 
 env = environ.Env()
 
@@ -65,6 +66,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "ninja",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "portal",
     "portal.sandbox",
     "agents",
@@ -85,8 +89,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): signed in with a second factor (portal.twofactor).
+    "django_otp.middleware.OTPMiddleware",
     "activity.middleware.AuditRequestMiddleware",  # client address for the audit log
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Staff impersonation: the time box, the banner's data, the audit of every write.
+    "portal.impersonation.ImpersonationMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     # Oversized bodies: 413 from Content-Length, before the body is read (CSRF reads it in
@@ -114,6 +122,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.organizations",
+                "portal.context_processors.impersonation",
             ],
         },
     },
@@ -198,11 +207,38 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_CALLABLE = "portal.backends.axes_username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+# The client's address (portal/clientip.py): also used by the API throttles and the audit log.
+AXES_CLIENT_IP_CALLABLE = "portal.clientip.client_ip"
+# The reverse proxies in front of the portal, one entry per hop (address, network or prefix),
+# outermost first. Empty: the connecting address is the client.
+PORTAL_TRUSTED_PROXIES = env.list("PORTAL_TRUSTED_PROXIES", default=[])
+if "AXES_PROXY_COUNT" in os.environ:
+    raise ImproperlyConfigured(
+        "AXES_PROXY_COUNT was replaced by PORTAL_TRUSTED_PROXIES: list your reverse proxies' "
+        "addresses or networks (e.g. PORTAL_TRUSTED_PROXIES=172.16.0.0/12)."
+    )
+try:
+    IpWare(proxy_list=PORTAL_TRUSTED_PROXIES)
+except ValueError as _error:
+    raise ImproperlyConfigured(f"PORTAL_TRUSTED_PROXIES: {_error}") from None
+
+# Staff impersonation (portal/impersonation.py) ends by itself after this many minutes.
+IMPERSONATION_MINUTES = env.int("IMPERSONATION_MINUTES", default=30)
+
+# Two-factor sign-in (django-otp): the name authenticator apps show.
+OTP_TOTP_ISSUER = "bitHuman Portal"
 
 INVITATION_TTL = timedelta(days=7)
 # Expired, never-accepted invitations are deleted by housekeeping this long after expiring.
 INVITATION_RETENTION = timedelta(days=30)
+# Invitations and resends (each sends an email): per inviter and per organization, per window.
+INVITATION_LIMIT_PER_INVITER = 20
+INVITATION_LIMIT_PER_ORGANIZATION = 50
+INVITATION_LIMIT_WINDOW = 3600  # seconds
+# Sign-up confirmation links: how long they work, and emails to one address per window.
+EMAIL_VERIFICATION_MAX_AGE = 3 * 24 * 3600  # seconds
+EMAIL_VERIFICATION_LIMIT = 3
+EMAIL_VERIFICATION_LIMIT_WINDOW = 3600  # seconds
 
 # --- Email --------------------------------------------------------------------------------------
 # consolemail:// prints messages (invitation and reset links) to the terminal (the local default);

@@ -108,6 +108,30 @@ def role_require(membership: Membership, minimum: str) -> None:
 OrgView = Callable[..., HttpResponse]
 
 
+def two_factor_shown(request: HttpRequest) -> bool:
+    """This session signed in with a second factor (django-otp), or is staff impersonating a
+    member (the staff member signed in to the admin; portal.impersonation)."""
+    verified = getattr(request.user, "is_verified", None)
+    return bool(verified and verified()) or bool(getattr(request, "impersonation", None))
+
+
+def two_factor_redirect(request: HttpRequest, org: Any) -> HttpResponse:
+    """Members of an organization that requires two-factor sign-in, without it in this session:
+    to the code page when they have it, else to its setup."""
+    from django.contrib import messages
+    from django.shortcuts import redirect
+    from django.urls import reverse
+    from django.utils.http import urlencode
+
+    from portal import twofactor
+
+    query = "?" + urlencode({"next": request.get_full_path()})
+    if twofactor.enabled(request.user):  # type: ignore[arg-type]
+        return redirect(reverse("login_otp") + query)
+    messages.warning(request, f"{org.name} requires two-factor sign-in: turn it on to continue.")
+    return redirect(reverse("two_factor") + query)
+
+
 def org_view(permissions: dict[str, str]) -> Callable[[OrgView], OrgView]:
     """Decorate a view under /o/<org_slug>/ with its permissions: HTTP method -> minimum role.
 
@@ -128,6 +152,8 @@ def org_view(permissions: dict[str, str]) -> Callable[[OrgView], OrgView]:
             if method not in allowed:
                 return HttpResponseNotAllowed(sorted(allowed))
             role_require(membership, allowed[method])
+            if membership.organization.require_two_factor and not two_factor_shown(request):
+                return two_factor_redirect(request, membership.organization)
             request.organization = membership.organization  # type: ignore[attr-defined]
             request.membership = membership  # type: ignore[attr-defined]
             return view(request, membership, **kwargs)

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 
-from portal import health, views
+from portal import account_views, health, views
 from portal.api import api, api_index, api_not_found
 
 org_patterns: list[URLPattern | URLResolver] = [
@@ -26,6 +26,7 @@ org_patterns: list[URLPattern | URLResolver] = [
     ),
     path("settings/", views.org_settings, name="org_settings"),
     path("settings/delete/", views.org_delete, name="org_delete"),
+    path("settings/two-factor/", views.org_two_factor, name="org_two_factor"),
     path("settings/connection/live/", views.connection_live, name="connection_live"),
     path("settings/connection/test/", views.connection_test, name="connection_test"),
     path("settings/api-keys/", views.api_key_create, name="api_key_create"),
@@ -41,7 +42,13 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
+    path("signup/sent/", account_views.signup_sent, name="signup_sent"),
+    path("signup/confirm/<str:token>/", account_views.signup_verify, name="signup_verify"),
+    path("account/confirm-email/", account_views.verification_resend, name="verification_resend"),
     path("login/", views.LoginView.as_view(), name="login"),
+    path("login/code/", account_views.login_otp, name="login_otp"),
+    path("account/two-factor/", account_views.two_factor, name="two_factor"),
+    path("impersonation/stop/", account_views.impersonation_stop, name="impersonation_stop"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
     path("account/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
@@ -58,7 +65,7 @@ urlpatterns = [
     ),
     path(
         "reset/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(),
+        account_views.PasswordResetConfirmView.as_view(),
         name="password_reset_confirm",
     ),
     path(

@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,7 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from activity import views as activity_views
-from portal import selectors, services, tasks
+from portal import account_views, selectors, services, tasks, twofactor, verification
+from portal.account_views import SIGNUP_EMAIL_SESSION
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import (
@@ -54,8 +56,18 @@ def _org_home(org_slug: str) -> str:
 
 
 class LoginView(auth_views.LoginView):
+    """Email and password; people with two-factor sign-in then give a code (login_otp) before
+    the session is theirs."""
+
     form_class = LoginForm
     redirect_authenticated_user = True
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        user = form.get_user()
+        if twofactor.enabled(user):
+            account_views.otp_pending_set(self.request, user, self.get_success_url())
+            return redirect("login_otp")
+        return super().form_valid(form)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -74,30 +86,34 @@ def home(request: HttpRequest) -> HttpResponseBase:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    """The same answer for a free and a taken address: "check your email" (portal.verification)."""
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user, org = services.user_signup(
+            verification.signup(
                 email=form.cleaned_data["email"],
                 password=form.cleaned_data["password"],
                 full_name=form.cleaned_data["full_name"],
                 organization_name=form.cleaned_data["organization_name"],
+                base_url=_base_url(request),
             )
         except ApplicationError as error:
             apply_error(form, error)
         else:
-            login(request, user, backend=AUTH_BACKEND)
-            messages.success(request, f"Welcome! {org.name} is ready.")
-            return redirect(_org_home(org.slug))
+            # Lets the confirmation link log in this browser (it knows the password).
+            request.session[SIGNUP_EMAIL_SESSION] = form.cleaned_data["email"]
+            return redirect("signup_sent")
     return render(request, "registration/signup.html", {"form": form})
 
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def organization_create(request: HttpRequest) -> HttpResponse:
-    form = OrganizationForm(request.POST or None)
+    if not request.user.email_verified_at:  # type: ignore[union-attr]
+        return render(request, "portal/verify_pending.html", {"email": request.user.email})  # type: ignore[union-attr]
+    form = OrganizationForm(request.POST or None, initial={"name": request.GET.get("name", "")})
     if request.method == "POST" and form.is_valid():
         try:
             org = services.organization_create(name=form.cleaned_data["name"], owner=request.user)  # type: ignore[arg-type]
@@ -117,7 +133,8 @@ def account(request: HttpRequest) -> HttpResponse:
         form.save()
         messages.success(request, "Your account was updated.")
         return redirect("account")
-    return render(request, "portal/account.html", {"form": form})
+    context = {"form": form, "two_factor_enabled": twofactor.enabled(request.user)}  # type: ignore[arg-type]
+    return render(request, "portal/account.html", context)
 
 
 # --- Invitations (the link in the email) --------------------------------------------------------
@@ -402,6 +419,21 @@ def org_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
             messages.success(request, "Settings saved.")
             return redirect("org_settings", org_slug=membership.organization.slug)
     return _settings_page(request, membership, form=form, status=400)
+
+
+@org_view({"POST": Role.OWNER})
+def org_two_factor(request: HttpRequest, membership: Membership) -> HttpResponse:
+    try:
+        twofactor.organization_require(
+            actor=membership,
+            required=request.POST.get("require_two_factor") == "on",
+            actor_verified=request.user.is_verified(),  # type: ignore[union-attr]
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "Two-factor sign-in settings saved.")
+    return redirect(reverse("org_settings", args=[membership.organization.slug]) + "#security")
 
 
 @org_view({"POST": Role.OWNER})

@@ -61,7 +61,13 @@ ADMIN_PREFIX = "admin/"
 NON_TENANT_NAMES = {
     "home": "redirects to the user's own organization",
     "signup": "creates a new organization",
+    "signup_sent": "static page; its resend form answers alike for every address",
+    "signup_verify": "signed, expiring token bound to one account's address",
+    "verification_resend": "the user's own confirmation email",
     "login": "authentication",
+    "login_otp": "the second step of the caller's own sign-in",
+    "two_factor": "the user's own two-factor devices",
+    "impersonation_stop": "ends the caller's own impersonation",
     "logout": "authentication",
     "account": "the user's own profile",
     "password_change": "the user's own password",

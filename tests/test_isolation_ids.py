@@ -104,6 +104,7 @@ INPUTS: dict[str, tuple[str, str]] = {
     "api_secret": (PLAIN, "a secret the organization pastes (bitHuman or LiveKit)"),
     "api_keys": (PLAIN, "revoke or keep, removing a member: the keys are the removed member's"),
     "aspect_ratio": (PLAIN, "a choice"),
+    "require_two_factor": (PLAIN, "on or off: the organization's own setting"),
     "audio": (PLAIN, "an uploaded file"),
     "audio_base64": (PLAIN, "an uploaded file"),
     "audio_url": (PLAIN, "a public https URL fetched by pre-flight, not an object lookup"),

@@ -9,6 +9,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from portal.models import Membership
@@ -26,7 +27,8 @@ def test_signup_invite_accept_switch_and_member_limits(
 ):
     base = live_server.url
 
-    # 1. Sign up: the owner lands in their new organization.
+    # 1. Sign up, confirm the address from the emailed link: the owner lands in their new
+    # organization.
     page.goto(base + "/")
     page.get_by_role("link", name="Sign up").click()
     main = page.locator("main")
@@ -35,6 +37,10 @@ def test_signup_invite_accept_switch_and_member_limits(
     main.get_by_label("Password").fill("a-very-good-password-1")
     main.get_by_label("Organization name").fill("Olivia Studio")
     main.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
+    confirm = re.search(r"https?://\S+/signup/confirm/\S+/", mail.outbox[-1].body).group(0)
+    page.goto(confirm)
+    page.get_by_role("button", name="Confirm my email").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Olivia Studio")
     org_url = page.url
     assert re.search(r"/o/olivia-studio/$", org_url)
@@ -100,7 +106,9 @@ def test_signup_invite_accept_switch_and_member_limits(
 
 
 def test_login_page_and_logout(live_server, page: Page, django_user_model, csp_violations):
-    django_user_model.objects.create_user(email="lara@example.com", password="laras-password-3")
+    django_user_model.objects.create_user(
+        email="lara@example.com", password="laras-password-3", email_verified_at=timezone.now()
+    )
     page.goto(live_server.url + "/")
     page.locator("main").get_by_label("Email").fill("LARA@example.com")
     page.locator("main").get_by_label("Password").fill("laras-password-3")

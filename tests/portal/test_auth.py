@@ -24,38 +24,135 @@ def test_anonymous_root_serves_the_front_page_with_login_and_signup():
     assert 'name="username"' in html and f'href="{reverse("signup")}"' in html
 
 
-def test_signup_creates_user_and_first_organization_as_owner():
-    response = Client().post(
+SIGNUP_PASSWORD = "analytical-engine-1843"
+
+
+def _signup(client, email="Ada@Example.com", password=SIGNUP_PASSWORD, org="Engines"):
+    return client.post(
         reverse("signup"),
         {
             "full_name": "Ada Lovelace",
-            "email": "Ada@Example.com",
-            "password": "analytical-engine-1843",
-            "organization_name": "Analytical Engines",
+            "email": email,
+            "password": password,
+            "organization_name": org,
         },
     )
-    org = Organization.objects.get(name="Analytical Engines")
-    assert response.status_code == 302
-    assert response["Location"] == f"/o/{org.slug}/"
+
+
+def _main(html: str) -> str:
+    """The page's own content, without its per-request tokens."""
+    main = re.search(r"<main.*</main>", html, re.S).group(0)
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", main)
+
+
+def _confirm_link(body: str) -> str:
+    return re.search(r"http://testserver(/signup/confirm/\S+/)", body).group(1)
+
+
+def test_signup_confirms_the_email_then_creates_the_first_organization_as_owner():
+    client = Client()
+    response = _signup(client)
+    assert response.status_code == 302 and response["Location"] == reverse("signup_sent")
     user = User.objects.get()
-    assert user.email == "ada@example.com"
+    assert user.email == "ada@example.com" and user.email_verified_at is None
+    assert not Organization.objects.exists()
+    link = _confirm_link(mail.outbox[-1].body)
+    assert b"Confirm my email" in client.get(link).content  # GET changes nothing
+    assert User.objects.get().email_verified_at is None
+    response = client.post(link)
+    org = Organization.objects.get(name="Engines")
+    assert response["Location"] == f"/o/{org.slug}/"
+    user.refresh_from_db()
+    assert user.email_verified_at is not None
     assert Membership.objects.get(user=user, organization=org).role == Role.OWNER
+    # Opened again: nothing more is created.
+    client.post(link)
+    assert Organization.objects.count() == 1
 
 
-def test_signup_with_existing_email_in_other_case_is_a_field_error_and_saves_nothing():
+def test_signup_answers_alike_for_a_taken_and_a_free_address():
     UserFactory(email="taken@example.com")
-    response = Client().post(
-        reverse("signup"),
-        {
-            "email": "TAKEN@example.com",
-            "password": "another-long-password-9",
-            "organization_name": "Dup Inc",
-        },
+    taken = _signup(Client(), email="TAKEN@example.com", org="Dup Inc")
+    free = _signup(Client(), email="free@example.com", org="Free Inc")
+    assert (taken.status_code, taken["Location"]) == (free.status_code, free["Location"])
+    pages = [Client(), Client()]
+    for client, email in zip(pages, ["taken@example.com", "free@example.com"], strict=True):
+        session = client.session
+        session["signup_email"] = email
+        session.save()
+    sent = [_main(c.get(reverse("signup_sent")).content.decode()) for c in pages]
+    assert sent[0].replace("taken@", "X@") == sent[1].replace("free@", "X@")
+    assert not Organization.objects.exists()
+    # The owner of the taken address is told, with no link that confirms anything.
+    to_taken = next(m for m in mail.outbox if m.to == ["taken@example.com"])
+    assert "already has an account" in to_taken.body and "/signup/confirm/" not in to_taken.body
+    assert User.objects.get(email="taken@example.com").check_password(PASSWORD)
+
+
+def test_an_unconfirmed_account_can_log_in_but_not_create_an_organization_or_invite():
+    client = Client()
+    _signup(client, email="ada@example.com")
+    login = Client()
+    login.post(
+        reverse("login"), {"username": "ada@example.com", "password": "analytical-engine-1843"}
     )
-    assert response.status_code == 200
-    assert "email" in response.context["form"].errors
-    assert not Organization.objects.filter(name="Dup Inc").exists()
-    assert User.objects.count() == 1
+    page = login.get(reverse("organization_create"))
+    assert b"Confirm your email first" in page.content
+    login.post(reverse("organization_create"), {"name": "Sneaky"})
+    assert not Organization.objects.exists()
+    # Even an organization gained otherwise does not let them invite.
+    user = User.objects.get(email="ada@example.com")
+    membership = MembershipFactory(user=user, role=Role.OWNER)
+    refused = login.post(
+        reverse("member_invite", args=[membership.organization.slug]),
+        {"email": "friend@example.com", "role": "member"},
+    )
+    assert b"Confirm your email address before you invite people" in refused.content
+    assert all(m.to != ["friend@example.com"] for m in mail.outbox)
+
+
+def test_the_confirmation_link_can_be_resent_within_a_limit(settings):
+    settings.EMAIL_VERIFICATION_LIMIT = 2
+    client = Client()
+    _signup(client, email="ada@example.com")
+    first = _confirm_link(mail.outbox[-1].body)
+    resent = client.post(reverse("signup_sent"), {"email": "ada@example.com"}, follow=True)
+    assert b"a new link is on its way" in resent.content
+    assert len(mail.outbox) == 2
+    refused = client.post(reverse("signup_sent"), {"email": "ada@example.com"})
+    assert b"Too many emails were sent to this address. Try again in" in refused.content
+    assert len(mail.outbox) == 2
+    # The same answer and the same limit for an address with no account waiting.
+    for _ in range(2):
+        client.post(reverse("signup_sent"), {"email": "nobody@example.com"})
+    refused = client.post(reverse("signup_sent"), {"email": "nobody@example.com"})
+    assert b"Too many emails were sent to this address" in refused.content
+    # Every link sent works, in another browser too (then it asks to log in).
+    response = Client().post(first)
+    assert response["Location"] == reverse("login")
+    assert User.objects.get(email="ada@example.com").email_verified_at is not None
+
+
+def test_a_forged_or_tampered_confirmation_link_confirms_nothing():
+    _signup(Client(), email="ada@example.com")
+    link = _confirm_link(mail.outbox[-1].body)
+    tampered = link[:-3] + ("A" if link[-3] != "A" else "B") + link[-2:]
+    assert Client().post(tampered).status_code == 400
+    assert Client().post("/signup/confirm/nonsense/").status_code == 400
+    assert User.objects.get().email_verified_at is None
+
+
+def test_a_password_reset_through_the_emailed_link_also_confirms_the_address():
+    _signup(Client(), email="ada@example.com")
+    Client().post(reverse("password_reset"), {"email": "ada@example.com"})
+    link = re.search(r"http://testserver(/reset/\S+/)", mail.outbox[-1].body).group(1)
+    client = Client()
+    form_url = client.get(link, follow=True).redirect_chain[-1][0]
+    client.post(
+        form_url,
+        {"new_password1": "reset-password-works-5", "new_password2": "reset-password-works-5"},
+    )
+    assert User.objects.get().email_verified_at is not None
 
 
 def test_signup_weak_password_is_rejected_next_to_the_field():
@@ -142,3 +239,17 @@ def test_brute_force_locks_username_and_ip_but_not_the_account_elsewhere():
     owner_client = Client()
     ok = _attempt(owner_client, "frank@example.com", PASSWORD, "10.0.0.2")
     assert ok.status_code == 302
+
+
+def test_accepting_an_invitation_confirms_the_address(admin):
+    from portal import services
+
+    client = Client()
+    _signup(client, email="ada@example.com")
+    issued = services.invitation_create(
+        actor=admin, email="ada@example.com", role=Role.MEMBER, base_url="http://testserver/"
+    )
+    user = User.objects.get(email="ada@example.com")
+    services.invitation_accept(invitation=issued.invitation, user=user)
+    user.refresh_from_db()
+    assert user.email_verified_at is not None

@@ -23,6 +23,11 @@ SESSION_FORMS = (
     "password_change",
     "password_reset",
     "organization_create",
+    "signup_sent",
+    "login_otp",
+    "two_factor",
+    "verification_resend",
+    "impersonation_stop",
 )
 
 
@@ -57,7 +62,7 @@ def test_every_state_changing_org_route_refuses_a_post_without_csrf_token(org, o
 @pytest.mark.parametrize("name", SESSION_FORMS)
 def test_session_forms_refuse_a_post_without_csrf_token(name, owner):
     client = Client(enforce_csrf_checks=True)
-    if name not in ("signup", "login", "password_reset"):
+    if name not in ("signup", "login", "password_reset", "signup_sent", "login_otp"):
         client.force_login(owner.user, backend=AUTH_BACKEND)
     response = client.post(reverse(name), {"email": "x@example.com"})
     assert response.status_code == 403

@@ -13,7 +13,7 @@ def forget_answers(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0004_organization_suspension"),
+        ("portal", "0006_organization_require_two_factor"),
     ]
 
     operations = [
