@@ -30,8 +30,9 @@ def _login(page: Page, base: str, email: str) -> None:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_progress_kept_files_thumbnail_and_voice(
-    live_server, browser, org, member, settings, tmp_path, scheme
+    live_server, sandbox_api, browser, org, member, settings, tmp_path, scheme
 ):
+    # sandbox_api: the eager submit reaches the sandbox at once instead of retrying a dead URL.
     settings.MEDIA_ROOT = str(tmp_path / "media")
     face = tmp_path / "face.png"
     face.write_bytes(png_bytes())
@@ -90,7 +91,7 @@ def test_progress_kept_files_thumbnail_and_voice(
     agent = Agent.objects.get()
     assert agent.image and agent.audio and not PendingUpload.objects.exists()
     player = page.locator("audio[controls]")
-    expect(player).to_have_attribute("src", agent.audio.url)
+    expect(player).to_have_attribute("src", f"/o/{org.slug}/agents/{agent.public_id}/media/voice/")
     assert (
         page.evaluate("() => fetch(document.querySelector('audio').src).then(r => r.status)") == 200
     )
@@ -99,7 +100,12 @@ def test_progress_kept_files_thumbnail_and_voice(
     page.goto(f"{live_server.url}/o/{org.slug}/agents/")
     thumb = page.locator("img.thumb").first
     expect(thumb).to_be_visible()
-    assert page.evaluate("document.querySelector('img.thumb').naturalWidth") > 0
+    # The image loads (from the members-only media view): wait for it rather than race it.
+    loaded = page.evaluate(
+        """() => { const img = document.querySelector('img.thumb');
+        return img.decode().then(() => img.naturalWidth, () => 0); }"""
+    )
+    assert loaded > 0
     page.screenshot(path=str(SHOTS / f"agent-list-thumb-390-{scheme}.png"), full_page=True)
     assert csp == []
     context.close()

@@ -154,8 +154,12 @@ def test_thumbnails_in_the_list_and_the_voice_on_the_agent_page(org, member):
     client = client_for(member)
     client.post(reverse("agent_new", args=[org.slug]), _form())
     agent = Agent.objects.get()
+    face = reverse("agent_media", args=[org.slug, agent.public_id, "face"])
+    voice = reverse("agent_media", args=[org.slug, agent.public_id, "voice"])
     listing = client.get(reverse("agent_list", args=[org.slug])).content.decode()
-    assert f'<img src="{agent.image.url}" alt="" class="thumb"' in listing
+    assert f'<img src="{face}" alt="" class="thumb"' in listing
     page = client.get(reverse("agent_detail", args=[org.slug, agent.public_id])).content.decode()
-    assert f'<audio controls preload="none" src="{agent.audio.url}"' in page
-    assert f'<img src="{agent.image.url}" alt="Face of Ava"' in page
+    assert f'<audio controls preload="none" src="{voice}"' in page
+    assert f'<img src="{face}" alt="Face of Ava"' in page
+    # The members-only media view serves both.
+    assert client.get(face).status_code == 200 and client.get(voice).status_code == 200

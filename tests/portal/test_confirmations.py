@@ -112,8 +112,8 @@ def test_every_action_asks_first_and_changes_nothing(org, owner):
 
 
 def test_the_confirmation_page_carries_the_posted_fields(org, owner):
-    member = MembershipFactory(organization=org, role=Role.MEMBER)
-    url = reverse("member_remove", args=[org.slug, member.public_id])
+    invitation = InvitationFactory(organization=org, email="new@example.com")
+    url = reverse("invitation_revoke", args=[org.slug, invitation.public_id])
     html = client_for(owner).post(url, {"note": "x<y"}).content.decode()
     assert '<input type="hidden" name="note" value="x&lt;y">' in html
 

@@ -30,7 +30,7 @@ def test_a_removed_admins_invitations_are_revoked_so_they_cannot_come_back(org, 
         organization=org, invited_by=admin.user, role=Role.ADMIN, token="second-address-token"
     )
     other = InvitationFactory(organization=org, invited_by=owner.user, role=Role.ADMIN)
-    client_for(owner).post(_remove_url(admin))
+    client_for(owner).post(_remove_url(admin), {"confirmed": "yes"})
     assert not _pending(own_second) and _pending(other)
     problem = services.invitation_problem(invitation=own_second)
     assert problem  # the link no longer works
@@ -78,7 +78,7 @@ def test_the_remover_sees_the_members_api_keys_and_revokes_them_in_one_click(org
     assert "CI deploys" in page and theirs.display in page and "Mine" not in page
     assert 'value="revoke"' in page and 'value="keep"' in page
     assert ApiKey.objects.get(pk=theirs.pk).revoked_at is None  # GET changes nothing
-    done = client.post(_remove_url(admin), {"api_keys": "revoke"}, follow=True)
+    done = client.post(_remove_url(admin), {"api_keys": "revoke", "confirmed": "yes"}, follow=True)
     assert "were revoked" in done.content.decode()
     assert ApiKey.objects.get(pk=theirs.pk).revoked_at is not None
     assert ApiKey.objects.get(pk=mine.pk).revoked_at is None
@@ -91,7 +91,9 @@ def test_the_remover_sees_the_members_api_keys_and_revokes_them_in_one_click(org
 def test_the_remover_may_keep_the_keys_and_that_choice_is_audited(org, owner):
     admin = MembershipFactory(organization=org, role=Role.ADMIN)
     theirs = ApiKeyFactory(organization=org, created_by=admin.user)
-    done = client_for(owner).post(_remove_url(admin), {"api_keys": "keep"}, follow=True)
+    done = client_for(owner).post(
+        _remove_url(admin), {"api_keys": "keep", "confirmed": "yes"}, follow=True
+    )
     assert "still work" in done.content.decode()
     assert ApiKey.objects.get(pk=theirs.pk).revoked_at is None
     event = AuditEvent.objects.get(action="member.removed")
