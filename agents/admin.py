@@ -14,7 +14,7 @@ from agents.models import (
     PromptRevision,
     StatusSource,
 )
-from portal.admin import OrganizationFilter
+from organizations.admin import OrganizationFilter
 
 
 class StatusFilter(admin.SimpleListFilter):

@@ -30,6 +30,7 @@ from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from activity import services as activity_services
+from agents import events
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
@@ -39,7 +40,7 @@ from agents.models import (
     StatusSource,
 )
 from agents.preflight import MediaSource
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.errors import ApplicationError
@@ -283,7 +284,7 @@ def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
     if changed:
         agent.refresh_from_db()
         _history(agent, from_status=previous, source=source)
-        activity_services.agent_outcome_record(agent=agent, previous=previous)
+        events.agent_outcome_record(agent=agent, previous=previous)
     return bool(changed)
 
 
@@ -383,7 +384,7 @@ def agent_status_apply(*, agent: Agent, status: bh.AgentStatus, source: str) -> 
         agent.refresh_from_db()
         if _needs_history(agent=agent, previous=previous, source=source):
             _history(agent, from_status=previous, source=source)
-        activity_services.agent_outcome_record(agent=agent, previous=previous)
+        events.agent_outcome_record(agent=agent, previous=previous)
     return bool(changed)
 
 
@@ -541,7 +542,7 @@ def agent_statuses_apply(
             )
             for agent, previous in outcomes:
                 agent.organization = organizations[agent.organization_id]
-                activity_services.agent_outcome_record(agent=agent, previous=previous)
+                events.agent_outcome_record(agent=agent, previous=previous)
     return changed
 
 

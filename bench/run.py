@@ -327,7 +327,7 @@ def bench_propagation(report: Report, count: int) -> None:
     from django.urls import reverse
 
     from agents.models import Agent
-    from portal import services as portal_services
+    from organizations import services as portal_services
     from portal.models import Membership
     from portal.sandbox import services as sandbox_services
     from portal.sandbox.models import SandboxAgent
@@ -496,7 +496,7 @@ def _api_org_create(agents: int) -> tuple[Any, str, list[Any]]:
 
     from agents.models import Agent, AgentStatus
     from bench import seed
-    from portal import services as portal_services
+    from organizations import services as portal_services
     from portal.models import ApiScope
 
     tenant = seed.tenant_create(prefix="api")

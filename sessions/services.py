@@ -26,12 +26,12 @@ from django.utils import timezone
 
 from activity import services as activity_services
 from agents.models import Agent
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
 from portal.models import BithumanConnection, Membership, User
 from portal.tenancy import Role, organization_active_require, role_at_least
-from sessions import livekit, selectors
+from sessions import events, livekit, selectors
 from sessions.models import (
     CONTEXT_MAX_CHARS,
     QUICK_REPLY_MAX_CHARS,
@@ -189,7 +189,7 @@ def session_start(*, actor: Membership, agent: Agent, kind: str) -> AgentSession
             last_activity_at=now,
         )
         _system_event(session, started_text, author=user)
-        activity_services.session_started_record(actor=actor, session=session)
+        events.session_started_record(actor=actor, session=session)
     return session
 
 
@@ -277,7 +277,7 @@ def _deliver(*, actor: Membership, session: AgentSession, kind: str, text: str) 
             **outcome,
         )
         AgentSession.objects.filter(pk=session.pk).update(last_activity_at=now)
-        activity_services.session_message_record(actor=actor, session=session, event=event)
+        events.session_message_record(actor=actor, session=session, event=event)
     session.last_activity_at = now
     return event
 
@@ -364,9 +364,7 @@ def _end(
     else:
         text = f"Session ended by {user.get_short_name()}" if user else "Session ended"
     _system_event(session, text, author=user)
-    activity_services.session_ended_record(
-        actor=user if staff else actor, session=session, staff=staff
-    )
+    events.session_ended_record(actor=user if staff else actor, session=session, staff=staff)
     if session.kind == SessionKind.LIVEKIT:
         _livekit_room_close(session)
     return True

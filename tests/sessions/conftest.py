@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from agents.models import Agent
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.sandbox import selectors as sandbox_selectors
 from portal.sandbox import services as sandbox_services
 from portal.sandbox.models import SandboxAccount
