@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
-from organizations.admin import OrganizationFilter
+from portal.admin import OrganizationFilter
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -14,7 +14,7 @@ from agents.models import (
     PromptRevision,
     StatusSource,
 )
-from organizations.admin import OrganizationFilter
+from portal.admin import OrganizationFilter
 
 
 class StatusFilter(admin.SimpleListFilter):

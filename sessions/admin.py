@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from organizations.admin import OrganizationFilter
+from portal.admin import OrganizationFilter
 from sessions import services
 from sessions.models import AgentSession, LiveKitConfig, QuickReply, SessionEvent
 
