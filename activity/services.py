@@ -46,7 +46,8 @@ from agents import preflight
 from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership, Organization, User
-from portal.tenancy import Role, role_at_least
+from portal.tenancy import Actor as TenancyActor
+from portal.tenancy import ApiKeyActor, Role, role_at_least
 from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
@@ -62,12 +63,13 @@ request_impersonator: contextvars.ContextVar[str | None] = contextvars.ContextVa
     "request_impersonator", default=None
 )
 
-Actor = Membership | User | ApiKey | None
+# Who an audit entry names: a person (a membership or a user), an API key, or the system (None).
+Actor = TenancyActor | User | ApiKey | None
 
 
 def _actor_fields(actor: Actor) -> dict[str, Any]:
     """Who acted: a person (a membership or a user), an API key, or the system (None)."""
-    api_key = getattr(actor, "api_key", None) if isinstance(actor, Membership) else None
+    api_key = actor.api_key if isinstance(actor, ApiKeyActor) else None
     if isinstance(actor, ApiKey):
         api_key = actor
     if api_key is not None:

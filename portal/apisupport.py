@@ -29,8 +29,8 @@ from portal import apikeys
 from portal.bithuman import errors as bh_errors
 from portal.clientip import client_ip
 from portal.errors import ApplicationError
-from portal.models import ApiKey, Membership
-from portal.tenancy import OrganizationSuspended, Role, organization_active_require
+from portal.models import ApiKey
+from portal.tenancy import ApiKeyActor, OrganizationSuspended, organization_active_require
 from portal.text import ONE_LINE_MESSAGE, is_one_line
 
 logger = logging.getLogger(__name__)
@@ -209,12 +209,9 @@ def scope_require(request: HttpRequest, scope: str) -> ApiKey:
     return api_key
 
 
-def actor_for(api_key: ApiKey) -> Membership:
-    """The services' actor for a key: the key's organization with member rights (keys are
-    scoped by their scopes, not roles). Unsaved: nothing is written for it."""
-    actor = Membership(organization=api_key.organization, user=None, role=Role.MEMBER)
-    actor.api_key = api_key  # type: ignore[attr-defined]  # who acted, for the audit log
-    return actor
+def actor_for(api_key: ApiKey) -> ApiKeyActor:
+    """The services' actor for a key (portal.tenancy.ApiKeyActor)."""
+    return ApiKeyActor(api_key=api_key)
 
 
 def _text_clean(value: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -24,7 +25,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 
 from portal.errors import ApplicationError
-from portal.models import Membership, Organization
+from portal.models import ApiKey, Membership, Organization
 from portal.scoping import (
     ROLE_RANK,
     OrgScopedModel,
@@ -36,6 +37,8 @@ from portal.scoping import (
 
 __all__ = [
     "ROLE_RANK",
+    "Actor",
+    "ApiKeyActor",
     "OrgScopedModel",
     "OrgScopedQuerySet",
     "Role",
@@ -46,6 +49,30 @@ __all__ = [
     "role_require",
     "roles_grantable_by",
 ]
+
+
+@dataclass(frozen=True)
+class ApiKeyActor:
+    """An organization API key acting through the services, as a person acts through their
+    membership: the key's organization, with member rights (a key is limited by its scopes, which
+    the API checks, not by a role). Nothing is saved for it; the audit log names the key."""
+
+    api_key: ApiKey
+    role: str = Role.MEMBER
+    user: None = None
+    user_id: None = None
+
+    @property
+    def organization(self) -> Organization:
+        return self.api_key.organization
+
+    @property
+    def organization_id(self) -> int:
+        return self.api_key.organization_id
+
+
+# Who acts in a service: a person (their membership) or an API key.
+Actor = Membership | ApiKeyActor
 
 
 def membership_resolve(*, user: Any, org_slug: str) -> Membership:
