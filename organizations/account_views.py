@@ -1,6 +1,6 @@
 """Pages of the account's security: sign-up confirmation, two-factor sign-in, impersonation.
 
-Thin, like portal/views.py: they call organizations.verification, organizations.twofactor and
+Thin, like organizations/views.py: they call organizations.verification, organizations.twofactor and
 organizations.impersonation.
 """
 
