@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from activity import services as activity_services
 from agents.models import Agent
+from portal import netsafe
 from portal import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
@@ -439,9 +440,9 @@ def _livekit_url_clean(url: str) -> str:
 
 
 def livekit_url_check(url: str) -> None:
-    """The webhook URLs' address rules (activity.services.public_url_check): wss:// or
+    """The webhook URLs' address rules (portal.netsafe.public_url_check): wss:// or
     https://, a public host; ws:// and local servers only with WEBHOOK_ALLOW_LOCAL."""
-    activity_services.public_url_check(
+    netsafe.public_url_check(
         url,
         schemes=LIVEKIT_SECURE_SCHEMES,
         local_schemes=LIVEKIT_URL_SCHEMES,
