@@ -18,7 +18,7 @@ from celery import shared_task
 from django.core.cache import cache
 from django.db import connection
 
-from agents import poller, services
+from agents import poller, statuses
 from agents.models import Agent, StatusSource
 from portal import services as portal_services
 from portal.bithuman import client as bh_client
@@ -91,7 +91,7 @@ def naive_poll_one(agent_pk: int) -> None:
     try:
         with portal_services.client_for(connection=connection_, max_retries=0) as client:
             status = client.agent_status_get(agent_id=agent.code)
-        services.agent_status_apply(agent=agent, status=status, source=StatusSource.POLL)
+        statuses.agent_status_apply(agent=agent, status=status, source=StatusSource.POLL)
     except bh_errors.BithumanError:
         pass
     finally:

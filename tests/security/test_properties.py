@@ -36,8 +36,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import portal.urls  # noqa: F401  the URLconf (and so the API routers) loads first, as in the app
-from agents import preflight
-from agents import services as agent_services
+from agents import preflight, statuses
 from agents.models import TERMINAL_STATUSES, Agent, AgentStatus
 from portal import crypto, netsafe
 from portal import services as portal_services
@@ -604,7 +603,8 @@ def test_an_agents_status_never_moves_backwards(org, start, answers):
     agent = AgentFactory(organization=org, status=start, progress=0.0, code="A01PROP001")
     for answer, source in answers:
         before = Agent.objects.get(pk=agent.pk)
-        agent_services.agent_status_apply(agent=agent, status=answer, source=source)
+        # The poller's statement, as production runs it (one agent of a batch).
+        statuses.agent_statuses_apply(answers=[(agent, answer)], source=source)
         after = Agent.objects.get(pk=agent.pk)
         if before.status in TERMINAL_STATUSES:
             assert (after.status, after.progress) == (before.status, before.progress)
@@ -625,7 +625,7 @@ def test_an_agents_status_never_moves_backwards(org, start, answers):
 )
 def test_odd_upstream_answers_keep_the_agent_sane(org, answer):
     agent = AgentFactory(organization=org, status="processing", progress=0.2, code="A01PROP002")
-    agent_services.agent_status_apply(
+    statuses.agent_status_apply(
         agent=agent, status=bh.AgentStatus(status="generating", **answer), source="poll"
     )
     agent.refresh_from_db()
