@@ -13,10 +13,10 @@ over the agents that are due, in batches:
    until its Retry-After has passed; otherwise the shared token bucket (agents.ratelimit)
    grants at most the plan's Read budget, and agents beyond it keep their place in line for
    the next tick.
-3. Fetch: outside any transaction, one event loop fetches every granted status concurrently
-   (AGENT_POLL_CONCURRENCY at most) over one set of connections for the whole batch, with the
-   async client's own retries off: the next poll is the retry. The first 429 of an account
-   stops its remaining requests.
+3. Fetch (`portal.bithuman.aio.statuses_fetch`): outside any transaction, one event loop fetches
+   every granted status concurrently (AGENT_POLL_CONCURRENCY at most) over one set of
+   connections for the whole batch, with the async client's own retries off: the next poll is
+   the retry. The first 429 of an account stops its remaining requests.
 4. Apply, in one transaction and a constant number of statements whatever the batch's size:
    `agents.statuses.agent_statuses_apply` (one compare-and-set UPDATE for every answer:
    forward only, terminal absorbs, duplicates write nothing; one INSERT of the history rows;
@@ -32,18 +32,13 @@ over the agents that are due, in batches:
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import math
 import random
-import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import httpx
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -55,23 +50,16 @@ from portal import services as portal_services
 from portal.bithuman import aio
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
-from portal.bithuman.client import AsyncBithumanClient, BithumanClient
+from portal.bithuman.client import BithumanClient
 from portal.models import BithumanConnection, Organization
 
 logger = logging.getLogger(__name__)
 
 # Seconds to stay away from an account that answered 429 without a Retry-After.
-DEFAULT_RETRY_AFTER = 5.0
+DEFAULT_RETRY_AFTER = aio.DEFAULT_RETRY_AFTER
 # Consecutive "agent not found" answers after which the agent fails (it was deleted upstream, or
 # the organization's connection now points at another bitHuman account).
 NOT_FOUND_LIMIT = 5
-
-
-class _Unsent:
-    """A request not sent because its account answered 429 meanwhile."""
-
-
-_UNSENT = _Unsent()
 
 
 # --- Settings -----------------------------------------------------------------------------------
@@ -270,102 +258,35 @@ def _read_limits(groups: Sequence[AccountGroup], *, look_up_until: float) -> dic
 
 # --- Fetch (the only part that waits on the network) --------------------------------------------
 
-type FetchResult = bh.AgentStatus | bh_errors.BithumanError | _Unsent
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """httpx's default verifying context (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), made once."""
-    return httpx.create_ssl_context()
-
-
-class _BatchTransport(httpx.AsyncBaseTransport):
-    """The connections of one batch, shared by every account's client (the secret is a header
-    of each request, so a connection serves any account).
-
-    They are spread over small pools: httpcore checks every connection of a pool each time a
-    request starts or ends, so one pool of 40 costs ~5 times the CPU of five pools of 8. A
-    request goes to the pool with the fewest requests in flight. Closing a client leaves the
-    pools open for the others; the batch closes them once, at the end.
-    """
-
-    def __init__(self, *, connections: int, per_pool: int = 8) -> None:
-        count = max(1, math.ceil(connections / per_pool))
-        size = math.ceil(connections / count)
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        self._pools = [
-            httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits) for _ in range(count)
-        ]
-        self._in_flight = [0] * count
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
-        self._in_flight[index] += 1
-        try:
-            return await self._pools[index].handle_async_request(request)
-        finally:
-            self._in_flight[index] -= 1
-
-    async def aclose(self) -> None:
-        pass  # the clients' aclose(); the batch calls pools_close()
-
-    async def pools_close(self) -> None:
-        await asyncio.gather(*(pool.aclose() for pool in self._pools))
+type FetchResult = aio.StatusResult
 
 
 async def _statuses_fetch(
     plan: Sequence[tuple[AccountGroup, Sequence[Agent]]],
 ) -> tuple[dict[int, FetchResult], dict[str, float]]:
-    """Every planned status, concurrently; and the Retry-After of each account that said 429."""
+    """Every planned status, concurrently (`portal.bithuman.aio.statuses_fetch`); and the
+    Retry-After of each account that said 429. Answers missing after the fetch deadline are
+    absent."""
     deadline = _fetch_deadline()
-    request_timeout = min(float(settings.BITHUMAN_TIMEOUT), deadline)
-    concurrency = max(1, int(settings.AGENT_POLL_CONCURRENCY))
-    slots = asyncio.Semaphore(concurrency)
-    results: dict[int, FetchResult] = {}
-    limited: dict[str, float] = {}
-    # The batch's connections, whatever the number of accounts, on a TLS context made once
-    # per process (a client with its own transport builds one: ~25 ms of CPU each).
-    transport = _BatchTransport(connections=concurrency)
-    clients = {
-        group.key: AsyncBithumanClient(
-            base_url=group.base_url,
-            api_secret=group.api_secret,
-            timeout=request_timeout,
-            max_retries=0,
-            transport=transport,
+    requests = [
+        aio.StatusRequest(
+            key=agent.pk,
+            account=aio.StatusAccount(
+                key=group.key, base_url=group.base_url, api_secret=group.api_secret
+            ),
+            agent_id=agent.code,
         )
-        for group, _agents in plan
-    }
-
-    async def fetch_one(group: AccountGroup, agent: Agent) -> None:
-        async with slots:
-            if group.key in limited:
-                results[agent.pk] = _UNSENT
-                return
-            try:
-                results[agent.pk] = await clients[group.key].agent_status_get(agent_id=agent.code)
-            except bh_errors.RateLimitedError as error:
-                limited[group.key] = max(
-                    limited.get(group.key, 0.0), error.retry_after or DEFAULT_RETRY_AFTER
-                )
-                results[agent.pk] = error
-            except bh_errors.BithumanError as error:
-                results[agent.pk] = error
-
-    try:
-        tasks = [
-            asyncio.create_task(fetch_one(group, agent))
-            for group, agents in plan
-            for agent in agents
-        ]
-        _done, pending = await asyncio.wait(tasks, timeout=deadline) if tasks else (set(), set())
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    finally:
-        await asyncio.gather(*(client.aclose() for client in clients.values()))
-        await transport.pools_close()
-    return results, limited
+        for group, agents in plan
+        for agent in agents
+    ]
+    fetched = await aio.statuses_fetch(
+        requests,
+        concurrency=max(1, int(settings.AGENT_POLL_CONCURRENCY)),
+        deadline=deadline,
+        timeout=min(float(settings.BITHUMAN_TIMEOUT), deadline),
+        max_retries=0,  # the next poll is the retry
+    )
+    return fetched.results, fetched.rate_limited
 
 
 # --- One batch ----------------------------------------------------------------------------------
@@ -462,7 +383,7 @@ def _results_apply(
     releases: list[statuses.LeaseRelease] = []
     failures: list[tuple[Agent, str]] = []
     for agent, result, deferral in outcomes:
-        if isinstance(result, _Unsent | bh_errors.RateLimitedError):
+        if isinstance(result, aio.Unsent | bh_errors.RateLimitedError):
             # Not the agent's fault: no error counted; nothing goes to the account until then.
             if isinstance(result, bh_errors.RateLimitedError):
                 report.requested += 1

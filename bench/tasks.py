@@ -21,7 +21,7 @@ from django.db import connection
 from agents import poller, statuses
 from agents.models import Agent, StatusSource
 from portal import services as portal_services
-from portal.bithuman import client as bh_client
+from portal.bithuman import core as bh_core
 from portal.bithuman import errors as bh_errors
 
 REQUEST_LOG = "bench:requests"
@@ -41,7 +41,7 @@ def _log_request(method: str, path: str, status: int) -> None:
 def _instrument() -> None:
     """Log every answer bitHuman gives the worker: `attempt_log` sees each HTTP response of
     both clients (retries included)."""
-    core = bh_client._ClientCore
+    core = bh_core._ClientCore
     if getattr(core, "_bench_wrapped", False):
         return
     original = core.attempt_log

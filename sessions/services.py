@@ -28,6 +28,7 @@ from activity import services as activity_services
 from agents.models import Agent
 from portal import netsafe
 from portal import services as portal_services
+from portal.bithuman import control as bh_control
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
 from portal.models import BithumanConnection, Membership, User
@@ -301,11 +302,15 @@ def _livekit_room_close(session: AgentSession) -> None:
     try:
         if session.sandbox:
             connection = portal_services.connection_get(org=session.organization)
-            closed = livekit.sandbox_room_end(
-                base_url=settings.SANDBOX_BASE_URL,
-                api_secret=connection.sandbox_secret,
-                room_name=session.room_name,
-            )
+            try:
+                closed = bh_control.sandbox_room_end(
+                    base_url=settings.SANDBOX_BASE_URL,
+                    api_secret=connection.sandbox_secret,
+                    room_name=session.room_name,
+                    timeout=livekit.ROOM_DELETE_TIMEOUT_SECONDS,
+                )
+            except bh_control.ControlError as error:
+                raise livekit.LiveKitError(error.message) from None
         else:
             config = selectors.livekit_config_get(org=session.organization)
             if config is None or config.url != session.livekit_url:
