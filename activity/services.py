@@ -42,7 +42,7 @@ from activity.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from agents import preflight
+from portal import netsafe
 from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership, Organization, User
@@ -154,10 +154,6 @@ def _secret_new() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
-def _internal_name(host: str) -> bool:
-    return host in preflight._INTERNAL_HOSTS or host.endswith(preflight._INTERNAL_SUFFIXES)
-
-
 def _site_is_local() -> bool:
     host = httpx.URL(settings.SITE_URL).host.strip("[]").lower()
     try:
@@ -182,65 +178,14 @@ def local_receivers_allowed(org: Organization | None) -> bool:
     ).exists()
 
 
-def webhook_url_check(
-    url: str, *, org: Organization | None = None
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def webhook_url_check(url: str, *, org: Organization | None = None) -> netsafe.IPAddress | None:
     """The public address to deliver to, by the same rules as media links (https, public
-    addresses only, every resolved address checked). ApplicationError says why not.
+    addresses only, every resolved address checked: `portal.netsafe.public_url_check`).
+    ApplicationError says why not.
 
     Where local receivers are allowed (`local_receivers_allowed`) http:// and local addresses
     pass, and None means "connect by name"."""
-    return public_url_check(url, local_allowed=local_receivers_allowed(org))
-
-
-def public_url_check(
-    url: str,
-    *,
-    schemes: tuple[str, ...] = ("https",),
-    local_schemes: tuple[str, ...] = ("http", "https"),
-    purpose: str = "webhooks only go to the public internet",
-    local_allowed: bool | None = None,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """`webhook_url_check`'s rules for any URL the portal (or bitHuman for us) connects to: one of
-    `schemes`, a public host (every resolved address). Where local addresses are allowed
-    (`local_allowed`, by default WEBHOOK_ALLOW_LOCAL) `local_schemes` and local addresses pass.
-    Also used for the LiveKit URL."""
-    if local_allowed is None:
-        local_allowed = settings.WEBHOOK_ALLOW_LOCAL
-    try:
-        target = httpx.URL(url.strip())
-        host = target.raw_host.decode("ascii").rstrip(".").lower()
-    except (httpx.InvalidURL, UnicodeError):
-        raise ApplicationError("This is not a valid web address.", field="url") from None
-    if local_allowed and target.scheme in local_schemes and host:
-        return None
-    if target.scheme not in schemes:
-        starts = " or ".join(f"{scheme}://" for scheme in schemes)
-        raise ApplicationError(f"The URL must start with {starts}.", field="url")
-    if not host:
-        raise ApplicationError("The URL has no host name.", field="url")
-    if _internal_name(host):
-        raise ApplicationError(
-            f"The URL points to an internal host name; {purpose}.",
-            field="url",
-        )
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            answers = preflight.host_resolve(host, target.port or 443)
-            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in answers]
-        except (OSError, UnicodeError, ValueError):
-            addresses = []
-        if not addresses:
-            raise ApplicationError("The URL's host name could not be found.", field="url") from None
-    for address in addresses:
-        if not preflight.address_is_public(address):
-            raise ApplicationError(
-                f"The URL points to a private or internal network address ({address}); {purpose}.",
-                field="url",
-            )
-    return addresses[0]
+    return netsafe.public_url_check(url, local_allowed=local_receivers_allowed(org))
 
 
 def _events_clean(events: Iterable[str]) -> list[str]:
@@ -494,7 +439,6 @@ def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> Attempt
         address = webhook_url_check(endpoint.url, org=endpoint.organization)
     except ApplicationError as error:
         return result(status_code=None, error=error.message)
-    target = httpx.URL(endpoint.url)
     headers: dict[str, str] = {
         "Content-Type": "application/json",
         "User-Agent": "bitHuman-Portal-Webhooks/1",
@@ -504,21 +448,14 @@ def _post(*, endpoint: WebhookEndpoint, body: bytes, event_type: str) -> Attempt
         ),
     }
     sent = dict(headers)  # as the receiver sees them (the signature is public, not the secret)
-    extensions: dict[str, Any] = {}
-    if address is not None:
-        # Connect to the address just checked, not to a second DNS answer (rebinding); Host
-        # and SNI keep the name, so the certificate is checked against it.
-        headers["Host"] = target.netloc.decode("ascii")
-        extensions["sni_hostname"] = target.raw_host.decode("ascii")
-        target = target.copy_with(host=str(address))
     try:
-        with httpx.Client(
-            trust_env=False, follow_redirects=False, timeout=settings.WEBHOOK_TIMEOUT
-        ) as client:
-            request = client.build_request(
-                "POST", target, content=body, headers=headers, extensions=extensions
-            )
-            response = client.send(request)
+        response = netsafe.pinned_post(
+            endpoint.url,
+            address=address,
+            content=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT,
+        )
     except httpx.TimeoutException:
         return result(
             status_code=None,

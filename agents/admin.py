@@ -14,6 +14,7 @@ from agents.models import (
     PromptRevision,
     StatusSource,
 )
+from agents.statuses import agent_fail
 from portal.admin import OrganizationFilter
 
 
@@ -153,7 +154,7 @@ class AgentAdmin(admin.ModelAdmin):
     @admin.action(description="Mark failed")
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         changed = sum(
-            services.agent_fail(
+            agent_fail(
                 agent=agent, reason="Marked failed by platform staff.", source=StatusSource.MANUAL
             )
             for agent in queryset

@@ -2,7 +2,7 @@
 
 An agent's status only moves forward: `ready` and `failed` absorb, and among the intermediate
 values (whose names do not sort: `completed` shows up at ~5 %) progress decides what is newer.
-Writes that race (poller vs webhook) are compare-and-set updates in agents.services.
+Writes that race (poller vs webhook) are compare-and-set updates in agents.statuses.
 """
 
 from __future__ import annotations

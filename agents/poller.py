@@ -3,21 +3,22 @@
 One tick (beat runs one every AGENT_POLL_INTERVAL seconds, never two at once) makes one pass
 over the agents that are due, in batches:
 
-1. Claim: in a short transaction, `SELECT ... FOR UPDATE SKIP LOCKED` the due agents (in flight,
-   next poll time passed, no live lease), stamp a lease (`lease_until`, unique to this batch) and
-   set `next_poll_at` to the lease's end, then commit. Another tick or worker skips these rows;
-   if this one dies, the agents fall due again when the lease ends.
+1. Claim (`agents.statuses.agents_claim`): in a short transaction, `SELECT ... FOR UPDATE
+   SKIP LOCKED` the due agents (in flight, next poll time passed, no live lease), stamp a lease
+   (`lease_until`, unique to this batch) and set `next_poll_at` to the lease's end, then commit.
+   Another tick or worker skips these rows; if this one dies, the agents fall due again when
+   the lease ends.
 2. Budget: group the agents by bitHuman account (a hash of the API secret). With Redis one
    script call per batch answers for every account: an account deferred by a 429 is skipped
    until its Retry-After has passed; otherwise the shared token bucket (agents.ratelimit)
    grants at most the plan's Read budget, and agents beyond it keep their place in line for
    the next tick.
-3. Fetch: outside any transaction, one event loop fetches every granted status concurrently
-   (AGENT_POLL_CONCURRENCY at most) over one set of connections for the whole batch, with the
-   async client's own retries off: the next poll is the retry. The first 429 of an account
-   stops its remaining requests.
+3. Fetch (`portal.bithuman.aio.statuses_fetch`): outside any transaction, one event loop fetches
+   every granted status concurrently (AGENT_POLL_CONCURRENCY at most) over one set of
+   connections for the whole batch, with the async client's own retries off: the next poll is
+   the retry. The first 429 of an account stops its remaining requests.
 4. Apply, in one transaction and a constant number of statements whatever the batch's size:
-   `agents.services.agent_statuses_apply` (one compare-and-set UPDATE for every answer:
+   `agents.statuses.agent_statuses_apply` (one compare-and-set UPDATE for every answer:
    forward only, terminal absorbs, duplicates write nothing; one INSERT of the history rows;
    the audit entries and webhook events of agents that reached ready or failed), then one
    statement releasing every lease this batch still holds (compared by its value) with the
@@ -31,45 +32,34 @@ over the agents that are due, in batches:
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import math
 import random
-import ssl
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import httpx
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents import ratelimit, services
+from agents import ratelimit, services, statuses
 from agents.models import Agent, StatusSource
+from agents.statuses import Batch, agents_claim
 from organizations import services as portal_services
 from portal.bithuman import aio
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
-from portal.bithuman.client import AsyncBithumanClient, BithumanClient
+from portal.bithuman.client import BithumanClient
 from portal.models import BithumanConnection, Organization
 
 logger = logging.getLogger(__name__)
 
 # Seconds to stay away from an account that answered 429 without a Retry-After.
-DEFAULT_RETRY_AFTER = 5.0
+DEFAULT_RETRY_AFTER = aio.DEFAULT_RETRY_AFTER
 # Consecutive "agent not found" answers after which the agent fails (it was deleted upstream, or
 # the organization's connection now points at another bitHuman account).
 NOT_FOUND_LIMIT = 5
-
-
-class _Unsent:
-    """A request not sent because its account answered 429 meanwhile."""
-
-
-_UNSENT = _Unsent()
 
 
 # --- Settings -----------------------------------------------------------------------------------
@@ -164,54 +154,6 @@ def _deadline_reason(agent: Agent, now: datetime) -> str:
 # --- Claim and release --------------------------------------------------------------------------
 
 
-@dataclass
-class Batch:
-    """Agents leased by one claim; `lease` is the value this batch wrote to `lease_until`."""
-
-    lease: datetime
-    agents: list[Agent]
-    # Each agent's next_poll_at before the claim: an agent left out for budget keeps its place.
-    due_at: dict[int, datetime]
-
-
-def agents_claim(
-    *,
-    limit: int,
-    now: datetime | None = None,
-    pks: Iterable[int] | None = None,
-    exclude_organizations: Iterable[int] = (),
-) -> Batch | None:
-    """Lease up to `limit` due agents (oldest due first) and commit; None when none is due."""
-    now = now or timezone.now()
-    due = Agent.objects.due_for_poll(now).exclude(code="")
-    if pks is not None:
-        due = due.filter(pk__in=list(pks))
-    excluded = list(exclude_organizations)
-    if excluded:
-        due = due.exclude(organization_id__in=excluded)
-    # The microseconds make the lease value this batch's own, to release only what it holds.
-    lease = timezone.now() + timedelta(
-        seconds=_lease_seconds(),
-        microseconds=random.randrange(1_000_000),  # noqa: S311
-    )
-    with transaction.atomic():
-        rows = list(
-            due.order_by("next_poll_at", "pk")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", "next_poll_at")[:limit]
-        )
-        if not rows:
-            return None
-        # next_poll_at = the lease's end: if this tick dies, the agent is due when it expires.
-        Agent.objects.filter(pk__in=[pk for pk, _ in rows]).update(
-            lease_until=lease, next_poll_at=lease
-        )
-    agents = list(Agent.objects.filter(pk__in=[pk for pk, _ in rows]))
-    due_at = {pk: due_time for pk, due_time in rows}
-    agents.sort(key=lambda agent: (due_at[agent.pk], agent.pk))
-    return Batch(lease=lease, agents=agents, due_at=due_at)
-
-
 def _release(
     *, agent: Agent, batch: Batch, next_poll_at: datetime, errors: int | None = None
 ) -> None:
@@ -223,15 +165,15 @@ def _release(
     _releases_write(
         batch=batch,
         releases=[
-            services.LeaseRelease(agent_pk=agent.pk, next_poll_at=next_poll_at, errors=errors)
+            statuses.LeaseRelease(agent_pk=agent.pk, next_poll_at=next_poll_at, errors=errors)
         ],
     )
 
 
 def _releases_write(
-    *, batch: Batch, releases: Sequence[services.LeaseRelease], now: datetime | None = None
+    *, batch: Batch, releases: Sequence[statuses.LeaseRelease], now: datetime | None = None
 ) -> set[int]:
-    return services.agent_leases_release(lease=batch.lease, releases=releases, now=now)
+    return statuses.agent_leases_release(lease=batch.lease, releases=releases, now=now)
 
 
 # --- Accounts -----------------------------------------------------------------------------------
@@ -316,102 +258,35 @@ def _read_limits(groups: Sequence[AccountGroup], *, look_up_until: float) -> dic
 
 # --- Fetch (the only part that waits on the network) --------------------------------------------
 
-type FetchResult = bh.AgentStatus | bh_errors.BithumanError | _Unsent
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """httpx's default verifying context (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), made once."""
-    return httpx.create_ssl_context()
-
-
-class _BatchTransport(httpx.AsyncBaseTransport):
-    """The connections of one batch, shared by every account's client (the secret is a header
-    of each request, so a connection serves any account).
-
-    They are spread over small pools: httpcore checks every connection of a pool each time a
-    request starts or ends, so one pool of 40 costs ~5 times the CPU of five pools of 8. A
-    request goes to the pool with the fewest requests in flight. Closing a client leaves the
-    pools open for the others; the batch closes them once, at the end.
-    """
-
-    def __init__(self, *, connections: int, per_pool: int = 8) -> None:
-        count = max(1, math.ceil(connections / per_pool))
-        size = math.ceil(connections / count)
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        self._pools = [
-            httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits) for _ in range(count)
-        ]
-        self._in_flight = [0] * count
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
-        self._in_flight[index] += 1
-        try:
-            return await self._pools[index].handle_async_request(request)
-        finally:
-            self._in_flight[index] -= 1
-
-    async def aclose(self) -> None:
-        pass  # the clients' aclose(); the batch calls pools_close()
-
-    async def pools_close(self) -> None:
-        await asyncio.gather(*(pool.aclose() for pool in self._pools))
+type FetchResult = aio.StatusResult
 
 
 async def _statuses_fetch(
     plan: Sequence[tuple[AccountGroup, Sequence[Agent]]],
 ) -> tuple[dict[int, FetchResult], dict[str, float]]:
-    """Every planned status, concurrently; and the Retry-After of each account that said 429."""
+    """Every planned status, concurrently (`portal.bithuman.aio.statuses_fetch`); and the
+    Retry-After of each account that said 429. Answers missing after the fetch deadline are
+    absent."""
     deadline = _fetch_deadline()
-    request_timeout = min(float(settings.BITHUMAN_TIMEOUT), deadline)
-    concurrency = max(1, int(settings.AGENT_POLL_CONCURRENCY))
-    slots = asyncio.Semaphore(concurrency)
-    results: dict[int, FetchResult] = {}
-    limited: dict[str, float] = {}
-    # The batch's connections, whatever the number of accounts, on a TLS context made once
-    # per process (a client with its own transport builds one: ~25 ms of CPU each).
-    transport = _BatchTransport(connections=concurrency)
-    clients = {
-        group.key: AsyncBithumanClient(
-            base_url=group.base_url,
-            api_secret=group.api_secret,
-            timeout=request_timeout,
-            max_retries=0,
-            transport=transport,
+    requests = [
+        aio.StatusRequest(
+            key=agent.pk,
+            account=aio.StatusAccount(
+                key=group.key, base_url=group.base_url, api_secret=group.api_secret
+            ),
+            agent_id=agent.code,
         )
-        for group, _agents in plan
-    }
-
-    async def fetch_one(group: AccountGroup, agent: Agent) -> None:
-        async with slots:
-            if group.key in limited:
-                results[agent.pk] = _UNSENT
-                return
-            try:
-                results[agent.pk] = await clients[group.key].agent_status_get(agent_id=agent.code)
-            except bh_errors.RateLimitedError as error:
-                limited[group.key] = max(
-                    limited.get(group.key, 0.0), error.retry_after or DEFAULT_RETRY_AFTER
-                )
-                results[agent.pk] = error
-            except bh_errors.BithumanError as error:
-                results[agent.pk] = error
-
-    try:
-        tasks = [
-            asyncio.create_task(fetch_one(group, agent))
-            for group, agents in plan
-            for agent in agents
-        ]
-        _done, pending = await asyncio.wait(tasks, timeout=deadline) if tasks else (set(), set())
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    finally:
-        await asyncio.gather(*(client.aclose() for client in clients.values()))
-        await transport.pools_close()
-    return results, limited
+        for group, agents in plan
+        for agent in agents
+    ]
+    fetched = await aio.statuses_fetch(
+        requests,
+        concurrency=max(1, int(settings.AGENT_POLL_CONCURRENCY)),
+        deadline=deadline,
+        timeout=min(float(settings.BITHUMAN_TIMEOUT), deadline),
+        max_retries=0,  # the next poll is the retry
+    )
+    return fetched.results, fetched.rate_limited
 
 
 # --- One batch ----------------------------------------------------------------------------------
@@ -445,7 +320,7 @@ def _batch_process(batch: Batch, report: PollReport) -> BatchOutcome:
     look_up_until = time.monotonic() + _fetch_deadline() / 2
     exhausted: set[int] = set()
     plan: list[tuple[AccountGroup, list[Agent]]] = []
-    not_sent: list[services.LeaseRelease] = []
+    not_sent: list[statuses.LeaseRelease] = []
     groups = _groups(batch.agents)
     limits = _read_limits(groups, look_up_until=look_up_until)
     grants = ratelimit.reads_take(
@@ -455,7 +330,7 @@ def _batch_process(batch: Batch, report: PollReport) -> BatchOutcome:
         if grant.deferred_for > 0:
             exhausted |= group.organization_ids
             until = timezone.now() + timedelta(seconds=grant.deferred_for)
-            not_sent += [services.LeaseRelease(agent.pk, until) for agent in group.agents]
+            not_sent += [statuses.LeaseRelease(agent.pk, until) for agent in group.agents]
             report.deferred += len(group.agents)
             continue
         granted = grant.granted
@@ -463,7 +338,7 @@ def _batch_process(batch: Batch, report: PollReport) -> BatchOutcome:
             exhausted |= group.organization_ids
             # Beyond the budget: back in line at their old place, for the next tick.
             not_sent += [
-                services.LeaseRelease(agent.pk, batch.due_at[agent.pk])
+                statuses.LeaseRelease(agent.pk, batch.due_at[agent.pk])
                 for agent in group.agents[granted:]
             ]
             report.over_budget += len(group.agents) - granted
@@ -500,20 +375,20 @@ def _results_apply(
     report: PollReport,
 ) -> set[int]:
     """Write a batch's answers in one transaction: one compare-and-set statement for every
-    status (agents.services.agent_statuses_apply), one statement releasing the leases, and
+    status (agents.statuses.agent_statuses_apply), one statement releasing the leases, and
     per agent only the rare failures (deadline passed, unknown upstream). Returns the agents
     whose poll a webhook asked for meanwhile (every time released here is in the future)."""
     now = timezone.now()
     answers: list[tuple[Agent, bh.AgentStatus]] = []
-    releases: list[services.LeaseRelease] = []
+    releases: list[statuses.LeaseRelease] = []
     failures: list[tuple[Agent, str]] = []
     for agent, result, deferral in outcomes:
-        if isinstance(result, _Unsent | bh_errors.RateLimitedError):
+        if isinstance(result, aio.Unsent | bh_errors.RateLimitedError):
             # Not the agent's fault: no error counted; nothing goes to the account until then.
             if isinstance(result, bh_errors.RateLimitedError):
                 report.requested += 1
             report.deferred += 1
-            releases.append(services.LeaseRelease(agent.pk, now + timedelta(seconds=deferral)))
+            releases.append(statuses.LeaseRelease(agent.pk, now + timedelta(seconds=deferral)))
             continue
         report.requested += 1
         if isinstance(result, bh.AgentStatus):
@@ -534,12 +409,12 @@ def _results_apply(
             )
         else:
             releases.append(
-                services.LeaseRelease(
+                statuses.LeaseRelease(
                     agent.pk, now + timedelta(seconds=_backoff_seconds(errors)), errors=1
                 )
             )
     with transaction.atomic():
-        changed = services.agent_statuses_apply(answers=answers, source=StatusSource.POLL)
+        changed = statuses.agent_statuses_apply(answers=answers, source=StatusSource.POLL)
         report.changed += len(changed)
         for agent, status in answers:
             if status.is_terminal:
@@ -548,10 +423,10 @@ def _results_apply(
                 failures.append((agent, _deadline_reason(agent, now)))
                 continue
             next_poll_at = next_poll_after_answer(agent=agent, now=now)
-            releases.append(services.LeaseRelease(agent.pk, next_poll_at, errors=0))
+            releases.append(statuses.LeaseRelease(agent.pk, next_poll_at, errors=0))
         asked = _releases_write(batch=batch, releases=releases, now=now)
         for agent, reason in failures:
-            if services.agent_fail(agent=agent, reason=reason, source=StatusSource.POLL):
+            if statuses.agent_fail(agent=agent, reason=reason, source=StatusSource.POLL):
                 report.failed += 1
     return asked
 

@@ -7,25 +7,20 @@ sample first and shows the result as a checklist of pass / warning / fail lines.
 Every check returns a `Check`; nothing here raises. Media is judged by its content (magic bytes,
 then Pillow or mutagen), never by the file name or the Content-Type a server claims.
 
-A link is downloaded by `UrlFetcher`, which only talks https to public addresses, so that a
-customer cannot make the portal fetch from our own network (SSRF).
+A link is downloaded by `portal.netsafe.UrlFetcher`, which only talks https to public addresses,
+so that a customer cannot make the portal fetch from our own network (SSRF).
 """
 
 from __future__ import annotations
 
 import io
-import ipaddress
 import logging
 import math
-import socket
-import ssl
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Literal
 
-import httpx
 from django.core.files.uploadedfile import UploadedFile
 from mutagen import File as mutagen_file
 from mutagen import FileType
@@ -38,10 +33,11 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 from PIL import Image
 
+from portal.netsafe import UrlFetcher, UrlRejected, UrlTooLarge
+
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["pass", "warning", "fail"]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Sizes are decimal megabytes: the stricter reading of bitHuman's "under 10 MB", so nothing we
 # pass is refused for size later.
@@ -59,9 +55,6 @@ IMAGE_MAX_SIDE = 8192
 # bitHuman wants a voice sample under one minute and recommends 3-10 s of clean speech.
 AUDIO_MAX_SECONDS = 60.0
 AUDIO_RECOMMENDED_SECONDS = (3.0, 10.0)
-
-URL_TIMEOUT_SECONDS = 5.0
-URL_MAX_REDIRECTS = 3
 
 _SNIFF_BYTES = 16
 _URL_FIX = "Use a public https link that opens the file itself, or upload the file instead."
@@ -482,221 +475,3 @@ def stored_name(*, kind: MediaKind, upload: UploadedFile) -> str:
     detected = kind.sniff(head)
     stem = "face" if kind is IMAGE else "voice"
     return f"{stem}.{_EXTENSIONS[detected]}" if detected else f"{stem}.bin"
-
-
-# --- Links ------------------------------------------------------------------------------------
-
-
-class UrlRejected(Exception):
-    """A link we will not or cannot download; `reason` completes "The image URL ..."."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class UrlTooLarge(UrlRejected):
-    def __init__(self, *, size: int | None) -> None:
-        super().__init__("is too large")
-        self.size = size  # None when the server did not say and we stopped reading at the cap
-
-
-Resolver = Callable[[str, int], Sequence[str]]
-
-# Names that only mean something inside a network (cloud metadata services, mDNS, home routers).
-_INTERNAL_HOSTS = frozenset({"localhost", "metadata", "metadata.goog", "instance-data"})
-_INTERNAL_SUFFIXES = (".localhost", ".internal", ".local", ".home.arpa")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# IETF protocol assignments: Python counts two of them (192.0.0.9, .10: PCP and TURN anycast) as
-# global, but no customer media or webhook receiver lives there.
-_PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
-
-
-def host_resolve(host: str, port: int) -> list[str]:
-    """Every address the system resolver gives for host (its own timeout applies)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
-def address_is_public(address: IPAddress) -> bool:
-    """Whether address is on the public internet: not loopback, private, link-local, CGNAT, ..."""
-    if isinstance(address, ipaddress.IPv6Address):
-        # An IPv4 address wrapped in IPv6 reaches the IPv4 host, so judge that one.
-        if address.ipv4_mapped is not None:
-            return address_is_public(address.ipv4_mapped)
-        if address in _NAT64:
-            return address_is_public(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
-        # Site-local (fec0::/10) is deprecated but still routed inside some networks, and
-        # Python counts it as global.
-        if address.is_site_local:
-            return False
-    elif address in _PROTOCOL_ASSIGNMENTS:
-        return False
-    # Cloud metadata services sit at link-local 169.254.169.254 and ULA fd00:ec2::254, so they
-    # are refused with their ranges. is_global alone lets multicast through: check every flag.
-    return address.is_global and not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
-
-
-class UrlFetcher:
-    """Downloads a customer's link safely: https only, public addresses only, small and quick.
-
-    The resolver and the httpx transport are injectable because our machines cannot reach any
-    public https server: tests pass an `httpx.MockTransport` and a resolver answering a public
-    address.
-    """
-
-    def __init__(
-        self,
-        *,
-        timeout_seconds: float = URL_TIMEOUT_SECONDS,
-        max_redirects: int = URL_MAX_REDIRECTS,
-        resolver: Resolver = host_resolve,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.timeout_seconds = timeout_seconds
-        self.max_redirects = max_redirects
-        self.resolver = resolver
-        self.transport = transport
-        self.clock = clock
-
-    def fetch(self, *, url: str, max_bytes: int) -> bytes:
-        """The body at url, at most max_bytes long; raises UrlRejected with a customer reason."""
-        try:
-            return self._fetch(url=url, max_bytes=max_bytes)
-        except httpx.TimeoutException as exc:
-            raise self._timeout() from exc
-        except httpx.ConnectError as exc:
-            if _is_tls_error(exc):
-                raise UrlRejected(
-                    "could not be reached securely (its certificate or encryption was refused)"
-                ) from exc
-            raise UrlRejected("could not be reached") from exc
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise UrlRejected("is not a valid web address") from exc
-        except httpx.HTTPError as exc:
-            raise UrlRejected("could not be downloaded") from exc
-
-    def _fetch(self, *, url: str, max_bytes: int) -> bytes:
-        deadline = self.clock() + self.timeout_seconds
-        target = httpx.URL(url)
-        # Redirects are followed by hand so that every hop is vetted like the first link.
-        with httpx.Client(
-            transport=self.transport,
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment would bypass the address checks
-            headers={"User-Agent": "bitHuman-portal-preflight"},
-        ) as client:
-            for hop in range(self.max_redirects + 1):
-                try:
-                    address = self._target_vet(target)
-                except UrlRejected as exc:
-                    if hop == 0:
-                        raise
-                    raise UrlRejected(f"redirected, and the new link {exc.reason}") from exc
-                with self._response_open(client, target, address, deadline) as response:
-                    if response.is_redirect:
-                        target = _redirect_target(target, response.headers["Location"])
-                        continue
-                    if not response.is_success:
-                        raise UrlRejected(
-                            f"answered {response.status_code} {response.reason_phrase}"
-                        )
-                    return self._body_read(response, max_bytes=max_bytes, deadline=deadline)
-        raise UrlRejected(f"redirected more than {self.max_redirects} times")
-
-    def _target_vet(self, target: httpx.URL) -> IPAddress:
-        """The address to connect to, after checking the scheme and every resolved address."""
-        if target.scheme != "https":
-            raise UrlRejected("does not start with https://")
-        host = target.raw_host.decode("ascii").rstrip(".").lower()
-        if not host:
-            raise UrlRejected("has no host name")
-        if host in _INTERNAL_HOSTS or host.endswith(_INTERNAL_SUFFIXES):
-            raise UrlRejected("points to an internal host name, which we never download from")
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            addresses = self._host_addresses(host=host, port=target.port or 443)
-        for address in addresses:
-            # One private answer is enough to refuse: the connection could pick any of them.
-            if not address_is_public(address):
-                raise UrlRejected(
-                    f"points to a private or internal network address ({address}), which we "
-                    "never download from"
-                )
-        return addresses[0]
-
-    def _host_addresses(self, *, host: str, port: int) -> list[IPAddress]:
-        try:
-            answers = self.resolver(host, port)
-            # Scope ids ("fe80::1%eth0") are not part of the address itself.
-            addresses = [ipaddress.ip_address(answer.split("%")[0]) for answer in answers]
-        except (OSError, UnicodeError, ValueError) as exc:
-            raise UrlRejected("has a host name that could not be found") from exc
-        if not addresses:
-            raise UrlRejected("has a host name that could not be found")
-        return addresses
-
-    @contextmanager
-    def _response_open(
-        self, client: httpx.Client, target: httpx.URL, address: IPAddress, deadline: float
-    ) -> Iterator[httpx.Response]:
-        remaining = deadline - self.clock()
-        if remaining <= 0:
-            raise self._timeout()
-        # Connect to the address we vetted, not to whatever a second DNS lookup would answer
-        # (DNS rebinding); the Host header and TLS SNI keep the real name, so the certificate
-        # is still checked against it.
-        request = client.build_request(
-            "GET",
-            target.copy_with(host=str(address)),
-            headers={"Host": target.netloc.decode("ascii")},
-            extensions={"sni_hostname": target.raw_host.decode("ascii")},
-            timeout=httpx.Timeout(remaining),
-        )
-        response = client.send(request, stream=True)
-        try:
-            yield response
-        finally:
-            response.close()
-
-    def _body_read(self, response: httpx.Response, *, max_bytes: int, deadline: float) -> bytes:
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise UrlTooLarge(size=int(declared))  # refused before reading any of it
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body.extend(chunk)
-            if len(body) > max_bytes:
-                raise UrlTooLarge(size=None)
-            # The read timeout is per chunk; this bounds a server that drips bytes slowly.
-            if self.clock() > deadline:
-                raise self._timeout()
-        return bytes(body)
-
-    def _timeout(self) -> UrlRejected:
-        return UrlRejected(f"did not answer within {self.timeout_seconds:g} seconds")
-
-
-def _redirect_target(target: httpx.URL, location: str) -> httpx.URL:
-    try:
-        return target.join(location)
-    except httpx.InvalidURL as exc:
-        raise UrlRejected("redirected to a link that is not a valid web address") from exc
-
-
-def _is_tls_error(exc: BaseException) -> bool:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False

@@ -1,48 +1,37 @@
-"""Writes for agents: the generate outbox, status changes, prompt revisions, deletion.
+"""Writes for agents: the generate outbox, prompt revisions, deletion.
 
 - Generate is an outbox: the row is committed first (`submitting`), then a task calls bitHuman
   with the agent's own public id as `Idempotency-Key`. Any number of re-sends (task retries, the
   sweeper after a killed worker) replay the first answer upstream, so one row never makes two
   upstream agents.
-- Status writes are compare-and-set: a terminal agent never changes, and an intermediate answer
-  only applies when its progress is not behind what we already have (answers can arrive out of
-  order from the poller and webhooks). The poller writes a whole batch with the same rules in
-  one statement (`agent_statuses_apply`, `agent_leases_release`): `WITH v AS (VALUES ...)
-  UPDATE ... FROM v`, on PostgreSQL and SQLite alike, per row on any other database.
+- Status changes (the forward-only rule, the poller's batch write and leases) live in
+  `agents.statuses`.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import math
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, DateTimeField, F, Field, Q, Value, When
+from django.db import IntegrityError, transaction
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from activity import services as activity_services
-from agents import events
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
     AgentStatus,
-    AgentStatusChange,
     PromptRevision,
     StatusSource,
 )
 from agents.preflight import MediaSource
+from agents.statuses import agent_fail, history_record
 from organizations import services as portal_services
 from portal.bithuman import errors as bh_errors
-from portal.bithuman import types as bh
 from portal.errors import ApplicationError
 from portal.models import Organization, User
 from portal.tenancy import Actor, Role, organization_active_require, role_at_least
@@ -125,7 +114,7 @@ def agent_create(
         raise ApplicationError(
             "This form was already used. Reload the page and try again."
         ) from None
-    _history(agent, from_status="", source=StatusSource.SUBMIT)
+    history_record(agent, from_status="", source=StatusSource.SUBMIT)
     _submit_enqueue(agent)
     activity_services.audit_record(
         org=actor.organization,
@@ -144,22 +133,6 @@ def _submit_enqueue(agent: Agent) -> None:
     # robust: a broker outage must not fail the request; the row is committed `submitting` and
     # the sweeper re-sends it with the same Idempotency-Key.
     transaction.on_commit(lambda: tasks.agent_submit.delay(agent_pk), robust=True)
-
-
-def _history(agent: Agent, *, from_status: str, source: str) -> None:
-    _history_row(agent, from_status=from_status, source=source).save()
-
-
-def _history_row(agent: Agent, *, from_status: str, source: str) -> AgentStatusChange:
-    return AgentStatusChange(
-        agent=agent,
-        from_status=from_status,
-        to_status=agent.status,
-        progress=agent.progress,
-        current_step=agent.current_step,
-        message=(agent.error_message or agent.progress_message)[:300],
-        source=source,
-    )
 
 
 def _media_value(file_field: FieldFile, url: str) -> str | None:
@@ -235,7 +208,7 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
     )
     agent.refresh_from_db()
     if claimed:
-        _history(agent, from_status=AgentStatus.SUBMITTING, source=StatusSource.SUBMIT)
+        history_record(agent, from_status=AgentStatus.SUBMITTING, source=StatusSource.SUBMIT)
     return agent
 
 
@@ -263,377 +236,6 @@ def agents_submit_sweep(*, older_than: timedelta | None = None) -> list[int]:
             source=StatusSource.SUBMIT,
         )
     return stuck
-
-
-def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
-    """Fail a non-terminal agent (compare-and-set). Returns whether it changed."""
-    previous = agent.status
-    now = timezone.now()
-    changed = (
-        Agent.objects.filter(pk=agent.pk)
-        .exclude(status__in=TERMINAL_STATUSES)
-        .update(
-            status=AgentStatus.FAILED,
-            error_message=reason,
-            failed_at=now,
-            updated_at=now,
-            lease_until=None,
-            next_poll_at=None,
-        )
-    )
-    if changed:
-        agent.refresh_from_db()
-        _history(agent, from_status=previous, source=source)
-        events.agent_outcome_record(agent=agent, previous=previous)
-    return bool(changed)
-
-
-@dataclass(frozen=True)
-class _StatusWrite:
-    """What an upstream answer writes (see `agent_status_apply`)."""
-
-    status: str
-    progress: float
-    step: str
-    message: str
-    supported_models: list[str] | None  # None: keep ours
-    error_message: str  # used only when the answer is `failed`
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-def _status_write(*, agent: Agent, status: bh.AgentStatus) -> _StatusWrite | None:
-    new_status = status.status if status.status in AgentStatus.values else None
-    if new_status is None or new_status == AgentStatus.SUBMITTING:
-        logger.warning("Ignoring unknown upstream status %r for agent %s", status.status, agent.pk)
-        return None
-    return _StatusWrite(
-        status=new_status,
-        progress=1.0 if new_status == AgentStatus.READY else _progress_clean(status.progress),
-        step=_text_clean(status.current_step)[:30],
-        message=_text_clean(status.progress_msg)[:300],
-        supported_models=list(status.supported_models) if status.supported_models else None,
-        error_message=_text_clean(status.error_message)
-        or "bitHuman reported the generation failed.",
-    )
-
-
-def _progress_clean(value: float | None) -> float:
-    """Upstream progress as a share in 0..1: NaN, infinities and out-of-range values (bitHuman's
-    JSON parser accepts NaN) would break the forward-only rule and the pages."""
-    progress = float(value or 0.0)
-    return min(max(progress, 0.0), 1.0) if math.isfinite(progress) else 0.0
-
-
-def _text_clean(value: str | None) -> str:
-    """Upstream text we can store: PostgreSQL text holds no NUL."""
-    return (value or "").replace("\x00", "")
-
-
-def _status_fields(write: _StatusWrite, now: datetime) -> dict[str, Any]:
-    """The columns a write sets (the batch statement sets the same ones)."""
-    fields: dict[str, Any] = {
-        "status": write.status,
-        "progress": write.progress,
-        "current_step": write.step,
-        "progress_message": write.message,
-        "consecutive_errors": 0,
-        "updated_at": now,
-    }
-    if write.supported_models is not None:
-        fields["supported_models"] = write.supported_models
-    if write.status == AgentStatus.READY:
-        fields.update(ready_at=now, next_poll_at=None, lease_until=None)
-    elif write.status == AgentStatus.FAILED:
-        fields.update(
-            failed_at=now, next_poll_at=None, lease_until=None, error_message=write.error_message
-        )
-    return fields
-
-
-def _needs_history(*, agent: Agent, previous: str, source: str) -> bool:
-    """A history row for a new status (every webhook-driven write too); progress and step moves
-    within one status only update the row."""
-    return agent.status != previous or source == StatusSource.WEBHOOK
-
-
-def agent_status_apply(*, agent: Agent, status: bh.AgentStatus, source: str) -> bool:
-    """Apply an upstream status answer if it is news. Returns whether the row changed.
-
-    Terminal agents absorb everything; an intermediate answer whose progress is behind ours is
-    stale (out of order) and ignored; an identical answer writes nothing.
-    """
-    write = _status_write(agent=agent, status=status)
-    if write is None:
-        return False
-    query = Agent.objects.filter(pk=agent.pk).exclude(status__in=TERMINAL_STATUSES)
-    if not write.is_terminal:
-        query = query.filter(progress__lte=write.progress)
-    # Only changed rows are written: skip when nothing visible differs.
-    query = query.filter(
-        ~Q(status=write.status)
-        | ~Q(progress=write.progress)
-        | ~Q(current_step=write.step)
-        | ~Q(progress_message=write.message)
-    )
-    previous = agent.status
-    changed = query.update(**_status_fields(write, timezone.now()))
-    if changed:
-        agent.refresh_from_db()
-        if _needs_history(agent=agent, previous=previous, source=source):
-            _history(agent, from_status=previous, source=source)
-        events.agent_outcome_record(agent=agent, previous=previous)
-    return bool(changed)
-
-
-# --- Batch writes (the poller) ------------------------------------------------------------------
-
-# Rows per statement: well under SQLite's 32,766 parameters and PostgreSQL's 65,535.
-_BATCH_ROWS = 500
-
-
-def _batch_statements_supported() -> bool:
-    """`WITH v AS (VALUES ...) UPDATE ... FROM v ... RETURNING`: PostgreSQL, and SQLite from
-    3.35 (Django 6.1 requires 3.37). Any other database gets the per-row writes."""
-    return connection.vendor in ("postgresql", "sqlite")
-
-
-def _values_row(types: Sequence[str]) -> str:
-    """One row of a VALUES list. PostgreSQL needs each parameter's type (a VALUES column of
-    bare parameters is text); SQLite keeps the type of each bound value."""
-    if connection.vendor == "postgresql":
-        return "(" + ", ".join(f"CAST(%s AS {db_type})" for db_type in types) + ")"
-    return "(" + ", ".join("%s" for _ in types) + ")"
-
-
-def _param(db_type: str) -> str:
-    return f"CAST(%s AS {db_type})" if connection.vendor == "postgresql" else "%s"
-
-
-def _db_types(*names: str) -> list[str]:
-    """Each Agent column's type as a CAST names it (PostgreSQL's VALUES rows need them)."""
-    types = []
-    for name in names:
-        field = Agent._meta.get_field(name)
-        if not isinstance(field, Field):
-            raise TypeError(f"Agent.{name} is not a column")
-        types.append(field.cast_db_type(connection) or "text")
-    return types
-
-
-def _datetime_param(value: datetime | None) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-_TERMINAL_SQL = ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES))
-
-# The compare-and-set of `agent_status_apply`, for many rows in one statement: a row changes
-# only when it is not terminal, the answer is not behind it (terminal answers always apply) and
-# something visible differs. RETURNING names the rows that changed.
-_STATUSES_SQL = """
-WITH v (agent_id, status, progress, current_step, progress_message, supported_models,
-        error_message) AS (VALUES {rows})
-UPDATE {table} AS a SET
-    status = v.status,
-    progress = v.progress,
-    current_step = v.current_step,
-    progress_message = v.progress_message,
-    consecutive_errors = 0,
-    updated_at = {now},
-    supported_models = COALESCE(v.supported_models, a.supported_models),
-    ready_at = CASE WHEN v.status = 'ready' THEN {now} ELSE a.ready_at END,
-    failed_at = CASE WHEN v.status = 'failed' THEN {now} ELSE a.failed_at END,
-    error_message = CASE WHEN v.status = 'failed' THEN v.error_message ELSE a.error_message END,
-    next_poll_at = CASE WHEN v.status IN ({terminal}) THEN NULL ELSE a.next_poll_at END,
-    lease_until = CASE WHEN v.status IN ({terminal}) THEN NULL ELSE a.lease_until END
-FROM v
-WHERE a.id = v.agent_id
-    AND a.status NOT IN ({terminal})
-    AND (v.status IN ({terminal}) OR a.progress <= v.progress)
-    AND (a.status <> v.status OR a.progress <> v.progress
-         OR a.current_step <> v.current_step OR a.progress_message <> v.progress_message)
-RETURNING id
-"""
-
-
-def _statuses_update(writes: Sequence[tuple[Agent, _StatusWrite]], now: datetime) -> set[int]:
-    """One statement per `_BATCH_ROWS` writes; returns the pks of the rows that changed."""
-    types = _db_types(
-        "id",
-        "status",
-        "progress",
-        "current_step",
-        "progress_message",
-        "supported_models",
-        "error_message",
-    )
-    changed: set[int] = set()
-    timestamp = _param(_db_types("updated_at")[0])
-    for start in range(0, len(writes), _BATCH_ROWS):
-        chunk = writes[start : start + _BATCH_ROWS]
-        sql = _STATUSES_SQL.format(
-            rows=", ".join([_values_row(types)] * len(chunk)),
-            table=connection.ops.quote_name(Agent._meta.db_table),
-            now=timestamp,
-            terminal=_TERMINAL_SQL,
-        )
-        params: list[Any] = []
-        for agent, write in chunk:
-            params += [
-                agent.pk,
-                write.status,
-                write.progress,
-                write.step,
-                write.message,
-                None if write.supported_models is None else json.dumps(write.supported_models),
-                write.error_message,
-            ]
-        params += [_datetime_param(now)] * 3  # updated_at, ready_at, failed_at
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            changed.update(pk for (pk,) in cursor.fetchall())
-    return changed
-
-
-def agent_statuses_apply(
-    *, answers: Sequence[tuple[Agent, bh.AgentStatus]], source: str
-) -> set[int]:
-    """`agent_status_apply` for many agents at once (the poller's batch), in one transaction and
-    a constant number of statements: one compare-and-set UPDATE, one INSERT of the history rows,
-    and for agents that reached ready or failed one query for their organizations (then their
-    audit entry and webhook event, as `agent_outcome_record` writes them).
-
-    The agents passed in are updated in place; returns the pks of the agents whose row changed.
-    """
-    writes = [
-        (agent, write)
-        for agent, status in answers
-        if (write := _status_write(agent=agent, status=status)) is not None
-    ]
-    if not writes:
-        return set()
-    if not _batch_statements_supported():
-        return {
-            agent.pk
-            for agent, status in answers
-            if agent_status_apply(agent=agent, status=status, source=source)
-        }
-    now = timezone.now()
-    with transaction.atomic(savepoint=False):
-        changed = _statuses_update(writes, now)
-        history: list[AgentStatusChange] = []
-        outcomes: list[tuple[Agent, str]] = []
-        for agent, write in writes:
-            if agent.pk not in changed:
-                continue
-            previous = agent.status
-            for name, value in _status_fields(write, now).items():
-                setattr(agent, name, value)
-            if _needs_history(agent=agent, previous=previous, source=source):
-                history.append(_history_row(agent, from_status=previous, source=source))
-            if agent.status != previous and write.is_terminal:
-                outcomes.append((agent, previous))
-        AgentStatusChange.objects.bulk_create(history)
-        if outcomes:
-            organizations = Organization.objects.in_bulk(
-                {agent.organization_id for agent, _ in outcomes}
-            )
-            for agent, previous in outcomes:
-                agent.organization = organizations[agent.organization_id]
-                events.agent_outcome_record(agent=agent, previous=previous)
-    return changed
-
-
-@dataclass(frozen=True)
-class LeaseRelease:
-    """One agent's end of a poller lease: when to poll it next, and its error count."""
-
-    agent_pk: int
-    next_poll_at: datetime
-    # None: keep the count; 0: an answer came (reset); 1: one more transient error.
-    errors: int | None = None
-
-
-# Only rows still leased by `lease` and not terminal; next_poll_at only if nobody moved it
-# meanwhile (a webhook asking for a poll now keeps its time). RETURNING may name only the
-# table's own columns (SQLite), unqualified: the CTE's names differ from them.
-_RELEASE_SQL = """
-WITH v (agent_id, poll_at, errors) AS (VALUES {rows})
-UPDATE {table} AS a SET
-    lease_until = NULL,
-    next_poll_at = CASE WHEN a.next_poll_at = {lease} THEN v.poll_at ELSE a.next_poll_at END,
-    consecutive_errors = CASE WHEN v.errors IS NULL THEN a.consecutive_errors
-                              WHEN v.errors = 0 THEN 0
-                              ELSE a.consecutive_errors + 1 END
-FROM v
-WHERE a.id = v.agent_id AND a.lease_until = {lease} AND a.status NOT IN ({terminal})
-RETURNING id, CASE WHEN next_poll_at <= {now} THEN 1 ELSE 0 END
-"""
-
-
-def agent_leases_release(
-    *, lease: datetime, releases: Sequence[LeaseRelease], now: datetime | None = None
-) -> set[int]:
-    """Give up a poller batch's lease (`lease`, the value it wrote to `lease_until`) on these
-    agents and schedule their next poll, in one statement per `_BATCH_ROWS` agents.
-
-    Returns the released agents already due at `now` (default: the current time): those whose
-    poll somebody asked for during the lease (`agent_refresh_now`), when every release here
-    schedules one later than `now`.
-    """
-    if not releases:
-        return set()
-    now = now or timezone.now()
-    if not _batch_statements_supported():
-        for release in releases:
-            _lease_release_one(lease=lease, release=release)
-        due = Agent.objects.filter(
-            pk__in=[release.agent_pk for release in releases],
-            lease_until__isnull=True,
-            next_poll_at__lte=now,
-        )
-        return set(due.values_list("pk", flat=True))
-    types = _db_types("id", "next_poll_at", "consecutive_errors")
-    datetime_param = _param(_db_types("lease_until")[0])
-    asked: set[int] = set()
-    for start in range(0, len(releases), _BATCH_ROWS):
-        chunk = releases[start : start + _BATCH_ROWS]
-        sql = _RELEASE_SQL.format(
-            rows=", ".join([_values_row(types)] * len(chunk)),
-            table=connection.ops.quote_name(Agent._meta.db_table),
-            lease=datetime_param,
-            now=datetime_param,
-            terminal=_TERMINAL_SQL,
-        )
-        params: list[Any] = []
-        for release in chunk:
-            params += [release.agent_pk, _datetime_param(release.next_poll_at), release.errors]
-        # The CASE, the WHERE, then RETURNING's comparison.
-        params += [_datetime_param(lease), _datetime_param(lease), _datetime_param(now)]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            asked.update(pk for pk, due in cursor.fetchall() if due)
-    return asked
-
-
-def _lease_release_one(*, lease: datetime, release: LeaseRelease) -> None:
-    fields: dict[str, Any] = {
-        "lease_until": None,
-        "next_poll_at": Case(
-            When(next_poll_at=lease, then=Value(release.next_poll_at)),
-            default=F("next_poll_at"),
-            output_field=DateTimeField(),
-        ),
-    }
-    if release.errors == 0:
-        fields["consecutive_errors"] = 0
-    elif release.errors is not None:
-        fields["consecutive_errors"] = F("consecutive_errors") + 1
-    Agent.objects.filter(pk=release.agent_pk, lease_until=lease).exclude(
-        status__in=TERMINAL_STATUSES
-    ).update(**fields)
 
 
 # --- Prompt, deletion ---------------------------------------------------------------------------
@@ -728,7 +330,7 @@ def agent_retry(*, actor: Actor, agent: Agent) -> Agent:
             audio_url=agent.audio_url,
             created_by=_actor_user(actor),
         )
-        _history(retry, from_status="", source=StatusSource.SUBMIT)
+        history_record(retry, from_status="", source=StatusSource.SUBMIT)
         _submit_enqueue(retry)
         activity_services.audit_record(
             org=agent.organization,

@@ -18,10 +18,10 @@ from celery import shared_task
 from django.core.cache import cache
 from django.db import connection
 
-from agents import poller, services
+from agents import poller, statuses
 from agents.models import Agent, StatusSource
 from organizations import services as portal_services
-from portal.bithuman import client as bh_client
+from portal.bithuman import core as bh_core
 from portal.bithuman import errors as bh_errors
 
 REQUEST_LOG = "bench:requests"
@@ -41,7 +41,7 @@ def _log_request(method: str, path: str, status: int) -> None:
 def _instrument() -> None:
     """Log every answer bitHuman gives the worker: `attempt_log` sees each HTTP response of
     both clients (retries included)."""
-    core = bh_client._ClientCore
+    core = bh_core._ClientCore
     if getattr(core, "_bench_wrapped", False):
         return
     original = core.attempt_log
@@ -91,7 +91,7 @@ def naive_poll_one(agent_pk: int) -> None:
     try:
         with portal_services.client_for(connection=connection_, max_retries=0) as client:
             status = client.agent_status_get(agent_id=agent.code)
-        services.agent_status_apply(agent=agent, status=status, source=StatusSource.POLL)
+        statuses.agent_status_apply(agent=agent, status=status, source=StatusSource.POLL)
     except bh_errors.BithumanError:
         pass
     finally:

@@ -6,7 +6,7 @@ lets a person open the room through the link template (LiveKit Meet by default).
 
 Closing a room: in Live mode through LiveKit's RoomService (DeleteRoom), which makes the avatar
 leave; in Test mode the sandbox stands in for both bitHuman and LiveKit, and its control API
-ends the room it registered for the runtime token.
+ends the room it registered for the runtime token (`portal.bithuman.control`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
-import httpx
 from django.conf import settings
 from livekit import api as livekit_api
 
@@ -150,24 +149,3 @@ def error_classify(error: BaseException) -> str:
     if isinstance(error, OSError) or type(error).__module__.startswith("aiohttp"):
         return f"the server could not be reached ({type(error).__name__})"
     return f"the request failed ({type(error).__name__})"
-
-
-def sandbox_room_end(*, base_url: str, api_secret: str, room_name: str) -> bool:
-    """End a runtime room in the sandbox (Test mode); False when it had already ended."""
-    try:
-        response = httpx.post(
-            f"{base_url.rstrip('/')}/control/rooms/{quote(room_name, safe='')}/end",
-            headers={"api-secret": api_secret},
-            timeout=ROOM_DELETE_TIMEOUT_SECONDS,
-        )
-    except httpx.HTTPError as error:
-        raise LiveKitError(
-            f"The sandbox did not close room {room_name} ({type(error).__name__})"
-        ) from None
-    if response.status_code == 404:
-        return False
-    if not response.is_success:
-        raise LiveKitError(
-            f"The sandbox did not close room {room_name} (HTTP {response.status_code})"
-        )
-    return True

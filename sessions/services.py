@@ -24,9 +24,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from activity import services as activity_services
 from agents.models import Agent
 from organizations import services as portal_services
+from portal import netsafe
+from portal.bithuman import control as bh_control
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
 from portal.models import BithumanConnection, User
@@ -300,11 +301,15 @@ def _livekit_room_close(session: AgentSession) -> None:
     try:
         if session.sandbox:
             connection = portal_services.connection_get(org=session.organization)
-            closed = livekit.sandbox_room_end(
-                base_url=settings.SANDBOX_BASE_URL,
-                api_secret=connection.sandbox_secret,
-                room_name=session.room_name,
-            )
+            try:
+                closed = bh_control.sandbox_room_end(
+                    base_url=settings.SANDBOX_BASE_URL,
+                    api_secret=connection.sandbox_secret,
+                    room_name=session.room_name,
+                    timeout=livekit.ROOM_DELETE_TIMEOUT_SECONDS,
+                )
+            except bh_control.ControlError as error:
+                raise livekit.LiveKitError(error.message) from None
         else:
             config = selectors.livekit_config_get(org=session.organization)
             if config is None or config.url != session.livekit_url:
@@ -437,9 +442,9 @@ def _livekit_url_clean(url: str) -> str:
 
 
 def livekit_url_check(url: str) -> None:
-    """The webhook URLs' address rules (activity.services.public_url_check): wss:// or
+    """The webhook URLs' address rules (portal.netsafe.public_url_check): wss:// or
     https://, a public host; ws:// and local servers only with WEBHOOK_ALLOW_LOCAL."""
-    activity_services.public_url_check(
+    netsafe.public_url_check(
         url,
         schemes=LIVEKIT_SECURE_SCHEMES,
         local_schemes=LIVEKIT_URL_SCHEMES,

@@ -7,10 +7,14 @@
         status = client.agent_status_get(agent_id=started.agent_id)
 
 Results live in `portal.bithuman.types`, errors in `portal.bithuman.errors`, webhook signatures in
-`portal.bithuman.webhooks`.
+`portal.bithuman.webhooks`. The modules: `core` (each operation described once as a `_Call`, the
+response mapping and retry decisions), `client` (synchronous), `async_client`, `aio` (many
+statuses at once over pooled connections, for the poller; running coroutines from sync code),
+`control` (the sandbox's control endpoint, Test mode).
 """
 
-from portal.bithuman.client import AsyncBithumanClient, BithumanClient
+from portal.bithuman.async_client import AsyncBithumanClient
+from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import (
     AgentNotFoundError,
     AuthenticationError,

@@ -215,10 +215,10 @@ def test_redirects_are_never_followed(org, admin, receiver):
 def test_hosts_resolving_to_private_addresses_are_refused_at_save_and_delivery(
     org, admin, monkeypatch, settings
 ):
-    from agents import preflight
+    from portal import netsafe
 
     answers = {"hooks.example.com": ["93.184.216.34"]}
-    monkeypatch.setattr(preflight, "host_resolve", lambda host, port: answers[host])
+    monkeypatch.setattr(netsafe, "host_resolve", lambda host, port: answers[host])
     endpoint = _endpoint(admin, "https://hooks.example.com/x").endpoint
     # DNS changes to a private address: the delivery is refused before connecting.
     answers["hooks.example.com"] = ["10.0.0.7"]

@@ -23,7 +23,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import poller, ratelimit, services, tasks
+from agents import poller, ratelimit, services, statuses, tasks
 from agents.models import Agent, AgentQuerySet, AgentStatus, AgentStatusChange, StatusSource
 from organizations import services as portal_services
 from portal.bithuman import webhooks
@@ -275,11 +275,11 @@ def test_a_claim_skips_rows_another_uncommitted_claim_holds(
         return update(self, **fields)
 
     monkeypatch.setattr(AgentQuerySet, "update", pausing_update)
-    claimed_by_a: list[poller.Batch | None] = []
+    claimed_by_a: list[statuses.Batch | None] = []
 
     def claim_a() -> None:
         try:
-            claimed_by_a.append(poller.agents_claim(limit=3))
+            claimed_by_a.append(statuses.agents_claim(limit=3))
         finally:
             connection.close()
 
@@ -287,7 +287,7 @@ def test_a_claim_skips_rows_another_uncommitted_claim_holds(
     thread.start()
     assert locked.wait(5)
     started = time.monotonic()
-    batch_b = poller.agents_claim(limit=10)  # while A's rows are locked and not yet leased
+    batch_b = statuses.agents_claim(limit=10)  # while A's rows are locked and not yet leased
     waited = time.monotonic() - started
     resume.set()
     thread.join(10)
@@ -308,7 +308,7 @@ def test_leases_of_a_tick_that_died_after_claiming_expire_then_agents_are_polled
     owner = tenant()
     agents = [agent_in_flight(owner) for _ in range(3)]
     # A tick claimed (and committed) these, then its worker died before any request.
-    batch = poller.agents_claim(limit=10)
+    batch = statuses.agents_claim(limit=10)
     assert batch is not None and len(batch.agents) == 3
     assert poller.tick().claimed == 0  # leased: nobody else takes them...
     assert sandbox.statuses(owner.key) == []
@@ -324,7 +324,7 @@ def test_leases_of_a_tick_that_died_after_claiming_expire_then_agents_are_polled
 def test_a_tick_releases_only_its_own_leases(sandbox: Upstream):
     owner = tenant()
     agent = agent_in_flight(owner)
-    batch = poller.agents_claim(limit=1)
+    batch = statuses.agents_claim(limit=1)
     assert batch is not None
     # The lease expired and another tick claimed the agent meanwhile: its lease is not ours.
     other_lease = timezone.now() + timedelta(seconds=30)
@@ -521,7 +521,7 @@ def test_webhook_refreshes_at_once_and_a_stale_answer_then_changes_nothing(
     assert WebhookDelivery.objects.get(organization=owner.org).processed_at is not None
     changes = AgentStatusChange.objects.filter(agent=agent).count()
 
-    assert not services.agent_status_apply(agent=agent, status=stale, source=StatusSource.POLL)
+    assert not statuses.agent_status_apply(agent=agent, status=stale, source=StatusSource.POLL)
     agent = fresh(agent)
     assert agent.status == AgentStatus.READY and agent.progress == 1.0
     assert AgentStatusChange.objects.filter(agent=agent).count() == changes
@@ -544,7 +544,7 @@ def test_webhook_only_reaches_agents_of_its_own_organization(sandbox: Upstream):
 def test_webhook_for_an_agent_a_tick_holds_is_polled_by_the_next_tick(sandbox: Upstream):
     owner = tenant()
     agent = agent_in_flight(owner)
-    batch = poller.agents_claim(limit=1)  # a tick is fetching it right now
+    batch = statuses.agents_claim(limit=1)  # a tick is fetching it right now
     assert batch is not None
     deliver(owner, code=agent.code)
     assert sandbox.statuses() == []  # the one-agent poll left it to the tick
@@ -618,14 +618,14 @@ def test_unchanged_answers_write_no_status_change(
     owner = tenant()
     agent = agent_in_flight(owner)
     applied: list[bool] = []
-    apply = services.agent_statuses_apply
+    apply = statuses.agent_statuses_apply
 
     def spying_apply(**kwargs: Any) -> set[int]:
         changed = apply(**kwargs)
         applied.extend(agent.pk in changed for agent, _status in kwargs["answers"])
         return changed
 
-    monkeypatch.setattr(services, "agent_statuses_apply", spying_apply)
+    monkeypatch.setattr(statuses, "agent_statuses_apply", spying_apply)
     ticks_until(lambda: len(applied) >= 1, timeout=5)
     assert applied == [True]  # processing 0 -> the first real answer
     changes = AgentStatusChange.objects.filter(agent=agent).count()
@@ -662,140 +662,6 @@ def test_cadence_is_5_s_early_and_slower_later_for_long_models(
     now = timezone.now()
     agent = Agent(model=model, submitted_at=now - timedelta(minutes=minutes))
     assert poller.cadence_seconds(agent=agent, now=now) == seconds
-
-
-# --- A batch's writes ---------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["one-statement", "per-row"])
-def batch_writes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways a batch is written: the one-statement form (PostgreSQL, SQLite) and the per-row
-    fallback other databases get; they must agree."""
-    if request.param == "per-row":
-        monkeypatch.setattr(services, "_batch_statements_supported", lambda: False)
-    return str(request.param)
-
-
-def _answer(status: str, progress: float, step: str = "video", **fields: Any) -> Any:
-    from portal.bithuman import types as bh
-
-    return bh.AgentStatus(status=status, progress=progress, current_step=step, **fields)
-
-
-@pytest.mark.django_db
-def test_a_batch_moves_rows_only_forward_and_keeps_every_side_effect(
-    batch_writes: str, django_capture_on_commit_callbacks: Any, settings: Any
-):
-    from activity import services as activity_services
-    from activity.models import AuditEvent, OutboundDelivery
-    from tests.factories import AgentFactory
-
-    settings.WEBHOOK_ALLOW_LOCAL = True
-    owner = MembershipFactory(role=Role.OWNER)
-    org = owner.organization
-    activity_services.webhook_endpoint_create(
-        actor=owner, url="http://127.0.0.1:9/in", events=["agent.ready", "agent.failed"]
-    )
-
-    def agent(status: str, progress: float, **fields: Any) -> Agent:
-        return AgentFactory(organization=org, status=status, progress=progress, **fields)
-
-    behind = agent("generating", 0.6, current_step="video")
-    same = agent("generating", 0.5, current_step="video", progress_message="Rendering")
-    ahead = agent("processing", 0.1)
-    finished = agent("ready", 1.0)
-    failing = agent("generating", 0.9, current_step="lip_sync")
-    done = agent("success", 0.7, current_step="lip_sync")
-    answers = [
-        (behind, _answer("generating", 0.5)),  # out of order: behind what we have
-        (same, _answer("generating", 0.5, progress_msg="Rendering")),  # nothing new
-        (ahead, _answer("generating", 0.5, "lip_sync", supported_models=["essence-1"])),
-        (finished, _answer("failed", 0.2, error_message="late")),  # terminal absorbs
-        (failing, _answer("failed", 0.2, error_message="No face in the image")),
-        (done, _answer("ready", 1.0, "done")),
-    ]
-    with django_capture_on_commit_callbacks() as callbacks:
-        changed = services.agent_statuses_apply(answers=answers, source=StatusSource.POLL)
-    assert changed == {ahead.pk, failing.pk, done.pk}
-
-    rows = {row.pk: row for row in Agent.objects.all()}
-    assert (rows[behind.pk].progress, rows[same.pk].progress) == (0.6, 0.5)
-    assert rows[finished.pk].status == "ready" and rows[finished.pk].error_message == ""
-    ahead_row = rows[ahead.pk]
-    assert (ahead_row.status, ahead_row.progress, ahead_row.current_step) == (
-        "generating",
-        0.5,
-        "lip_sync",
-    )
-    assert ahead_row.supported_models == ["essence-1"] and ahead_row.consecutive_errors == 0
-    assert ahead_row.updated_at > behind.updated_at
-    failed = rows[failing.pk]
-    assert failed.status == "failed" and failed.error_message == "No face in the image"
-    assert failed.failed_at and failed.next_poll_at is None and failed.lease_until is None
-    ready = rows[done.pk]
-    assert ready.status == "ready" and ready.progress == 1.0 and ready.ready_at
-    assert ready.next_poll_at is None
-    # The objects passed in show what was written.
-    assert (ahead.status, failing.status, done.status) == ("generating", "failed", "ready")
-    assert behind.progress == 0.6
-
-    history = set(
-        AgentStatusChange.objects.values_list("agent_id", "from_status", "to_status", "source")
-    )
-    assert history == {
-        (ahead.pk, "processing", "generating", "poll"),
-        (failing.pk, "generating", "failed", "poll"),
-        (done.pk, "success", "ready", "poll"),
-    }
-    assert AgentStatusChange.objects.get(agent=failing).message == "No face in the image"
-    audit = set(AuditEvent.objects.for_org(org).values_list("action", "target_id", "actor_kind"))
-    assert {entry for entry in audit if entry[0].startswith("agent.")} == {
-        ("agent.failed", str(failing.public_id), "system"),
-        ("agent.ready", str(done.public_id), "system"),
-    }
-    deliveries = {d.event_type: json.loads(d.body)["data"] for d in OutboundDelivery.objects.all()}
-    assert deliveries["agent.ready"]["id"] == str(done.public_id)
-    assert deliveries["agent.ready"]["status"] == "ready"
-    assert deliveries["agent.ready"]["agent_code"] == done.code
-    assert deliveries["agent.failed"]["error_message"] == "No face in the image"
-    assert len(callbacks) == 2  # each delivery is sent after commit
-
-
-@pytest.mark.django_db
-def test_a_batch_releases_only_its_own_leases_and_keeps_a_moved_time(batch_writes: str):
-    from tests.factories import AgentFactory
-
-    org = MembershipFactory(role=Role.OWNER).organization
-    lease = timezone.now() + timedelta(seconds=30)
-    later = timezone.now() + timedelta(seconds=5)
-
-    def leased(**fields: Any) -> Agent:
-        values = {"status": "generating", "progress": 0.3, "lease_until": lease}
-        return AgentFactory(organization=org, **{"next_poll_at": lease, **values, **fields})
-
-    answered = leased(consecutive_errors=2)
-    failing = leased(consecutive_errors=2)
-    moved = leased(next_poll_at=timezone.now())  # a webhook asked for a poll now
-    someone_elses = leased(lease_until=lease + timedelta(seconds=1))
-    finished = leased(status="ready")
-    services.agent_leases_release(
-        lease=lease,
-        releases=[
-            services.LeaseRelease(answered.pk, later, errors=0),
-            services.LeaseRelease(failing.pk, later, errors=1),
-            services.LeaseRelease(moved.pk, later),
-            services.LeaseRelease(someone_elses.pk, later),
-            services.LeaseRelease(finished.pk, later),
-        ],
-    )
-    rows = {row.pk: row for row in Agent.objects.all()}
-    assert (rows[answered.pk].lease_until, rows[answered.pk].next_poll_at) == (None, later)
-    assert rows[answered.pk].consecutive_errors == 0
-    assert rows[failing.pk].consecutive_errors == 3 and rows[failing.pk].next_poll_at == later
-    assert rows[moved.pk].lease_until is None and rows[moved.pk].next_poll_at < later
-    assert rows[moved.pk].consecutive_errors == 0
-    assert rows[someone_elses.pk].lease_until == lease + timedelta(seconds=1)
-    assert rows[finished.pk].lease_until == lease  # terminal rows are never touched
 
 
 def test_an_answered_agent_is_due_one_interval_later_and_beat_ticks_more_often(settings: Any):

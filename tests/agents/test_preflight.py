@@ -5,7 +5,6 @@ fixtures live in the repository.
 """
 
 import io
-import ipaddress
 import socket
 import ssl
 import struct
@@ -19,12 +18,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from PIL import Image
 
 from agents import preflight
-from agents.preflight import Check, MediaSource, PreflightReport, UrlFetcher, UrlRejected
+from agents.preflight import Check, MediaSource, PreflightReport
+from portal import netsafe
+from portal.netsafe import UrlFetcher, UrlRejected
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:2800:21f:cb07:6820:80da:af6b:1b2"
 
-# Every address class the fetcher must refuse, including IPv6 spellings of IPv4 ones.
+# Every address class the fetcher must refuse, including IPv6 spellings of IPv4 ones (the rules
+# themselves: tests/portal/test_netsafe.py).
 NON_PUBLIC_ADDRESSES = [
     "127.0.0.1",  # loopback
     "127.8.9.10",
@@ -526,19 +528,6 @@ def test_audio_sniff(head, expected):
     assert preflight.audio_sniff(head) == expected
 
 
-# --- Addresses --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("address", NON_PUBLIC_ADDRESSES)
-def test_non_public_addresses_are_refused(address):
-    assert not preflight.address_is_public(ipaddress.ip_address(address))
-
-
-@pytest.mark.parametrize("address", PUBLIC_ADDRESSES)
-def test_public_addresses_are_allowed(address):
-    assert preflight.address_is_public(ipaddress.ip_address(address))
-
-
 # --- Links ------------------------------------------------------------------------------------
 
 
@@ -774,7 +763,7 @@ def test_fetcher_cap_is_set_by_the_caller(web):
     fetcher = web.fetcher()
 
     assert fetcher.fetch(url="https://example.com/v.wav", max_bytes=2048) == b"x" * 2048
-    with pytest.raises(preflight.UrlTooLarge):
+    with pytest.raises(netsafe.UrlTooLarge):
         fetcher.fetch(url="https://example.com/v.wav", max_bytes=2047)
 
 

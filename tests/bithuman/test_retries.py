@@ -12,7 +12,7 @@ from portal.bithuman import (
     TransportError,
     UpstreamError,
 )
-from portal.bithuman.client import BACKOFF_BASE_SECONDS
+from portal.bithuman.core import BACKOFF_BASE_SECONDS
 from tests.bithuman.conftest import envelope
 
 

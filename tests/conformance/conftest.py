@@ -102,10 +102,15 @@ class Harness:
         self.clients.append(client)
         return client
 
-    def async_client(self, tenant: Tenant, **options: Any) -> AsyncBithumanClient:
-        """The asynchronous client (closed by the test, inside its event loop)."""
+    def async_transport(self) -> AsyncRecordingTransport:
+        """A recording asynchronous transport (closed by the test, inside its event loop)."""
         transport = AsyncRecordingTransport()
         self.transports.append(transport)
+        return transport
+
+    def async_client(self, tenant: Tenant, **options: Any) -> AsyncBithumanClient:
+        """The asynchronous client (closed by the test, inside its event loop)."""
+        transport = self.async_transport()
 
         async def no_sleep(seconds: float) -> None:
             self.sleeps.append(seconds)

@@ -340,12 +340,22 @@ def test_async_client_fetches_many_statuses(harness: Harness, tenant: Tenant, cl
     ready = agent_ready(client, tenant)
     pending = client.agent_generate(prompt="A patient tutor").agent_id
 
+    transport = harness.async_transport()
+    account = aio.StatusAccount(key="tenant", base_url=harness.api_url, api_secret=tenant.secret)
+    codes = [ready, pending, UNKNOWN_CODE]
+    requests = [aio.StatusRequest(key=code, account=account, agent_id=code) for code in codes]
+
     async def fetch() -> dict:
-        async with harness.async_client(tenant) as async_client:
-            return await async_client.statuses_fetch([ready, pending, UNKNOWN_CODE, ready])
+        try:
+            fetched = await aio.statuses_fetch(
+                requests, concurrency=2, deadline=10.0, timeout=5.0, transport=transport
+            )
+        finally:
+            await transport.aclose()
+        return fetched.results
 
     results = aio.run(fetch())
-    assert list(results) == [ready, pending, UNKNOWN_CODE]
+    assert list(sorted(results)) == sorted(codes)
     assert isinstance(results[ready], AgentStatus) and results[ready].is_ready
     assert isinstance(results[pending], AgentStatus) and results[pending].status == "processing"
     assert isinstance(results[UNKNOWN_CODE], AgentNotFoundError)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from portal.bithuman import AgentStatus, BithumanClient, RateLimitedError, UpstreamError, aio
-from portal.bithuman.client import BACKOFF_BASE_SECONDS
+from portal.bithuman.core import BACKOFF_BASE_SECONDS
 from tests.conformance.conftest import Harness, Tenant
 from tests.conformance.contract import Exchange
 from tests.conformance.test_client_sandbox import agent_ready
@@ -138,15 +138,17 @@ def test_async_client_honours_retry_after(
     code = client.agent_generate(prompt="A friendly coach").agent_id
     tenant.configure(force_429_rate=1.0)
 
-    async def fetch() -> dict:
+    async def fetch() -> AgentStatus | RateLimitedError:
         async with harness.async_client(tenant, max_retries=2) as async_client:
-            return await async_client.statuses_fetch([code])
+            try:
+                return await async_client.agent_status_get(agent_id=code)
+            except RateLimitedError as error:
+                return error
 
-    results = aio.run(fetch())
-    assert isinstance(results[code], RateLimitedError)
-    assert results[code].retry_after == 2.0
+    result = aio.run(fetch())
+    assert isinstance(result, RateLimitedError)
+    assert result.retry_after == 2.0
     assert harness.sleeps == [2.0, 2.0]
 
     tenant.configure(force_429_rate=0.0)
-    results = aio.run(fetch())
-    assert isinstance(results[code], AgentStatus)
+    assert isinstance(aio.run(fetch()), AgentStatus)

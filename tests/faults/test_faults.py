@@ -23,7 +23,7 @@ from django.db import connection as db_connection
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import services
+from agents import statuses
 from agents.models import Agent, AgentStatus, AgentStatusChange, StatusSource
 from portal import crypto
 from portal.bithuman import webhooks
@@ -316,7 +316,7 @@ def test_bad_webhooks_change_nothing_and_late_answers_do_not_regress(
     ]
     assert all(r.status_code == 200 and r.json()["duplicate"] for r in duplicates)
     assert WebhookDelivery.objects.filter(organization=owner.org).count() == 1
-    assert not services.agent_status_apply(agent=agent, status=stale, source=StatusSource.POLL)
+    assert not statuses.agent_status_apply(agent=agent, status=stale, source=StatusSource.POLL)
     time.sleep(1)  # a few ticks
     assert fresh(agent).status == AgentStatus.READY and fresh(agent).progress == 1.0
     assert AgentStatusChange.objects.filter(agent=agent).count() == changes

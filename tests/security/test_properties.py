@@ -35,11 +35,10 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from agents import preflight
-from agents import services as agent_services
+from agents import preflight, statuses
 from agents.models import TERMINAL_STATUSES, Agent, AgentStatus
 from organizations import services as portal_services
-from portal import crypto
+from portal import crypto, netsafe
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.bithuman import webhooks
@@ -136,15 +135,15 @@ def assert_api_answer(response: Any, allowed: set[int]) -> dict[str, Any]:
     return body
 
 
-def _unreachable(self: preflight.UrlFetcher, *, url: str, max_bytes: int) -> bytes:
-    raise preflight.UrlRejected("could not be reached")
+def _unreachable(self: netsafe.UrlFetcher, *, url: str, max_bytes: int) -> bytes:
+    raise netsafe.UrlRejected("could not be reached")
 
 
 @pytest.fixture
 def api(org, settings, monkeypatch):
     settings.API_RATE_LIMIT_PER_MINUTE = 10**9
     # Links are never fetched here (no network): every one is refused as unreachable.
-    monkeypatch.setattr(preflight.UrlFetcher, "fetch", _unreachable)
+    monkeypatch.setattr(netsafe.UrlFetcher, "fetch", _unreachable)
     return ApiClient(make_key(org))
 
 
@@ -440,7 +439,7 @@ def test_media_checks_judge_any_bytes_with_a_specific_reason(content, kind):
     upload = SimpleUploadedFile(f"upload.{kind}", content)
     media = preflight.IMAGE if kind == "image" else preflight.AUDIO
     checks = preflight.media_checks(
-        kind=media, source=preflight.MediaSource(upload=upload), fetcher=preflight.UrlFetcher()
+        kind=media, source=preflight.MediaSource(upload=upload), fetcher=netsafe.UrlFetcher()
     )
     assert checks and all(check.outcome in {"pass", "warning", "fail"} for check in checks)
     assert not any(check.key.endswith("_source") for check in checks), checks
@@ -501,12 +500,10 @@ class _NoNetwork(httpx.BaseTransport):
 @example(address=ipaddress.IPv6Address("fec0::1"), literal=False)
 @example(address=ipaddress.IPv4Address("192.0.0.9"), literal=False)  # Python: "global"
 def test_no_private_address_is_ever_public_nor_fetched(address, literal):
-    assert not preflight.address_is_public(address)
-    fetcher = preflight.UrlFetcher(
-        resolver=lambda host, port: [str(address)], transport=_NoNetwork()
-    )
+    assert not netsafe.address_is_public(address)
+    fetcher = netsafe.UrlFetcher(resolver=lambda host, port: [str(address)], transport=_NoNetwork())
     host = (f"[{address}]" if address.version == 6 else str(address)) if literal else "cdn.example"
-    with pytest.raises(preflight.UrlRejected) as refused:
+    with pytest.raises(netsafe.UrlRejected) as refused:
         fetcher.fetch(url=f"https://{host}/face.png", max_bytes=1000)
     assert "private or internal" in refused.value.reason
 
@@ -516,10 +513,8 @@ def test_no_private_address_is_ever_public_nor_fetched(address, literal):
 def test_any_link_is_fetched_or_refused_with_a_reason(url):
     """Whatever the customer types, the fetcher answers bytes or UrlRejected, never a crash;
     with every name resolving to loopback, nothing is fetched."""
-    fetcher = preflight.UrlFetcher(
-        resolver=lambda host, port: ["127.0.0.1"], transport=_NoNetwork()
-    )
-    with pytest.raises(preflight.UrlRejected) as refused:
+    fetcher = netsafe.UrlFetcher(resolver=lambda host, port: ["127.0.0.1"], transport=_NoNetwork())
+    with pytest.raises(netsafe.UrlRejected) as refused:
         fetcher.fetch(url=url, max_bytes=1000)
     assert refused.value.reason
 
@@ -607,7 +602,8 @@ def test_an_agents_status_never_moves_backwards(org, start, answers):
     agent = AgentFactory(organization=org, status=start, progress=0.0, code="A01PROP001")
     for answer, source in answers:
         before = Agent.objects.get(pk=agent.pk)
-        agent_services.agent_status_apply(agent=agent, status=answer, source=source)
+        # The poller's statement, as production runs it (one agent of a batch).
+        statuses.agent_statuses_apply(answers=[(agent, answer)], source=source)
         after = Agent.objects.get(pk=agent.pk)
         if before.status in TERMINAL_STATUSES:
             assert (after.status, after.progress) == (before.status, before.progress)
@@ -628,7 +624,7 @@ def test_an_agents_status_never_moves_backwards(org, start, answers):
 )
 def test_odd_upstream_answers_keep_the_agent_sane(org, answer):
     agent = AgentFactory(organization=org, status="processing", progress=0.2, code="A01PROP002")
-    agent_services.agent_status_apply(
+    statuses.agent_status_apply(
         agent=agent, status=bh.AgentStatus(status="generating", **answer), source="poll"
     )
     agent.refresh_from_db()

@@ -1,0 +1,107 @@
+"""The asynchronous bitHuman client: the same `_Call`s and decisions as the synchronous one
+(core.py), sent with httpx.AsyncClient. Many statuses at once (the poller): `aio.statuses_fetch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self
+
+import httpx
+from django.views.decorators.debug import sensitive_variables
+
+from portal.bithuman.core import (
+    DEFAULT_MAX_TOTAL_SLEEP_SECONDS,
+    _agent_status_call,
+    _Call,
+    _ClientCore,
+)
+from portal.bithuman.errors import BithumanError
+from portal.bithuman.types import AgentStatus
+
+# --- Asynchronous client ------------------------------------------------------------------------
+
+
+class AsyncBithumanClient:
+    """The asynchronous client, for fetching many statuses concurrently (the poller).
+
+    Use as `async with AsyncBithumanClient(...) as client:` (or `await client.aclose()`).
+    """
+
+    @sensitive_variables("api_secret")
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_secret: str,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_total_sleep: float = DEFAULT_MAX_TOTAL_SLEEP_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self._core = _ClientCore(
+            base_url=base_url,
+            api_secret=api_secret,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_total_sleep=max_total_sleep,
+        )
+        self._sleep = sleep or asyncio.sleep
+        self._http = httpx.AsyncClient(transport=transport, **self._core.http_options())
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._core.base_url!r}, "
+            f"api_secret={self._core.secret_masked!r})"
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send[T](self, call: _Call[T]) -> T:
+        # Mirrors BithumanClient._send; every decision is in _ClientCore.
+        slept = 0.0
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            error: BithumanError
+            try:
+                response = await self._http.send(self._core.request_build(self._http, call))
+            except httpx.RequestError as exc:
+                error = self._core.transport_error_wrap(exc)
+            else:
+                self._core.attempt_log(
+                    call=call, response=response, started=started, attempt=attempt
+                )
+                try:
+                    return self._core.response_map(call, response)
+                except BithumanError as exc:
+                    error = exc
+            delay = self._core.retry_delay_choose(
+                error=error, replay_safe=call.replay_safe, attempt=attempt, slept=slept
+            )
+            if delay is None:
+                raise error
+            self._core.retry_log(call=call, error=error, delay=delay, attempt=attempt)
+            await self._sleep(delay)
+            slept += delay
+            attempt += 1
+
+    async def agent_status_get(self, *, agent_id: str) -> AgentStatus:
+        """GET /v1/agent/status/{agent_id}."""
+        return await self._send(_agent_status_call(agent_id=agent_id))
