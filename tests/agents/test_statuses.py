@@ -36,7 +36,6 @@ def test_a_batch_moves_rows_only_forward_and_keeps_every_side_effect(
 ):
     from activity import services as activity_services
     from activity.models import AuditEvent, OutboundDelivery
-    from portal import urls  # noqa: F401 - loaded first in every process (the API, then agents.api)
     from tests.factories import AgentFactory
 
     settings.WEBHOOK_ALLOW_LOCAL = True
