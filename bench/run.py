@@ -329,9 +329,9 @@ def bench_propagation(report: Report, count: int) -> None:
     from agents.models import Agent
     from portal import services as portal_services
     from portal.models import Membership
-    from portal.sandbox import services as sandbox_services
-    from portal.sandbox.models import SandboxAgent
     from portal.tenancy import Role
+    from sandbox import services as sandbox_services
+    from sandbox.models import SandboxAgent
 
     seed_ = __import__("bench.seed", fromlist=["seed"])
     seed_.agents_park()
@@ -520,7 +520,7 @@ def bench_api(report: Report, seconds: int, agents: int, gunicorn: stack.Process
     import httpx
 
     from agents.models import Agent
-    from portal.sandbox.models import SandboxAgent
+    from sandbox.models import SandboxAgent
     from tests import media
 
     _tenant, key, created = _api_org(agents)
@@ -633,7 +633,7 @@ def bench_pages(report: Report, seconds: int, agents: int) -> None:
 
     from agents.models import Agent
     from bench import seed
-    from portal.sandbox.models import SandboxAgent
+    from sandbox.models import SandboxAgent
 
     tenant, key, created = _api_org(agents)
     cookie_name, session_key = seed.owner_session(org=tenant.org)

@@ -15,8 +15,8 @@ from django.urls import reverse
 from portal import crypto, services
 from portal.bithuman import webhooks
 from portal.models import BithumanConnection, ConnectionMode, WebhookDelivery
-from portal.sandbox import services as sandbox_services
 from portal.tenancy import Role
+from sandbox import services as sandbox_services
 from tests.conftest import client_for
 from tests.factories import MembershipFactory
 

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from portal.sandbox import selectors, services
-from portal.sandbox.errors import SandboxError
-from portal.sandbox.models import SandboxAccount
+from sandbox import selectors, services
+from sandbox.errors import SandboxError
+from sandbox.models import SandboxAccount
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

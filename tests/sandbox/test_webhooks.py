@@ -7,8 +7,8 @@ import time
 import pytest
 
 from portal.bithuman import webhooks as bithuman_webhooks
-from portal.sandbox import services, tasks
-from portal.sandbox.models import SandboxWebhookDelivery
+from sandbox import services, tasks
+from sandbox.models import SandboxWebhookDelivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
