@@ -57,10 +57,11 @@ test-faults: install ## Fault-injection suite: real workers killed, throttled, r
 	@CI=true REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/8} PORTAL_BROWSER=$${PORTAL_BROWSER:-unused} \
 		PY=$(PY) scripts/test.sh tests/faults $(ARGS)
 
-lint: install ## ruff check, ruff format --check, mypy, dependency audit (skipped when offline)
+lint: install ## ruff check, ruff format --check, mypy, the layer contracts (import-linter), dependency audit
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	DJANGO_DEBUG=true $(VENV)/bin/mypy .
+	PYTHONPATH=. $(VENV)/bin/lint-imports --no-cache
 	$(PY) scripts/audit.py
 
 audit: install ## pip-audit of the installed pins; fails when the advisory service is unreachable

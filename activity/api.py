@@ -11,7 +11,7 @@ from pydantic import Field
 
 from activity import selectors
 from activity.models import AuditEvent
-from portal.api import MAX_OFFSET, ListQuery, Text, page_bounds, scope_require
+from portal.apisupport import MAX_OFFSET, ListQuery, Text, page_bounds, scope_require
 from portal.models import ApiScope
 
 router = Router(tags=["audit"])

@@ -19,7 +19,7 @@ from django.db import models
 from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
-from portal.tenancy import OrgScopedModel, OrgScopedQuerySet
+from portal.scoping import OrgScopedModel, OrgScopedQuerySet
 
 
 class ActorKind(models.TextChoices):

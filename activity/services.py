@@ -46,7 +46,8 @@ from agents import preflight
 from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership, Organization, User
-from portal.tenancy import Role, role_at_least
+from portal.tenancy import Actor as TenancyActor
+from portal.tenancy import ApiKeyActor, Role, role_at_least
 from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
@@ -56,18 +57,19 @@ logger = logging.getLogger(__name__)
 # The client address of the request being served (set by activity.middleware), so services that
 # never see the request can still record where a person acted from.
 request_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_ip", default=None)
-# The staff member impersonating the request's user, if any (portal.impersonation): every entry
-# written meanwhile names them.
+# The staff member impersonating the request's user, if any (organizations.impersonation): every
+# entry written meanwhile names them.
 request_impersonator: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_impersonator", default=None
 )
 
-Actor = Membership | User | ApiKey | None
+# Who an audit entry names: a person (a membership or a user), an API key, or the system (None).
+Actor = TenancyActor | User | ApiKey | None
 
 
 def _actor_fields(actor: Actor) -> dict[str, Any]:
     """Who acted: a person (a membership or a user), an API key, or the system (None)."""
-    api_key = getattr(actor, "api_key", None) if isinstance(actor, Membership) else None
+    api_key = actor.api_key if isinstance(actor, ApiKeyActor) else None
     if isinstance(actor, ApiKey):
         api_key = actor
     if api_key is not None:
@@ -653,92 +655,3 @@ def _disabled_mail_send(*, endpoint: WebhookEndpoint, reason: str, emails: list[
         from_email=None,
         recipient_list=emails,
     )
-
-
-# --- Hooks called by the other apps' services -------------------------------------------------
-
-
-def _api_loaded() -> None:
-    """Import portal.api before the apps' API modules we borrow serializers from: it registers
-    their routers by name, so agents.api or sessions.api imported first in a process (a script, a
-    worker started without Django's checks) would meet itself half-made."""
-    import portal.api  # noqa: F401
-
-
-def agent_outcome_record(*, agent: Any, previous: str) -> None:
-    """An agent reached ready or failed: one audit entry (system) and the webhook event."""
-    if agent.status == previous or agent.status not in ("ready", "failed"):
-        return
-    _api_loaded()
-    from agents.api import agent_out
-
-    event_type = f"agent.{agent.status}"
-    details = {"model": agent.model}
-    if agent.error_message:
-        details["error_message"] = agent.error_message[:500]
-    audit_record(
-        org=agent.organization, actor=None, action=event_type, target=agent, details=details
-    )
-    data = json.loads(json.dumps(agent_out(agent), default=str))
-    webhook_emit(org=agent.organization, event_type=event_type, data=data)
-
-
-def _session_data(session: Any) -> dict[str, Any]:
-    _api_loaded()
-    from sessions.api import session_out
-
-    data = session_out(session)
-    data.pop("join_url", None)  # a bearer link to the room: never sent to third parties
-    return json.loads(json.dumps(data, default=str))
-
-
-def session_started_record(*, actor: Actor, session: Any) -> None:
-    audit_record(
-        org=session.organization,
-        actor=actor,
-        action=AuditAction.SESSION_STARTED,
-        target=session,
-        details={"kind": session.kind, "agent": str(session.agent.public_id)},
-    )
-    webhook_emit(
-        org=session.organization,
-        event_type=WebhookEvent.SESSION_STARTED,
-        data=_session_data(session),
-    )
-
-
-def session_ended_record(*, actor: Actor, session: Any, staff: bool = False) -> None:
-    audit_record(
-        org=session.organization,
-        actor=actor,
-        action=AuditAction.SESSION_ENDED,
-        target=session,
-        details={"reason": session.end_reason},
-        staff=staff,
-    )
-    webhook_emit(
-        org=session.organization, event_type=WebhookEvent.SESSION_ENDED, data=_session_data(session)
-    )
-
-
-def session_message_record(*, actor: Actor, session: Any, event: Any) -> None:
-    """Speak or context sent: who, the text (shortened) and the outcome."""
-    _api_loaded()
-    from sessions.api import event_out
-
-    action = AuditAction.SESSION_SPEAK if event.kind == "speak" else AuditAction.SESSION_CONTEXT
-    audit_record(
-        org=session.organization,
-        actor=actor,
-        action=action,
-        target=session,
-        details={
-            "text": event.text[:500],
-            "outcome": event.outcome,
-            "outcome_label": event.outcome_label,
-        },
-    )
-    data = json.loads(json.dumps(event_out(event), default=str))
-    data["session_id"] = str(session.public_id)
-    data["outcome_label"] = event.outcome_label
-    webhook_emit(org=session.organization, event_type=WebhookEvent.SESSION_MESSAGE, data=data)

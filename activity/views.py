@@ -1,5 +1,5 @@
 """Pages of the activity app: the audit log (admins), its CSV export, and webhook endpoints
-with their delivery logs. The dashboard is the organization home (portal.views.org_home)."""
+with their delivery logs. The dashboard is the organization home (organizations.views.org_home)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from activity import audit_display, charts, selectors, services
+from activity import audit_display, selectors, services
 from activity.forms import AuditFilterForm, WebhookEndpointForm
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
 from portal.confirm import confirm_page, confirmed
@@ -286,96 +286,3 @@ def delivery_resend(
     services.delivery_resend(actor=membership, delivery=delivery)
     messages.success(request, f"Resent {delivery.event_type} ({delivery.event_id}).")
     return redirect(_detail_url(membership, delivery.endpoint))
-
-
-# --- The dashboard (the organization home) ------------------------------------------------------
-
-# Tones, not colours: the chart template turns them into CSS classes (portal/app.css).
-GREEN, RED, AMBER, BLUE, PURPLE = "ok", "bad", "warn", "blue", "purple"
-
-
-def dashboard_context(request: HttpRequest, membership: Membership) -> dict[str, Any]:
-    """Charts and numbers for the organization home, for the chosen range (7, 30 or 90 days)."""
-    from portal import services as portal_services
-
-    org = membership.organization
-    try:
-        days = int(request.GET.get("days", 7))
-    except ValueError:
-        days = 7
-    board = selectors.dashboard_get(org=org, days=days)
-    labels = [p.day.strftime("%b %d") for p in board.agents_per_day]
-    agents_rows = [
-        {
-            "ready": p.values["ready"],
-            "failed": p.values["failed"],
-            "other": p.values["total"] - p.values["ready"] - p.values["failed"],
-        }
-        for p in board.agents_per_day
-    ]
-    times = board.generation_times
-    timing = charts.bar_chart(
-        chart_id="generation-time",
-        title="Generation time by model",
-        axis_label="Minutes",
-        labels=[row["model"] for row in times],
-        rows=[{"p50": row["p50"] / 60, "p90": row["p90"] / 60} for row in times],
-        series=[
-            charts.Series("p50", "Median", BLUE),
-            charts.Series("p90", "90th percentile", PURPLE),
-        ],
-        stacked=False,
-        unit=" min",
-    )
-    timing["first_column"] = "Model"
-    connection = portal_services.connection_get(org=org)
-    account = (
-        portal_services.connection_account(connection=connection) if connection.is_live else None
-    )
-    return {
-        "board": board,
-        "ranges": selectors.RANGES,
-        "connection": connection,
-        "account": account,
-        "charts": [
-            charts.bar_chart(
-                chart_id="agents",
-                title="Agents generated per day",
-                axis_label="Agents",
-                integer=True,
-                labels=labels,
-                rows=agents_rows,
-                series=[
-                    charts.Series("ready", "Ready", GREEN),
-                    charts.Series("failed", "Failed", RED),
-                    charts.Series("other", "In progress", AMBER),
-                ],
-            ),
-            timing,
-            charts.bar_chart(
-                chart_id="sessions",
-                title="Sessions and messages per day",
-                axis_label="Count",
-                integer=True,
-                labels=labels,
-                rows=[p.values for p in board.sessions_per_day],
-                series=[
-                    charts.Series("sessions", "Sessions", BLUE),
-                    charts.Series("messages", "Messages", PURPLE),
-                ],
-                stacked=False,
-            ),
-            charts.bar_chart(
-                chart_id="credits",
-                title="Estimated credits spent per day",
-                axis_label="Credits",
-                labels=labels,
-                rows=[p.values for p in board.credits_per_day],
-                series=[
-                    charts.Series("generation", "Generations", AMBER),
-                    charts.Series("sessions", "Session minutes", BLUE),
-                ],
-                unit=" credits",
-            ),
-        ],
-    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -16,11 +15,12 @@ from django.shortcuts import get_object_or_404
 from ninja import Query, Router
 
 from agents import selectors, services
-from agents.models import Agent, AgentStatus
+from agents.models import Agent
+from agents.payloads import AGENT_OUT_COLUMNS, agent_out, agent_out_row
 from agents.preflight import MediaSource, preflight_run
 from agents.schemas import AgentHistory, AgentIn, AgentList, AgentListQuery, AgentOut, AgentPatch
 from portal import idempotency
-from portal.api import (
+from portal.apisupport import (
     ApiError,
     ListQuery,
     actor_for,
@@ -34,55 +34,8 @@ from portal.api import (
 )
 from portal.errors import ApplicationError
 from portal.models import ApiScope
-from sessions import api as session_api
-from sessions.api import SessionOut, SessionStartIn
 
 router = Router(tags=["agents"])
-
-# Upstream intermediate values that are not endings are reported as `generating`.
-_PUBLIC_STATUS = {AgentStatus.COMPLETED: "generating", AgentStatus.SUCCESS: "generating"}
-
-
-# The columns an AgentOut is made of: lists read only these (no media paths, no poller state).
-AGENT_OUT_COLUMNS = (
-    "public_id",
-    "name",
-    "status",
-    "progress",
-    "current_step",
-    "progress_message",
-    "error_message",
-    "code",
-    "model",
-    "system_prompt",
-    "created_at",
-    "updated_at",
-    "ready_at",
-)
-
-
-def agent_out(agent: Agent) -> dict[str, Any]:
-    return _agent_out_row({name: getattr(agent, name) for name in AGENT_OUT_COLUMNS})
-
-
-def _agent_out_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An AgentOut from a row of AGENT_OUT_COLUMNS (`.values()`, or an agent's attributes)."""
-    is_ready = row["status"] == AgentStatus.READY
-    return {
-        "id": str(row["public_id"]),
-        "name": row["name"],
-        "status": _PUBLIC_STATUS.get(row["status"], row["status"]),
-        "progress": 1.0 if is_ready else row["progress"],
-        "current_step": row["current_step"],
-        "progress_message": row["progress_message"],
-        "error_message": row["error_message"],
-        "agent_code": row["code"] if is_ready else None,
-        "model": row["model"],
-        "system_prompt": row["system_prompt"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "ready_at": row["ready_at"],
-    }
 
 
 def _agents(request: HttpRequest, agent_id: str) -> QuerySet[Agent]:
@@ -202,7 +155,7 @@ def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> HttpResp
         query=filters.search or "",
         status=filters.status or "",
     )
-    items = [_agent_out_row(row) for row in agents.values(*AGENT_OUT_COLUMNS)[start:end]]
+    items = [agent_out_row(row) for row in agents.values(*AGENT_OUT_COLUMNS)[start:end]]
     count = selectors.agent_list_count(
         org=request.organization,  # type: ignore[attr-defined]
         agents=agents,
@@ -220,7 +173,7 @@ def agent_get(request: HttpRequest, agent_id: str) -> HttpResponse:
     row = _agents(request, agent_id).values(*AGENT_OUT_COLUMNS).first()
     if row is None:
         raise Http404
-    return trusted_response(request, _agent_out_row(row))
+    return trusted_response(request, agent_out_row(row))
 
 
 @router.patch("/{agent_id}", response=AgentOut, summary="Change the system prompt")
@@ -276,14 +229,3 @@ def agent_history(request: HttpRequest, agent_id: str) -> dict[str, Any]:
             for change in agent.status_changes.all()
         ]
     }
-
-
-@router.post(
-    "/{agent_id}/sessions",
-    response={201: SessionOut},
-    summary="Start a live session (hosted embed room, or the organization's LiveKit)",
-)
-def agent_session_start(
-    request: HttpRequest, agent_id: str, payload: SessionStartIn
-) -> HttpResponse:
-    return session_api.session_start(request, agent_id, payload)

@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from portal.tenancy import OrgScopedModel, OrgScopedQuerySet
+from portal.scoping import OrgScopedModel, OrgScopedQuerySet
 
 
 class AgentStatus(models.TextChoices):

@@ -49,7 +49,7 @@ from django.utils import timezone
 
 from agents import ratelimit, services
 from agents.models import Agent, StatusSource
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import aio
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh

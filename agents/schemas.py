@@ -8,7 +8,7 @@ from typing import Literal
 from ninja import Schema
 from pydantic import Field
 
-from portal.api import MAX_OFFSET, Line, Text
+from portal.apisupport import MAX_OFFSET, Line, Text
 
 ModelName = Literal["expression-1", "essence-1", "essence-2", "expression-2"]
 

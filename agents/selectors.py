@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentModel, AgentStatus, PromptRevision
 from agents.services import TYPICAL_SECONDS
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman.errors import BithumanError
 from portal.models import Organization
 

@@ -30,6 +30,7 @@ from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from activity import services as activity_services
+from agents import events
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
@@ -39,12 +40,12 @@ from agents.models import (
     StatusSource,
 )
 from agents.preflight import MediaSource
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.errors import ApplicationError
-from portal.models import Membership, Organization, User
-from portal.tenancy import Role, organization_active_require, role_at_least
+from portal.models import Organization, User
+from portal.tenancy import Actor, Role, organization_active_require, role_at_least
 from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
@@ -59,12 +60,12 @@ TYPICAL_SECONDS = {
 }
 
 
-def _actor_user(actor: Membership) -> User | None:
+def _actor_user(actor: Actor) -> User | None:
     """The person acting, or None when an API key acts (its actor has no user)."""
     return actor.user if actor.user_id else None
 
 
-def _require_member(actor: Membership, action: str) -> None:
+def _require_member(actor: Actor, action: str) -> None:
     if not role_at_least(actor.role, Role.MEMBER):
         raise ApplicationError(f"Viewers cannot {action}.")
 
@@ -72,7 +73,7 @@ def _require_member(actor: Membership, action: str) -> None:
 @transaction.atomic
 def agent_create(
     *,
-    actor: Membership,
+    actor: Actor,
     name: str,
     system_prompt: str,
     model: str,
@@ -283,7 +284,7 @@ def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
     if changed:
         agent.refresh_from_db()
         _history(agent, from_status=previous, source=source)
-        activity_services.agent_outcome_record(agent=agent, previous=previous)
+        events.agent_outcome_record(agent=agent, previous=previous)
     return bool(changed)
 
 
@@ -383,7 +384,7 @@ def agent_status_apply(*, agent: Agent, status: bh.AgentStatus, source: str) -> 
         agent.refresh_from_db()
         if _needs_history(agent=agent, previous=previous, source=source):
             _history(agent, from_status=previous, source=source)
-        activity_services.agent_outcome_record(agent=agent, previous=previous)
+        events.agent_outcome_record(agent=agent, previous=previous)
     return bool(changed)
 
 
@@ -541,7 +542,7 @@ def agent_statuses_apply(
             )
             for agent, previous in outcomes:
                 agent.organization = organizations[agent.organization_id]
-                activity_services.agent_outcome_record(agent=agent, previous=previous)
+                events.agent_outcome_record(agent=agent, previous=previous)
     return changed
 
 
@@ -638,7 +639,7 @@ def _lease_release_one(*, lease: datetime, release: LeaseRelease) -> None:
 # --- Prompt, deletion ---------------------------------------------------------------------------
 
 
-def agent_prompt_update(*, actor: Membership, agent: Agent, text: str) -> PromptRevision:
+def agent_prompt_update(*, actor: Actor, agent: Agent, text: str) -> PromptRevision:
     """Send the new system prompt to bitHuman, then record the revision (accepted or not)."""
     _require_member(actor, "edit prompts")
     organization_active_require(actor.organization)
@@ -680,7 +681,7 @@ def agent_prompt_update(*, actor: Membership, agent: Agent, text: str) -> Prompt
     return revision
 
 
-def agent_archive(*, actor: Membership, agent: Agent) -> Agent:
+def agent_archive(*, actor: Actor, agent: Agent) -> Agent:
     """Delete upstream (if it exists there) and keep the history locally as archived."""
     _require_member(actor, "delete agents")
     if agent.code:
@@ -706,7 +707,7 @@ def agent_archive(*, actor: Membership, agent: Agent) -> Agent:
     return agent
 
 
-def agent_retry(*, actor: Membership, agent: Agent) -> Agent:
+def agent_retry(*, actor: Actor, agent: Agent) -> Agent:
     """A new agent with the same inputs (a failed generation cannot be resumed upstream)."""
     _require_member(actor, "create agents")
     organization_active_require(actor.organization)

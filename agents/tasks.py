@@ -6,7 +6,7 @@ import logging
 
 from celery import Task, shared_task
 
-from agents import services
+from agents import services, webhooks
 from portal import outage
 from portal.bithuman import errors as bh_errors
 
@@ -67,3 +67,9 @@ def pending_uploads_purge() -> int:
     from agents import uploads
 
     return uploads.pending_uploads_purge()
+
+
+@shared_task
+def webhook_delivery_process(delivery_id: int) -> None:
+    """Act on one of bitHuman's webhook deliveries (agents.webhooks)."""
+    webhooks.webhook_delivery_process(delivery_id=delivery_id)

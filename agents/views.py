@@ -14,13 +14,16 @@ from uuid import UUID, uuid5
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
-from agents import selectors, services, uploads
+from agents import selectors, services, tasks, uploads, webhooks
 from agents.forms import AgentDeleteForm, AgentForm, PromptForm
 from agents.models import Agent, AgentModel, AgentStatus, PendingUpload, PromptRevision
 from agents.preflight import (
@@ -377,3 +380,22 @@ def agent_notices(request: HttpRequest, membership: Membership) -> HttpResponse:
             .filter(Q(ready_at__gt=since) | Q(failed_at__gt=since))[:5]
         )
     return render(request, "agents/notices.html", {"finished": finished})
+
+
+# --- bitHuman's webhook deliveries (agents.webhooks) ---------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def bithuman_webhook(request: HttpRequest, receiver_token: str) -> HttpResponse:
+    """bitHuman's deliveries: verified by HMAC signature, recorded once, processed by a task."""
+    try:
+        received = webhooks.webhook_receive(
+            receiver_token=receiver_token, raw_body=request.body, headers=request.headers
+        )
+    except ApplicationError as error:
+        return JsonResponse({"ok": False, "error": error.message}, status=400)
+    if not received.duplicate:
+        delivery_pk = received.delivery.pk
+        transaction.on_commit(lambda: tasks.webhook_delivery_process.delay(delivery_pk))
+    return JsonResponse({"ok": True, "duplicate": received.duplicate})

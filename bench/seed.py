@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agents import ratelimit
 from agents.models import Agent, AgentStatus
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.models import Membership, Organization
 from portal.tenancy import Role
 from sandbox.models import SandboxAccount, SandboxAgent

@@ -20,7 +20,7 @@ from django.db import connection
 
 from agents import poller, services
 from agents.models import Agent, StatusSource
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import client as bh_client
 from portal.bithuman import errors as bh_errors
 

@@ -7,7 +7,7 @@
 
 `HealthCheckMiddleware` answers both paths first thing, before host validation and the HTTPS
 redirect: probes come from inside the private network, by IP address and over plain HTTP. The
-same views are also routed in `portal/urls.py`.
+same views are also routed in `interfaces/urls.py`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from portal.crypto import EncryptedTextField, mask
-from portal.tenancy import OrgScopedModel, OrgScopedQuerySet, Role
+from portal.scoping import OrgScopedModel, OrgScopedQuerySet, Role
 
 
 def email_normalize(email: str) -> str:
@@ -94,7 +94,7 @@ class Organization(models.Model):
     # is the one check.
     suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
     suspended_reason = models.CharField(max_length=300, blank=True, editable=False)
-    # Members must sign in with a second factor (portal.twofactor) to see the organization.
+    # Members must sign in with a second factor (organizations.twofactor) to see the organization.
     require_two_factor = models.BooleanField(default=False)
 
     class Meta:

@@ -3,7 +3,7 @@
 PostgreSQL restarting or failing over makes every query raise OperationalError (or
 InterfaceError on a connection it closed). `DatabaseOutageMiddleware` turns that into a 503:
 the page `templates/503.html` (rendered without context processors, which query), or under
-/api/ the API's error envelope with the code `service_unavailable`. portal/api.py maps the same
+/api/ the API's error envelope with the code `service_unavailable`. interfaces/api.py maps the same
 errors for the API itself (django-ninja handles exceptions before any middleware sees them).
 
 - A view's error reaches `process_exception`, and the 503 goes out through every middleware
@@ -25,6 +25,8 @@ from typing import Any
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
+
+from portal.apisupport import error_response
 
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 RETRY_AFTER_SECONDS = 5
@@ -64,9 +66,7 @@ def outage_response(request: HttpRequest) -> HttpResponse:
 
 
 def api_outage_response() -> JsonResponse:
-    """The API's error envelope (portal/api.py `error_response`) for a database outage."""
-    from portal.api import error_response  # portal.api imports this module
-
+    """The API's error envelope (portal.apisupport `error_response`) for a database outage."""
     return error_response(
         503,
         CODE,

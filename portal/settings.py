@@ -70,9 +70,11 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "portal",
+    "organizations",
     "agents",
     "sessions.apps.AgentSessionsConfig",
     "activity",
+    "interfaces",
 ]
 
 MIDDLEWARE = [
@@ -88,24 +90,24 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # request.user.is_verified(): signed in with a second factor (portal.twofactor).
+    # request.user.is_verified(): signed in with a second factor (organizations.twofactor).
     "django_otp.middleware.OTPMiddleware",
     "activity.middleware.AuditRequestMiddleware",  # client address for the audit log
     "django.contrib.messages.middleware.MessageMiddleware",
     # Staff impersonation: the time box, the banner's data, the audit of every write.
-    "portal.impersonation.ImpersonationMiddleware",
+    "organizations.impersonation.ImpersonationMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     # Oversized bodies: 413 from Content-Length, before the body is read (CSRF reads it in
     # process_view, after every middleware); late enough for the 413 to carry the headers above.
     "portal.bodylimit.RequestBodyLimitMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "portal.api.ApiRateLimitHeadersMiddleware",
+    "portal.apisupport.ApiRateLimitHeadersMiddleware",
     # Last, as django-axes requires.
     "axes.middleware.AxesMiddleware",
 ]
 
-ROOT_URLCONF = "portal.urls"
+ROOT_URLCONF = "interfaces.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
 ASGI_APPLICATION = "portal.asgi.application"
 
@@ -120,8 +122,8 @@ TEMPLATES = [
                 "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "portal.context_processors.organizations",
-                "portal.context_processors.impersonation",
+                "organizations.context_processors.organizations",
+                "organizations.context_processors.impersonation",
             ],
         },
     },
@@ -388,7 +390,7 @@ PORTAL_SINGLE_HOST = env.bool("PORTAL_SINGLE_HOST", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "invitations-expire": {
-        "task": "portal.tasks.invitations_expire",
+        "task": "organizations.tasks.invitations_expire",
         "schedule": timedelta(hours=1),
     },
 }

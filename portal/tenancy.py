@@ -16,65 +16,67 @@ role is too low for an action in their *own* organization gets 403: they know it
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self
+from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 
 from portal.errors import ApplicationError
+from portal.models import ApiKey, Membership, Organization
+from portal.scoping import (
+    ROLE_RANK,
+    OrgScopedModel,
+    OrgScopedQuerySet,
+    Role,
+    role_at_least,
+    roles_grantable_by,
+)
 
-if TYPE_CHECKING:
-    from portal.models import Membership, Organization
-
-
-class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    MEMBER = "member", "Member"
-    VIEWER = "viewer", "Viewer"
-
-
-# What each role may do, from least to most: viewers read; members also create and operate
-# agents and sessions; admins also manage members, invitations, API keys and settings; owners
-# also rename or delete the organization and change owners.
-ROLE_RANK: dict[str, int] = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
-
-
-def role_at_least(role: str, minimum: str) -> bool:
-    """The one role check: does `role` include everything `minimum` may do?"""
-    return ROLE_RANK[role] >= ROLE_RANK[minimum]
-
-
-def roles_grantable_by(role: str) -> list[str]:
-    """Nobody grants a role above their own."""
-    return [r for r in Role.values if role_at_least(role, r)]
+__all__ = [
+    "ROLE_RANK",
+    "Actor",
+    "ApiKeyActor",
+    "OrgScopedModel",
+    "OrgScopedQuerySet",
+    "Role",
+    "membership_resolve",
+    "org_view",
+    "organization_active_require",
+    "role_at_least",
+    "role_require",
+    "roles_grantable_by",
+]
 
 
-class OrgScopedQuerySet(models.QuerySet):
-    def for_org(self, org: Organization) -> Self:
-        return self.filter(organization=org)
+@dataclass(frozen=True)
+class ApiKeyActor:
+    """An organization API key acting through the services, as a person acts through their
+    membership: the key's organization, with member rights (a key is limited by its scopes, which
+    the API checks, not by a role). Nothing is saved for it; the audit log names the key."""
+
+    api_key: ApiKey
+    role: str = Role.MEMBER
+    user: None = None
+    user_id: None = None
+
+    @property
+    def organization(self) -> Organization:
+        return self.api_key.organization
+
+    @property
+    def organization_id(self) -> int:
+        return self.api_key.organization_id
 
 
-class OrgScopedModel(models.Model):
-    """Abstract base for tenant data: an organization and an opaque public id for URLs."""
-
-    organization = models.ForeignKey("portal.Organization", on_delete=models.CASCADE)
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-
-    objects = OrgScopedQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
+# Who acts in a service: a person (their membership) or an API key.
+Actor = Membership | ApiKeyActor
 
 
 def membership_resolve(*, user: Any, org_slug: str) -> Membership:
     """The user's membership in the organization named by the URL, or 404 (foreign or missing)."""
-    from portal.models import Membership
-
     if not user.is_authenticated:
         raise Http404("No such organization.")
     try:
@@ -108,9 +110,16 @@ def role_require(membership: Membership, minimum: str) -> None:
 OrgView = Callable[..., HttpResponse]
 
 
+def two_factor_enabled(user: Any) -> bool:
+    """The user has a confirmed authenticator (django-otp TOTP)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
 def two_factor_shown(request: HttpRequest) -> bool:
     """This session signed in with a second factor (django-otp), or is staff impersonating a
-    member (the staff member signed in to the admin; portal.impersonation)."""
+    member (the staff member signed in to the admin; organizations.impersonation)."""
     verified = getattr(request.user, "is_verified", None)
     return bool(verified and verified()) or bool(getattr(request, "impersonation", None))
 
@@ -123,10 +132,8 @@ def two_factor_redirect(request: HttpRequest, org: Any) -> HttpResponse:
     from django.urls import reverse
     from django.utils.http import urlencode
 
-    from portal import twofactor
-
     query = "?" + urlencode({"next": request.get_full_path()})
-    if twofactor.enabled(request.user):  # type: ignore[arg-type]
+    if two_factor_enabled(request.user):
         return redirect(reverse("login_otp") + query)
     messages.warning(request, f"{org.name} requires two-factor sign-in: turn it on to continue.")
     return redirect(reverse("two_factor") + query)

@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema
 from pydantic import Field
 
-from portal.api import (
+from agents.models import Agent
+from portal.apisupport import (
     MAX_OFFSET,
     ApiError,
     ListQuery,
@@ -26,6 +27,7 @@ from portal.errors import ApplicationError
 from portal.models import ApiScope
 from sessions import services
 from sessions.models import AgentSession, EventOutcome, SessionEvent
+from sessions.payloads import event_out, session_out
 
 router = Router(tags=["sessions"])
 
@@ -97,30 +99,6 @@ class EventList(Schema):
     count: int = Field(description="How many events, over all pages.")
 
 
-def session_out(session: AgentSession) -> dict[str, Any]:
-    return {
-        "id": str(session.public_id),
-        "agent_id": str(session.agent.public_id),
-        "kind": session.kind,
-        "status": session.status,
-        "room_name": session.room_name,
-        "join_url": session.room_url,
-        "started_at": session.started_at,
-        "ended_at": session.ended_at,
-    }
-
-
-def event_out(event: SessionEvent) -> dict[str, Any]:
-    return {
-        "id": event.pk,
-        "kind": event.kind,
-        "text": event.text,
-        "outcome": event.outcome,
-        "delivered_to_rooms": event.delivered_rooms,
-        "created_at": event.created_at,
-    }
-
-
 def _session_get(request: HttpRequest, session_id: str) -> AgentSession:
     return get_object_or_404(
         AgentSession.objects.for_org(request.organization).select_related("agent"),  # type: ignore[attr-defined]
@@ -128,10 +106,16 @@ def _session_get(request: HttpRequest, session_id: str) -> AgentSession:
     )
 
 
-def session_start(request: HttpRequest, agent_id: str, payload: SessionStartIn) -> JsonResponse:
-    """POST /agents/{id}/sessions (mounted by agents.api)."""
-    from agents.models import Agent
+# Mounted under /agents by the interfaces' NinjaAPI: a session starts from its agent.
+agent_router = Router(tags=["agents"])
 
+
+@agent_router.post(
+    "/{agent_id}/sessions",
+    response={201: SessionOut},
+    summary="Start a live session (hosted embed room, or the organization's LiveKit)",
+)
+def session_start(request: HttpRequest, agent_id: str, payload: SessionStartIn) -> JsonResponse:
     actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
     agent = get_object_or_404(
         Agent.objects.for_org(request.organization).active(),  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from django.db import models
 from django.utils import timezone
 
 from portal.crypto import EncryptedTextField, mask
-from portal.tenancy import OrgScopedModel, OrgScopedQuerySet
+from portal.scoping import OrgScopedModel, OrgScopedQuerySet
 
 # Input limits of the console (and of any other caller of the services).
 SPEAK_MAX_CHARS = 2000

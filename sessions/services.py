@@ -26,12 +26,12 @@ from django.utils import timezone
 
 from activity import services as activity_services
 from agents.models import Agent
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
-from portal.models import BithumanConnection, Membership, User
-from portal.tenancy import Role, organization_active_require, role_at_least
-from sessions import livekit, selectors
+from portal.models import BithumanConnection, User
+from portal.tenancy import Actor, Role, organization_active_require, role_at_least
+from sessions import events, livekit, selectors
 from sessions.models import (
     CONTEXT_MAX_CHARS,
     QUICK_REPLY_MAX_CHARS,
@@ -56,12 +56,12 @@ LIVEKIT_URL_SCHEMES = ("wss", "ws", "https", "http")
 LIVEKIT_SECURE_SCHEMES = ("wss", "https")
 
 
-def _actor_user(actor: Membership) -> User | None:
+def _actor_user(actor: Actor) -> User | None:
     """The person acting, or None when an API key acts (its membership has no user)."""
     return actor.user if actor.user_id else None
 
 
-def _require(actor: Membership, minimum: str, action: str) -> None:
+def _require(actor: Actor, minimum: str, action: str) -> None:
     if not role_at_least(actor.role, minimum):
         raise ApplicationError(f"Only {Role(minimum).label.lower()}s and above can {action}.")
 
@@ -114,7 +114,7 @@ def _start_error(error: bh_errors.BithumanError, agent: Agent) -> ApplicationErr
     return ApplicationError(f"bitHuman could not start the session: {error.message}")
 
 
-def session_start(*, actor: Membership, agent: Agent, kind: str) -> AgentSession:
+def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
     """Open a room for a ready agent and record the session.
 
     Hosted: an embed token (one fingerprint per session) and the embed page's link. LiveKit: a
@@ -189,7 +189,7 @@ def session_start(*, actor: Membership, agent: Agent, kind: str) -> AgentSession
             last_activity_at=now,
         )
         _system_event(session, started_text, author=user)
-        activity_services.session_started_record(actor=actor, session=session)
+        events.session_started_record(actor=actor, session=session)
     return session
 
 
@@ -234,7 +234,7 @@ def _outcome_of(error: bh_errors.BithumanError, code: str) -> dict[str, Any]:
     return outcome
 
 
-def _deliver(*, actor: Membership, session: AgentSession, kind: str, text: str) -> SessionEvent:
+def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> SessionEvent:
     action = "speak in sessions" if kind == EventKind.SPEAK else "add context to sessions"
     _require(actor, Role.MEMBER, action)
     organization_active_require(actor.organization)
@@ -277,17 +277,17 @@ def _deliver(*, actor: Membership, session: AgentSession, kind: str, text: str) 
             **outcome,
         )
         AgentSession.objects.filter(pk=session.pk).update(last_activity_at=now)
-        activity_services.session_message_record(actor=actor, session=session, event=event)
+        events.session_message_record(actor=actor, session=session, event=event)
     session.last_activity_at = now
     return event
 
 
-def session_speak(*, actor: Membership, session: AgentSession, text: str) -> SessionEvent:
+def session_speak(*, actor: Actor, session: AgentSession, text: str) -> SessionEvent:
     """Make the avatar say `text` now in the agent's live rooms; the event says what happened."""
     return _deliver(actor=actor, session=session, kind=EventKind.SPEAK, text=text)
 
 
-def session_context_add(*, actor: Membership, session: AgentSession, text: str) -> SessionEvent:
+def session_context_add(*, actor: Actor, session: AgentSession, text: str) -> SessionEvent:
     """Give the agent background knowledge for its next replies (bitHuman's `add_context`)."""
     return _deliver(actor=actor, session=session, kind=EventKind.CONTEXT, text=text)
 
@@ -345,7 +345,7 @@ def _end(
     reason: str,
     user: User | None,
     idle_before: datetime | None = None,
-    actor: Membership | None = None,
+    actor: Actor | None = None,
     staff: bool = False,
 ) -> bool:
     now = timezone.now()
@@ -364,15 +364,13 @@ def _end(
     else:
         text = f"Session ended by {user.get_short_name()}" if user else "Session ended"
     _system_event(session, text, author=user)
-    activity_services.session_ended_record(
-        actor=user if staff else actor, session=session, staff=staff
-    )
+    events.session_ended_record(actor=user if staff else actor, session=session, staff=staff)
     if session.kind == SessionKind.LIVEKIT:
         _livekit_room_close(session)
     return True
 
 
-def session_end(*, actor: Membership, session: AgentSession) -> bool:
+def session_end(*, actor: Actor, session: AgentSession) -> bool:
     """End a live session (an operator's "End session"); False if it had already ended."""
     _require(actor, Role.MEMBER, "end sessions")
     if session.organization_id != actor.organization_id:
@@ -398,7 +396,7 @@ def sessions_end_idle(*, now: datetime | None = None, batch: int = 500) -> int:
 # --- Quick replies ------------------------------------------------------------------------------
 
 
-def quick_reply_create(*, actor: Membership, text: str) -> QuickReply:
+def quick_reply_create(*, actor: Actor, text: str) -> QuickReply:
     """Save a line for the Speak box; saving the same line twice keeps one."""
     _require(actor, Role.MEMBER, "save quick replies")
     text = text.strip()
@@ -419,7 +417,7 @@ def quick_reply_create(*, actor: Membership, text: str) -> QuickReply:
     return reply
 
 
-def quick_reply_delete(*, actor: Membership, reply: QuickReply) -> None:
+def quick_reply_delete(*, actor: Actor, reply: QuickReply) -> None:
     _require(actor, Role.MEMBER, "delete quick replies")
     QuickReply.objects.for_org(actor.organization).filter(pk=reply.pk).delete()
 
@@ -449,9 +447,7 @@ def livekit_url_check(url: str) -> None:
     )
 
 
-def livekit_config_save(
-    *, actor: Membership, url: str, api_key: str, api_secret: str
-) -> LiveKitConfig:
+def livekit_config_save(*, actor: Actor, url: str, api_key: str, api_secret: str) -> LiveKitConfig:
     """Save the LiveKit project (secret encrypted). A blank secret keeps the saved one."""
     _require(actor, Role.ADMIN, "change the LiveKit settings")
     url = _livekit_url_clean(url)
@@ -476,6 +472,6 @@ def livekit_config_save(
     return config
 
 
-def livekit_config_delete(*, actor: Membership) -> None:
+def livekit_config_delete(*, actor: Actor) -> None:
     _require(actor, Role.ADMIN, "change the LiveKit settings")
     LiveKitConfig.objects.filter(organization=actor.organization).delete()

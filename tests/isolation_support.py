@@ -272,7 +272,7 @@ def missing_like(value: str) -> str:
 
 @cache
 def openapi_schema() -> dict[str, Any]:
-    from portal.api import api
+    from interfaces.api import api
 
     return api.get_openapi_schema()
 
@@ -314,7 +314,7 @@ def api_valid_body(route: str, method: str) -> dict[str, Any]:
 
 def api_client(org: Organization) -> Client:
     """A client holding a fresh key of `org` with every scope."""
-    from portal import services
+    from organizations import services
 
     key = services.api_key_create(
         org=org, name="walker", scopes=list(ApiScope.values), created_by=None
@@ -541,7 +541,7 @@ class World:
 def lazy_rows_create(*orgs: Organization) -> None:
     """Make the rows an organization gets on first use (its bitHuman connection and sandbox
     account), so the walk's snapshots only see what the attacks themselves change."""
-    from portal import services as portal_services
+    from organizations import services as portal_services
 
     for org in orgs:
         portal_services.connection_get(org=org)

@@ -60,7 +60,7 @@ ADMIN_PUBLIC = {
 
 
 def _sandbox_account(world: World) -> Any:
-    from portal import services as portal_services
+    from organizations import services as portal_services
     from sandbox import services as sandbox_services
 
     secret = portal_services.connection_get(org=world.org).sandbox_secret

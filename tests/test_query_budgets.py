@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from agents import poller, ratelimit
 from agents.models import Agent, AgentStatusChange
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import types as bh
 from tests.api.conftest import ApiClient, make_key
 from tests.conftest import client_for

@@ -11,8 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from activity import selectors
 from agents.models import AgentStatus
+from interfaces import dashboard as selectors
 from sessions.models import EventKind, SessionEvent
 from tests.conftest import client_for
 from tests.factories import AgentFactory, AgentSessionFactory

@@ -72,18 +72,18 @@ def test_the_detail_page_shows_the_face_through_the_portal(agent, member):
 
 def test_media_url_is_not_served_even_by_the_debug_urlconf(agent, settings):
     """`make run` runs with DEBUG=True: the URLconf it builds must not serve MEDIA_ROOT."""
-    import portal.urls
+    import interfaces.urls
 
     path = "/" + settings.MEDIA_URL.lstrip("/") + agent.image.name
     settings.DEBUG = True
     try:
-        importlib.reload(portal.urls)
+        importlib.reload(interfaces.urls)
         clear_url_caches()
         assert Client().get(path).status_code == 404
         assert client_for(_owner(agent)).get(path).status_code == 404
     finally:
         settings.DEBUG = False
-        importlib.reload(portal.urls)
+        importlib.reload(interfaces.urls)
         clear_url_caches()
 
 

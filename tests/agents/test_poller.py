@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from agents import poller, ratelimit, services, tasks
 from agents.models import Agent, AgentQuerySet, AgentStatus, AgentStatusChange, StatusSource
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import webhooks
 from portal.bithuman.client import BithumanClient
 from portal.models import BithumanConnection, Organization, WebhookDelivery
@@ -687,7 +687,6 @@ def test_a_batch_moves_rows_only_forward_and_keeps_every_side_effect(
 ):
     from activity import services as activity_services
     from activity.models import AuditEvent, OutboundDelivery
-    from portal import urls  # noqa: F401 - loaded first in every process (the API, then agents.api)
     from tests.factories import AgentFactory
 
     settings.WEBHOOK_ALLOW_LOCAL = True

@@ -175,7 +175,7 @@ def test_list_search_filter_and_pagination(org, viewer):
 @pytest.fixture
 def ready_agent(sandbox_api, org, member):
     """A real upstream agent in the organization's sandbox account, walked to ready."""
-    from portal import services as portal_services
+    from organizations import services as portal_services
 
     connection = portal_services.connection_get(org=org)
     with portal_services.client_for(connection=connection) as client:

@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from portal import services
+from organizations import services
 from portal.models import ApiScope
 
 ALL_SCOPES = list(ApiScope.values)

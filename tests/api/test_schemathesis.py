@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from portal import services
+from organizations import services
 from portal.models import ApiScope
 from tests.factories import AgentFactory
 

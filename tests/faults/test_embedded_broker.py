@@ -48,7 +48,9 @@ SENDERS = 4  # processes publishing tasks straight to the broker, as beat and th
 TASKS_PER_SENDER = 75
 API_CLIENTS = 2  # threads creating agents through the web server's API
 AGENTS_PER_CLIENT = 40
-STRESS_TASK = "portal.tasks.invitations_expire"  # a real task that writes to SQLite (a DELETE)
+STRESS_TASK = (
+    "organizations.tasks.invitations_expire"  # a real task that writes to SQLite (a DELETE)
+)
 PADDING = 256 * 1024  # bytes per stress message
 
 # Whatever points the test process at PostgreSQL, Redis or another site: `make run` has none.
@@ -75,7 +77,7 @@ _SETUP = """
 import json
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
-from portal import services
+from organizations import services
 from portal.models import ApiScope
 from sandbox import services as sandbox_services
 

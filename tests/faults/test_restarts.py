@@ -34,8 +34,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
+from organizations import services as portal_services
 from portal import outage
-from portal import services as portal_services
 from portal.models import ApiScope
 from sandbox.models import SandboxAgent
 from tests.agents.test_poller import Upstream, agent_in_flight, fresh, tenant
@@ -369,7 +369,7 @@ import json
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from agents.models import Agent
-from portal import services
+from organizations import services
 from portal.models import ApiScope
 from sandbox import services as sandbox_services
 

@@ -242,7 +242,7 @@ def test_brute_force_locks_username_and_ip_but_not_the_account_elsewhere():
 
 
 def test_accepting_an_invitation_confirms_the_address(admin):
-    from portal import services
+    from organizations import services
 
     client = Client()
     _signup(client, email="ada@example.com")

@@ -12,7 +12,8 @@ from django.db import connection as db
 from django.test import Client
 from django.urls import reverse
 
-from portal import crypto, services
+from organizations import services
+from portal import crypto
 from portal.bithuman import webhooks
 from portal.models import BithumanConnection, ConnectionMode, WebhookDelivery
 from portal.tenancy import Role

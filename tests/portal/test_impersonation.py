@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from activity.models import AuditEvent
-from portal import impersonation
+from organizations import impersonation
 from portal.models import ApiKey, User
 from tests.conftest import AUTH_BACKEND, client_for
 from tests.factories import UserFactory

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from portal import services
+from organizations import services
 from portal.models import Invitation, Membership, User, token_hash
 from portal.tenancy import Role
 from tests.conftest import client_for
@@ -152,7 +152,7 @@ def test_duplicate_pending_invitation_and_existing_member_are_field_errors(admin
 
 
 def test_housekeeping_deletes_only_long_expired_unaccepted_invitations(org):
-    from portal import tasks
+    from organizations import tasks
 
     now = timezone.now()
     old = InvitationFactory(organization=org, expires_at=now - timedelta(days=31))

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from activity.models import AuditEvent
-from portal import services
+from organizations import services
 from portal.models import ApiKey, Invitation
 from portal.tenancy import Role
 from tests.conftest import client_for

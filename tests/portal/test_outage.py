@@ -13,8 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import reverse
 
+from organizations import services as portal_services
 from portal import outage
-from portal import services as portal_services
 from portal.models import ApiScope, Membership
 from tests.conftest import client_for
 

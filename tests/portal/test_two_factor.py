@@ -12,7 +12,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from activity.models import AuditEvent
-from portal import twofactor
+from organizations import twofactor
 from tests.conftest import client_for
 from tests.factories import PASSWORD, MembershipFactory
 

@@ -17,7 +17,7 @@ from django.urls import Resolver404, resolve
 
 assert "sandbox" not in settings.INSTALLED_APPS, settings.INSTALLED_APPS
 assert "sandbox-advance" not in settings.CELERY_BEAT_SCHEDULE
-for package in ("portal", "agents", "sessions", "activity"):
+for package in ("portal", "activity", "organizations", "agents", "sessions", "interfaces"):
     root = importlib.import_module(package)
     for module in pkgutil.walk_packages(root.__path__, package + "."):
         if ".migrations" not in module.name and not module.name.endswith((".wsgi", ".asgi")):
@@ -29,7 +29,7 @@ except Resolver404:
 else:
     raise AssertionError("/sandbox/ is routed with the sandbox off")
 
-from portal import services
+from organizations import services
 user = services.user_create(email="owner@example.com", password=None)
 org = services.organization_create(name="No Sandbox", owner=user)
 secret = services.connection_get(org=org).sandbox_secret

@@ -22,7 +22,7 @@ _PROBE = """
 import json
 from django.test import RequestFactory
 from axes.helpers import get_client_ip_address
-from portal.api import _auth_failures_key
+from portal.apisupport import _auth_failures_key
 from portal.clientip import client_ip
 cases = {
     "through the proxy": {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "203.0.113.5"},

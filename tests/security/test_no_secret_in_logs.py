@@ -14,7 +14,7 @@ from django.utils import timezone
 from activity.models import WebhookEndpoint
 from agents import tasks as agent_tasks
 from agents.models import Agent
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import webhooks
 from sandbox import services as sandbox_services
 from tests.api.conftest import ApiClient, make_key

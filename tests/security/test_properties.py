@@ -35,12 +35,11 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-import portal.urls  # noqa: F401  the URLconf (and so the API routers) loads first, as in the app
 from agents import preflight
 from agents import services as agent_services
 from agents.models import TERMINAL_STATUSES, Agent, AgentStatus
+from organizations import services as portal_services
 from portal import crypto
-from portal import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.bithuman import webhooks

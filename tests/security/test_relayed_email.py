@@ -70,7 +70,7 @@ def test_the_api_refuses_an_agent_name_with_a_line_break(org):
 
 
 def test_services_refuse_line_breaks_whatever_calls_them(owner):
-    from portal import services
+    from organizations import services
     from portal.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="one line"):

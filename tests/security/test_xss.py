@@ -41,13 +41,13 @@ from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-import portal.urls  # noqa: F401  the URLconf (and so the API routers) loads first, as in the app
 from activity import services as activity_services
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
 from agents.models import Agent, AgentStatusChange, PromptRevision
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.models import ApiKey, Invitation, Membership, Organization, WebhookDelivery
 from portal.tenancy import Role
+from sessions import events as session_events
 from sessions.models import AgentSession, LiveKitConfig, QuickReply, SessionEvent
 from tests.conftest import client_for
 from tests.factories import (
@@ -346,7 +346,7 @@ def seed_hostile(*, ready_agent: Callable[[Organization], Agent] | None = None) 
         )
         for formula in FORMULAS:
             SessionEventFactory(session=session, text=formula, author=owner.user)
-        activity_services.session_message_record(
+        session_events.session_message_record(
             actor=member, session=session, event=session.events.first()
         )
     replies = [

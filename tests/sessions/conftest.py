@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from agents.models import Agent
-from portal import services as portal_services
+from organizations import services as portal_services
 from sandbox import services as sandbox_services
 from sandbox.models import SandboxAccount
 from sessions.models import AgentSession, LiveKitConfig

@@ -91,7 +91,7 @@ def test_start_refuses_an_agent_that_is_not_ready_here_or_upstream(sandbox_api, 
     with pytest.raises(ApplicationError, match="Busy is not ready yet"):
         services.session_start(actor=member, agent=generating, kind="hosted")
     # Ready in our table, still generating at bitHuman: its 409 becomes a clear message.
-    from portal import services as portal_services
+    from organizations import services as portal_services
 
     sandbox_services.sandbox_account_configure(
         account=org_sandbox_account(org), changes={"time_scale": 0}

@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from portal import services as portal_services
+from organizations import services as portal_services
 from portal.bithuman import errors as bh_errors
 from portal.bithuman.types import ContextDelivery, EmbedToken
 from sessions.models import AgentSession, EventOutcome, LiveKitConfig, QuickReply, SessionEvent

@@ -93,7 +93,7 @@ def signup(
 ) -> None:
     """Start a sign-up. Returns nothing that tells a free address from a taken one; raises only
     for bad input or the email limit, which both apply to any address alike."""
-    from portal import services  # services imports nothing of this module
+    from organizations import services  # services imports nothing of this module
 
     email = email_normalize(email)
     one_line_require(full_name, field="full_name")
@@ -156,7 +156,7 @@ def peek(*, token: str) -> User | None:
 @transaction.atomic
 def verify(*, token: str) -> Verified:
     """Confirm the address; on the first use, create the organization named at sign-up."""
-    from portal import services
+    from organizations import services
 
     user = peek(token=token)
     if user is None:

@@ -12,7 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from portal.errors import ApplicationError
 from portal.models import Membership, Organization, User
-from portal.tenancy import Role, role_at_least
+from portal.tenancy import Role, role_at_least, two_factor_enabled
 
 APP_NAME = "Authenticator app"
 RECOVERY_NAME = "Recovery codes"
@@ -20,7 +20,7 @@ RECOVERY_CODES = 10
 
 
 def enabled(user: User) -> bool:
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    return two_factor_enabled(user)
 
 
 def setup_device(user: User) -> TOTPDevice:

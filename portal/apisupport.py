@@ -1,7 +1,8 @@
-"""The REST API v1 (django-ninja): one NinjaAPI, routers from each app, one error envelope.
+"""What every app's API operations share (portal core): the error envelope, API-key
+authentication with its throttles and per-key rate limit, scopes, pagination, text fields.
 
 - Auth: `Authorization: Bearer bhp_...`. The organization comes only from the key.
-- Every error: `{"error": {"code", "message", "details"}}`, mapped here and nowhere else.
+- Every error: `{"error": {"code", "message", "details"}}`; interfaces/api.py maps exceptions to it.
 - Rate limit per key (fixed one-minute windows in the cache, Redis in production); the headers
   go on every answer through `ApiRateLimitHeadersMiddleware`.
 """
@@ -18,21 +19,18 @@ import redis
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
-from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from ninja import NinjaAPI, Router, Schema
-from ninja.errors import AuthenticationError, HttpError
-from ninja.errors import ValidationError as NinjaValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from ninja import Schema
+from ninja.renderers import JSONRenderer
 from ninja.security import HttpBearer
 from pydantic import AfterValidator, Field
 
-from portal import outage, services
+from portal import apikeys
 from portal.bithuman import errors as bh_errors
 from portal.clientip import client_ip
 from portal.errors import ApplicationError
-from portal.models import ApiKey, Membership
-from portal.tenancy import OrganizationSuspended, Role, organization_active_require
+from portal.models import ApiKey
+from portal.tenancy import ApiKeyActor, OrganizationSuspended, organization_active_require
 from portal.text import ONE_LINE_MESSAGE, is_one_line
 
 logger = logging.getLogger(__name__)
@@ -166,7 +164,7 @@ class ApiKeyAuth(HttpBearer):
     openapi_description = "An organization API key: `Authorization: Bearer bhp_...`"
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
-        api_key = services.api_key_authenticate(key=token)
+        api_key = apikeys.api_key_authenticate(key=token)
         if api_key is None:
             _auth_throttle_check(request)
             _auth_failure_record(request)
@@ -211,12 +209,9 @@ def scope_require(request: HttpRequest, scope: str) -> ApiKey:
     return api_key
 
 
-def actor_for(api_key: ApiKey) -> Membership:
-    """The services' actor for a key: the key's organization with member rights (keys are
-    scoped by their scopes, not roles). Unsaved: nothing is written for it."""
-    actor = Membership(organization=api_key.organization, user=None, role=Role.MEMBER)
-    actor.api_key = api_key  # type: ignore[attr-defined]  # who acted, for the audit log
-    return actor
+def actor_for(api_key: ApiKey) -> ApiKeyActor:
+    """The services' actor for a key (portal.tenancy.ApiKeyActor)."""
+    return ApiKeyActor(api_key=api_key)
 
 
 def _text_clean(value: str) -> str:
@@ -260,7 +255,13 @@ def trusted_response(request: HttpRequest, data: Any, *, status: int = 200) -> H
     """Render an answer the operation built from its declared schema's own fields (the schema
     still documents it), without validating it again: ninja's response validation costs
     ~0.1 ms per object, most of a 25-agent page's time."""
-    return api.create_response(request, data, status=status)
+    content = _RENDERER.render(request, data, response_status=status)
+    return HttpResponse(
+        content, status=status, content_type=_RENDERER.media_type + "; charset=utf-8"
+    )
+
+
+_RENDERER = JSONRenderer()
 
 
 def uuid_or_404(value: str) -> uuid.UUID:
@@ -315,129 +316,3 @@ def upstream_error(error: bh_errors.BithumanError) -> ApiError:
     return ApiError(
         status, "upstream_error", f"bitHuman: {error.message}", details={"code": error.code}
     )
-
-
-# --- The API ------------------------------------------------------------------------------------
-
-api = NinjaAPI(
-    title="bitHuman Portal API",
-    version="1",
-    description=(
-        "Create bitHuman avatar agents and drive live sessions for one organization. "
-        "Authenticate with an organization API key: `Authorization: Bearer bhp_...`."
-    ),
-    auth=ApiKeyAuth(),
-    urls_namespace="api",
-    docs_url="/docs",
-    openapi_url="/openapi.json",
-)
-
-
-@api.exception_handler(ApiError)
-def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-
-
-@api.exception_handler(AuthenticationError)
-def _unauthenticated(request: HttpRequest, exc: Exception) -> HttpResponse:
-    return error_response(
-        401,
-        "unauthenticated",
-        "Send a valid, unrevoked, unexpired API key: `Authorization: Bearer bhp_...`.",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-@api.exception_handler(NinjaValidationError)
-def _validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-    fields: dict[str, list[str]] = {}
-    wrappers = {"body", "payload", "query", "path", "filters"}
-    for error in exc.errors:
-        parts = [str(part) for part in error.get("loc", []) if part not in wrappers]
-        name = ".".join(parts) or "body"
-        fields.setdefault(name, []).append(str(error.get("msg", "Invalid value.")))
-    return error_response(422, "validation_error", "The request is not valid.", {"fields": fields})
-
-
-@api.exception_handler(RequestDataTooBig)
-def _too_large(request: HttpRequest, exc: Exception) -> HttpResponse:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    return error_response(
-        413,
-        "payload_too_large",
-        f"The request body is larger than {limit:,} bytes.",
-        {"limit_bytes": limit},
-    )
-
-
-@api.exception_handler(Http404)
-def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
-    return error_response(404, "not_found", "Not found.")
-
-
-@api.exception_handler(HttpError)
-def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    codes = {400: "validation_error", 401: "unauthenticated", 403: "forbidden", 404: "not_found"}
-    code = codes.get(exc.status_code, "conflict" if exc.status_code == 409 else "error")
-    return error_response(exc.status_code, code, str(exc))
-
-
-@api.exception_handler(bh_errors.BithumanError)
-def _bithuman_error(request: HttpRequest, exc: bh_errors.BithumanError) -> HttpResponse:
-    error = upstream_error(exc)
-    return error_response(error.status, error.code, error.message, error.details, error.headers)
-
-
-@api.exception_handler(OperationalError)
-@api.exception_handler(InterfaceError)
-def _database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
-    """The database is unreachable (a restart): 503 and Retry-After, as for pages (outage.py)."""
-    return outage.api_outage_response()
-
-
-@api.exception_handler(Exception)
-def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    logger.exception("Unhandled API error on %s %s", request.method, request.path)
-    return error_response(500, "internal_error", "Something went wrong on our side.")
-
-
-organization_router = Router(tags=["organization"])
-
-
-class OrganizationOut(Schema):
-    slug: str = Field(description="The organization's short name in portal URLs.")
-    name: str = Field(description="The organization's name.")
-    mode: str = Field(
-        description="test (the sandbox, nothing billed) or live (your bitHuman account)."
-    )
-
-
-@organization_router.get("", response=OrganizationOut, summary="The key's organization")
-def organization_get(request: HttpRequest) -> dict[str, str]:
-    api_key = api_key_of(request)
-    org = api_key.organization
-    connection = services.connection_get(org=org)
-    return {"slug": org.slug, "name": org.name, "mode": connection.mode}
-
-
-api.add_router("/organization", organization_router)
-api.add_router("/agents", "agents.api.router")
-api.add_router("/sessions", "sessions.api.router")
-api.add_router("/audit-events", "activity.api.router")
-
-
-def api_index(request: HttpRequest) -> HttpResponse:
-    """Where integrators start: links to the docs and the schema."""
-    return JsonResponse(
-        {
-            "name": "bitHuman Portal API",
-            "version": "1",
-            "docs": request.build_absolute_uri("/api/v1/docs"),
-            "openapi": request.build_absolute_uri("/api/v1/openapi.json"),
-        }
-    )
-
-
-def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
-    """Unknown paths under /api/v1/ answer the JSON envelope, never an HTML page."""
-    return error_response(404, "not_found", "No such API endpoint.")

@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from portal import services
+from organizations import services
 from portal.models import Organization, User
 
 DEMO_EMAIL = "demo@example.com"

@@ -33,17 +33,5 @@ def invitations_sent_by(*, member: Membership) -> QuerySet[Invitation]:
     )
 
 
-def organization_counts(*, org: Organization) -> dict[str, int]:
-    from agents.models import Agent
-    from sessions import selectors as session_selectors
-
-    return {
-        "members": Membership.objects.for_org(org).count(),
-        "invitations": invitation_list_open(org=org).count(),
-        "agents": Agent.objects.for_org(org).active().count(),
-        "sessions": session_selectors.live_session_count(org=org),
-    }
-
-
 def user_exists(*, email: str) -> bool:
     return User.objects.filter(email__iexact=email.strip()).exists()

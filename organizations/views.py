@@ -13,19 +13,14 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
-from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
-from activity import views as activity_views
-from portal import account_views, selectors, services, tasks, twofactor, verification
-from portal.account_views import SIGNUP_EMAIL_SESSION
-from portal.confirm import confirm_page, confirmed
-from portal.errors import ApplicationError
-from portal.forms import (
+from organizations import account_views, selectors, services, twofactor, verification
+from organizations.account_views import SIGNUP_EMAIL_SESSION
+from organizations.forms import (
     AccountForm,
     ApiKeyForm,
     InvitationSignupForm,
@@ -36,8 +31,10 @@ from portal.forms import (
     OrganizationForm,
     RoleForm,
     SignupForm,
-    apply_error,
 )
+from portal.confirm import confirm_page, confirmed
+from portal.errors import ApplicationError
+from portal.forms import apply_error
 from portal.models import ApiKey, BithumanConnection, Invitation, Membership
 from portal.tenancy import Role, org_view, role_at_least
 
@@ -86,7 +83,7 @@ def home(request: HttpRequest) -> HttpResponseBase:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
-    """The same answer for a free and a taken address: "check your email" (portal.verification)."""
+    """The same answer for a free and a taken address: "check your email" (verification)."""
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupForm(request.POST or None)
@@ -192,15 +189,6 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 
 
 # --- Organization pages -------------------------------------------------------------------------
-
-
-@org_view({"GET": Role.VIEWER})
-def org_home(request: HttpRequest, membership: Membership) -> HttpResponse:
-    org = membership.organization
-    request.session["last_org"] = org.slug
-    counts = selectors.organization_counts(org=org)
-    dashboard = activity_views.dashboard_context(request, membership)
-    return render(request, "portal/org_home.html", {"counts": counts, **dashboard})
 
 
 @org_view({"GET": Role.VIEWER})
@@ -492,22 +480,6 @@ def connection_test(request: HttpRequest, membership: Membership) -> HttpRespons
     services.connection_test_use(actor=membership)
     messages.success(request, "Test mode is on: the portal now uses the sandbox.")
     return redirect("org_settings", org_slug=membership.organization.slug)
-
-
-@csrf_exempt
-@require_POST
-def bithuman_webhook(request: HttpRequest, receiver_token: str) -> HttpResponse:
-    """bitHuman's deliveries: verified by HMAC signature, recorded once, processed by a task."""
-    try:
-        received = services.webhook_receive(
-            receiver_token=receiver_token, raw_body=request.body, headers=request.headers
-        )
-    except ApplicationError as error:
-        return JsonResponse({"ok": False, "error": error.message}, status=400)
-    if not received.duplicate:
-        delivery_pk = received.delivery.pk
-        transaction.on_commit(lambda: tasks.webhook_delivery_process.delay(delivery_pk))
-    return JsonResponse({"ok": True, "duplicate": received.duplicate})
 
 
 NEW_API_KEY_SESSION = "new_api_key"

@@ -1,10 +1,10 @@
-"""Celery tasks of the tenancy core: thin wrappers over services."""
+"""Celery tasks of the organizations layer: thin wrappers over services."""
 
 import logging
 
 from celery import shared_task
 
-from portal import services
+from organizations import services
 
 logger = logging.getLogger(__name__)
 
@@ -15,8 +15,3 @@ def invitations_expire() -> int:
     if deleted:
         logger.info("Deleted %d long-expired invitations", deleted)
     return deleted
-
-
-@shared_task
-def webhook_delivery_process(delivery_id: int) -> None:
-    services.webhook_delivery_process(delivery_id=delivery_id)

@@ -4,7 +4,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import reverse
 
-from portal import selectors
+from organizations import selectors
 
 
 def organizations(request: HttpRequest) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def organizations(request: HttpRequest) -> dict[str, Any]:
 
 
 def impersonation(request: HttpRequest) -> dict[str, Any]:
-    """The banner of a staff member impersonating someone (portal.impersonation)."""
+    """The banner of a staff member impersonating someone (organizations.impersonation)."""
     data = getattr(request, "impersonation", None)
     if not data:
         return {}

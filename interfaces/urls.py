@@ -5,11 +5,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 
-from portal import account_views, health, views
-from portal.api import api, api_index, api_not_found
+from agents import views as agent_views
+from interfaces import views as interface_views
+from interfaces.api import api, api_index, api_not_found
+from organizations import account_views, views
+from portal import health
 
 org_patterns: list[URLPattern | URLResolver] = [
-    path("", views.org_home, name="org_home"),
+    path("", interface_views.org_home, name="org_home"),
     path("members/", views.members, name="members"),
     path("members/invite/", views.member_invite, name="member_invite"),
     path("members/<uuid:member_id>/role/", views.member_role, name="member_role"),
@@ -77,7 +80,7 @@ urlpatterns = [
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path(
         "webhooks/bithuman/<str:receiver_token>/",
-        views.bithuman_webhook,
+        agent_views.bithuman_webhook,
         name="bithuman_webhook",
     ),
     path("o/<slug:org_slug>/", include(org_patterns)),

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal import services
+from organizations import services
 from portal.errors import ApplicationError
 from portal.models import ApiScope, Organization
 

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from portal import services
+from organizations import services
 from portal.errors import ApplicationError
 from portal.models import User
 

@@ -1,7 +1,7 @@
 """Pages of the account's security: sign-up confirmation, two-factor sign-in, impersonation.
 
-Thin, like portal/views.py: they call portal.verification, portal.twofactor and
-portal.impersonation.
+Thin, like organizations/views.py: they call organizations.verification, organizations.twofactor and
+organizations.impersonation.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal import impersonation, twofactor, verification
+from organizations import impersonation, twofactor, verification
+from organizations.forms import EmailForm, OtpForm
 from portal.errors import ApplicationError
-from portal.forms import EmailForm, OtpForm, apply_error
+from portal.forms import apply_error
 from portal.models import User
 
 AUTH_BACKEND = "portal.backends.EmailBackend"

@@ -7,28 +7,24 @@ them, only owners touch owners, and the last owner can neither leave nor be demo
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
 from activity import services as activity_services
-from portal import throttle, verification
-from portal.bithuman import webhooks
+from organizations import verification
+from portal import throttle
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import BithumanError
 from portal.bithuman.types import Account, WebhookEvent, WebhookWithSecret
@@ -44,7 +40,6 @@ from portal.models import (
     Membership,
     Organization,
     User,
-    WebhookDelivery,
     email_normalize,
     token_hash,
 )
@@ -604,120 +599,7 @@ def connection_test_use(*, actor: Membership) -> BithumanConnection:
     return connection
 
 
-@dataclass(frozen=True)
-class WebhookReceived:
-    delivery: WebhookDelivery
-    duplicate: bool
-
-
-def webhook_receive(
-    *, receiver_token: str, raw_body: bytes, headers: Mapping[str, str]
-) -> WebhookReceived:
-    """Verify and record a bitHuman delivery. Raises ApplicationError for anything not genuine."""
-    connection = (
-        BithumanConnection.objects.select_related("organization")
-        .filter(receiver_token=receiver_token)
-        .first()
-    )
-    if connection is None or not connection.webhook_secret:
-        raise ApplicationError("Unknown webhook endpoint.")
-    try:
-        webhooks.signature_verify(
-            secret=connection.webhook_secret, raw_body=raw_body, headers=headers
-        )
-    except webhooks.WebhookSignatureError as error:
-        raise ApplicationError(f"Bad signature: {error}") from None
-    payload = _delivery_parse(raw_body)
-    event, delivery_id = payload["event"], payload["id"]
-    delivery, created = WebhookDelivery.objects.get_or_create(
-        organization=connection.organization,
-        delivery_id=delivery_id,
-        defaults={"event": event, "payload": payload},
-    )
-    return WebhookReceived(delivery=delivery, duplicate=not created)
-
-
-WEBHOOK_BODY_MAX_DEPTH = 32
-
-
-def _json_constant_refuse(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _delivery_parse(raw_body: bytes) -> dict[str, Any]:
-    """The signed body as a delivery, or ApplicationError (a 400) for anything we could not
-    store or use: not UTF-8 JSON, NaN/Infinity, nesting deeper than WEBHOOK_BODY_MAX_DEPTH (a
-    100,000-deep array would exhaust the parser's recursion), a NUL or a lone surrogate in any
-    string or key (PostgreSQL refuses both), or an `id`/`event`/`data` of the wrong type. The
-    deduplication key is the body's own `id`, which the signature covers; the
-    `X-BitHuman-Delivery` header is not signed, so it is never trusted."""
-    malformed = ApplicationError("Malformed delivery body.")
-    try:
-        payload = json.loads(raw_body, parse_constant=_json_constant_refuse)
-    except (ValueError, RecursionError, TypeError):
-        raise malformed from None
-    if not isinstance(payload, dict):
-        raise malformed
-    delivery_id, event = payload.get("id"), payload.get("event")
-    if not isinstance(delivery_id, str) or not 0 < len(delivery_id) <= 100:
-        raise malformed
-    if not isinstance(event, str) or not 0 < len(event) <= 50:
-        raise malformed
-    if not isinstance(payload.get("data", {}), dict):
-        raise malformed
-    if not _json_storable(payload):
-        raise malformed
-    return payload
-
-
-def _json_storable(value: object) -> bool:
-    """Whether PostgreSQL's jsonb can hold this parsed JSON: no NUL, no lone surrogate (in
-    values and keys), at most WEBHOOK_BODY_MAX_DEPTH levels. Iterative: no recursion."""
-    pending: list[tuple[object, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return False
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-        elif isinstance(item, dict | list):
-            if depth >= WEBHOOK_BODY_MAX_DEPTH:
-                return False
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
-    return True
-
-
-def webhook_delivery_process(*, delivery_id: int) -> None:
-    """Act on a delivery: `agent.ready` / `agent.failed` make the poller refresh that agent now
-    (the status itself always comes from a poll, which the compare-and-set write orders), then
-    mark the delivery handled. The agent is looked up inside the delivery's organization only."""
-    from agents import services as agent_services  # agents imports this module
-    from agents.models import Agent
-
-    delivery = WebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).first()
-    if delivery is None:
-        return
-    if delivery.event in WEBHOOK_EVENTS:
-        data = delivery.payload.get("data") if isinstance(delivery.payload, dict) else None
-        if not isinstance(data, dict):
-            data = {}
-        code = str(data.get("code") or data.get("agent_id") or "")
-        if code:
-            agent = Agent.objects.for_org(delivery.organization).filter(code=code).first()
-            if agent is not None:
-                agent_services.agent_refresh_now(agent=agent)
-    WebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).update(
-        processed_at=timezone.now()
-    )
-
-
 # --- API keys -----------------------------------------------------------------------------------
-
-API_KEY_LAST_USED_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -781,32 +663,6 @@ def api_key_revoke(*, actor: Membership, api_key: ApiKey) -> ApiKey:
         )
     api_key.refresh_from_db()
     return api_key
-
-
-def api_key_authenticate(*, key: str) -> ApiKey | None:
-    """The usable key this string is, or None. Constant-time comparison of the hashes."""
-    if not key.startswith(API_KEY_PREFIX) or len(key) < 40:
-        return None
-    presented = token_hash(key)
-    for candidate in (
-        ApiKey.objects.usable()
-        .select_related("organization")
-        .filter(prefix=key[:API_KEY_LOOKUP_LENGTH])
-    ):
-        if hmac.compare_digest(candidate.key_hash, presented):
-            _api_key_touch(candidate)
-            return candidate
-    return None
-
-
-def _api_key_touch(api_key: ApiKey) -> None:
-    """Record use at most once a minute per key: authenticating costs no write per request."""
-    now = timezone.now()
-    if api_key.last_used_at and now - api_key.last_used_at < API_KEY_LAST_USED_EVERY:
-        return
-    ApiKey.objects.filter(pk=api_key.pk).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - API_KEY_LAST_USED_EVERY)
-    ).update(last_used_at=now)
 
 
 # --- Suspension (staff) -------------------------------------------------------------------------
