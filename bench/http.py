@@ -87,7 +87,7 @@ def bench_api(report: Report, seconds: int, agents: int, gunicorn: stack.Process
     import httpx
 
     from agents.models import Agent
-    from portal.sandbox.models import SandboxAgent
+    from sandbox.models import SandboxAgent
     from tests import media
 
     _tenant, key, created = _api_org(agents)
@@ -200,7 +200,7 @@ def bench_pages(report: Report, seconds: int, agents: int) -> None:
 
     from agents.models import Agent
     from bench import seed
-    from portal.sandbox.models import SandboxAgent
+    from sandbox.models import SandboxAgent
 
     tenant, key, created = _api_org(agents)
     cookie_name, session_key = seed.owner_session(org=tenant.org)

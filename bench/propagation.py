@@ -18,9 +18,9 @@ def bench_propagation(report: Report, count: int) -> None:
     from agents.models import Agent
     from organizations import services as portal_services
     from portal.models import Membership
-    from portal.sandbox import services as sandbox_services
-    from portal.sandbox.models import SandboxAgent
     from portal.tenancy import Role
+    from sandbox import services as sandbox_services
+    from sandbox.models import SandboxAgent
 
     seed_ = __import__("bench.seed", fromlist=["seed"])
     seed_.agents_park()

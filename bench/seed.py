@@ -16,8 +16,8 @@ from agents import ratelimit
 from agents.models import Agent, AgentStatus
 from organizations import services as portal_services
 from portal.models import Membership, Organization
-from portal.sandbox.models import SandboxAccount, SandboxAgent
 from portal.tenancy import Role
+from sandbox.models import SandboxAccount, SandboxAgent
 
 _serial = iter(range(10**9))
 
@@ -38,9 +38,11 @@ def tenant_create(*, plan: str = "enterprise", prefix: str = "bench") -> Tenant:
     )
     connection = portal_services.connection_get(org=org)
     secret = connection.api_secret
-    from portal.sandbox import services as sandbox_services
+    from sandbox import services as sandbox_services
 
-    account = SandboxAccount.objects.get(secret_hash=sandbox_services.secret_hash(secret))
+    account = sandbox_services.sandbox_account_for_secret(secret=secret)
+    if account is None:
+        raise RuntimeError("The portal issued a Test-mode secret the sandbox does not accept")
     SandboxAccount.objects.filter(pk=account.pk).update(plan=plan, credits=10**9)
     ratelimit.plan_remember(key=ratelimit.account_key(secret), plan=plan)
     return Tenant(org=org, secret=secret, account=account)

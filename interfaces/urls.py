@@ -91,7 +91,7 @@ urlpatterns = [
 ]
 
 if settings.SANDBOX_ENABLED:
-    urlpatterns.append(path("sandbox/", include("portal.sandbox.urls")))
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))
 
 # Uploaded media is never served at MEDIA_URL, not even in DEBUG: only to members of the
 # organization, through `agents.views.agent_media`.

@@ -43,7 +43,6 @@ from portal.models import (
     email_normalize,
     token_hash,
 )
-from portal.sandbox import services as sandbox_services
 from portal.tenancy import ROLE_RANK, Role, role_at_least, roles_grantable_by
 from portal.text import one_line_quote, one_line_require
 
@@ -468,8 +467,13 @@ def connection_get(*, org: Organization) -> BithumanConnection:
 
 
 def connection_create(*, org: Organization) -> BithumanConnection:
-    """Every organization starts in Test mode with its own sandbox account."""
-    _account, secret = sandbox_services.sandbox_account_create(label=f"org:{org.slug}")
+    """Every organization starts in Test mode with its own sandbox secret.
+
+    The portal mints it (`sbx_` and 40 URL-safe characters) and never calls the sandbox: the
+    sandbox opens the account, on its default plan and credits, the first time the secret
+    reaches it over HTTP (README "The sandbox"). Nothing is opened while the sandbox is off.
+    """
+    secret = "sbx_" + secrets.token_urlsafe(30)
     connection, _created = BithumanConnection.objects.get_or_create(
         organization=org, defaults={"mode": ConnectionMode.TEST, "sandbox_secret": secret}
     )

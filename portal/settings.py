@@ -71,7 +71,6 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "portal",
     "organizations",
-    "portal.sandbox",
     "agents",
     "sessions.apps.AgentSessionsConfig",
     "activity",
@@ -452,9 +451,12 @@ SANDBOX_ERROR_RATE = env.float("SANDBOX_ERROR_RATE", default=0.0)
 SANDBOX_FORCE_429_RATE = env.float("SANDBOX_FORCE_429_RATE", default=0.0)
 SANDBOX_ROOM_TTL = env.int("SANDBOX_ROOM_TTL", default=30)
 if SANDBOX_ENABLED:
+    # Installed (models, admin, tasks, the sandbox_account command) only when it is on; nothing
+    # outside the sandbox imports it, the portal reaches it over HTTP at SANDBOX_BASE_URL.
+    INSTALLED_APPS.append("sandbox")
     # Finishes sandbox generations nobody polls and fires their webhooks.
     CELERY_BEAT_SCHEDULE["sandbox-advance"] = {
-        "task": "portal.sandbox.tasks.sandbox_generations_advance",
+        "task": "sandbox.tasks.sandbox_generations_advance",
         "schedule": timedelta(seconds=5),
         "options": {"expires": 5},
     }

@@ -60,9 +60,11 @@ ADMIN_PUBLIC = {
 
 
 def _sandbox_account(world: World) -> Any:
-    from portal.sandbox.models import SandboxAccount
+    from organizations import services as portal_services
+    from sandbox import services as sandbox_services
 
-    return SandboxAccount.objects.get(label=f"org:{world.org.slug}")
+    secret = portal_services.connection_get(org=world.org).sandbox_secret
+    return sandbox_services.sandbox_account_for_secret(secret=secret)
 
 
 def _sandbox_agent(world: World) -> Any:
@@ -83,7 +85,7 @@ def _sandbox_room(world: World) -> Any:
 
     from django.utils import timezone
 
-    from portal.sandbox.models import SandboxRoom
+    from sandbox.models import SandboxRoom
 
     agent = _sandbox_agent(world)
     return SandboxRoom.objects.create(

@@ -9,7 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_environment_variable_is_in_the_readme_table():
     readme = (ROOT / "README.md").read_text()
     read_by_code = set()
-    for path in [ROOT / "portal" / "settings.py", *ROOT.glob("portal/*/conf.py")]:
+    for path in [
+        ROOT / "portal" / "settings.py",
+        *ROOT.glob("*/conf.py"),
+        *ROOT.glob("portal/*/conf.py"),
+    ]:
         read_by_code |= set(re.findall(r'env\.\w+\(\s*"([A-Z_][A-Z0-9_]*)"', path.read_text()))
     assert read_by_code, "the settings parser found nothing: fix this test"
     missing = sorted(v for v in read_by_code if f"| `{v}`" not in readme)

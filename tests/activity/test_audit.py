@@ -16,8 +16,8 @@ from activity.models import AppendOnlyError, AuditEvent
 from agents import tasks as agent_tasks
 from agents.models import Agent
 from portal.models import ApiKey, Membership
-from portal.sandbox import services as sandbox_services
 from portal.tenancy import Role
+from sandbox import services as sandbox_services
 from tests.api.conftest import ApiClient, make_key
 from tests.conftest import client_for
 from tests.factories import AgentFactory, MembershipFactory, UserFactory

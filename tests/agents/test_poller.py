@@ -29,13 +29,12 @@ from organizations import services as portal_services
 from portal.bithuman import webhooks
 from portal.bithuman.client import BithumanClient
 from portal.models import BithumanConnection, Organization, WebhookDelivery
-from portal.sandbox import http as sandbox_http
-from portal.sandbox import schemas as sandbox_schemas
-from portal.sandbox import selectors as sandbox_selectors
-from portal.sandbox import services as sandbox_services
-from portal.sandbox.errors import SandboxError
-from portal.sandbox.models import SandboxAccount
 from portal.tenancy import Role
+from sandbox import http as sandbox_http
+from sandbox import schemas as sandbox_schemas
+from sandbox import services as sandbox_services
+from sandbox.errors import SandboxError
+from sandbox.models import SandboxAccount
 from tests.factories import MembershipFactory
 
 integration = pytest.mark.django_db(transaction=True)
@@ -144,7 +143,7 @@ def tenant(*, plan: str = "pro", time_scale: float = 0.0, **knobs: Any) -> Tenan
     """An organization in Test mode; its sandbox account's clock is frozen unless told."""
     org = MembershipFactory(role=Role.OWNER).organization
     connection = portal_services.connection_get(org=org)
-    account = sandbox_selectors.account_by_secret(secret=connection.api_secret)
+    account = sandbox_services.sandbox_account_for_secret(secret=connection.api_secret)
     assert account is not None
     result = Tenant(org, connection, account, ratelimit.account_key(connection.api_secret))
     result.configure(plan=plan, time_scale=time_scale, credits=10**7, **knobs)

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from agents import tasks as agent_tasks
 from agents.models import Agent
-from portal.sandbox import services as sandbox_services
+from sandbox import services as sandbox_services
 from sessions.models import SessionEvent
 from tests.api.conftest import ApiClient, make_key
 from tests.api.test_agents_api import _envelope

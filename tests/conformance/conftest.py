@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from portal.bithuman import AsyncBithumanClient, BithumanClient
-from portal.sandbox import services
-from portal.sandbox.models import SandboxAccount
+from sandbox import services
+from sandbox.models import SandboxAccount
 from tests.conformance.contract import (
     AsyncRecordingTransport,
     Exchange,

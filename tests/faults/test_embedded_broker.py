@@ -79,11 +79,12 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from organizations import services
 from portal.models import ApiScope
-from portal.sandbox import selectors, services as sandbox_services
+from sandbox import services as sandbox_services
 
 user = services.user_create(email="owner@example.com", password=None)
 org = services.organization_create(name="Stress", owner=user)
-account = selectors.account_by_secret(secret=services.connection_get(org=org).api_secret)
+secret = services.connection_get(org=org).api_secret
+account = sandbox_services.sandbox_account_for_secret(secret=secret)
 sandbox_services.sandbox_account_configure(
     account=account, changes={"plan": "enterprise", "time_scale": 30, "credits": 10**7}
 )
@@ -116,7 +117,7 @@ print("sent")
 _UPSTREAM = """
 import json
 from agents.models import Agent
-from portal.sandbox.models import SandboxAgent
+from sandbox.models import SandboxAgent
 print(json.dumps({
     "submitting": Agent.objects.filter(status="submitting").count(),
     "agents": Agent.objects.count(),

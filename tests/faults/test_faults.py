@@ -29,9 +29,9 @@ from portal import crypto
 from portal.bithuman import webhooks
 from portal.bithuman.client import BithumanClient
 from portal.models import WebhookDelivery
-from portal.sandbox import catalog
-from portal.sandbox import services as sandbox_services
-from portal.sandbox.models import SandboxAccount, SandboxAgent
+from sandbox import catalog
+from sandbox import services as sandbox_services
+from sandbox.models import SandboxAccount, SandboxAgent
 from tests.agents.test_poller import Seen, Upstream, agent_in_flight, fresh, tenant
 from tests.faults.conftest import (
     POLL_INTERVAL,

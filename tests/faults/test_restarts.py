@@ -37,7 +37,7 @@ from agents.models import Agent, AgentStatus
 from organizations import services as portal_services
 from portal import outage
 from portal.models import ApiScope
-from portal.sandbox.models import SandboxAgent
+from sandbox.models import SandboxAgent
 from tests.agents.test_poller import Upstream, agent_in_flight, fresh, tenant
 from tests.faults.conftest import (
     BASE_DIR,
@@ -371,11 +371,12 @@ from django.contrib.sessions.backends.db import SessionStore
 from agents.models import Agent
 from organizations import services
 from portal.models import ApiScope
-from portal.sandbox import selectors, services as sandbox_services
+from sandbox import services as sandbox_services
 
 user = services.user_create(email="owner@example.com", password=None)
 org = services.organization_create(name="Outage", owner=user)
-account = selectors.account_by_secret(secret=services.connection_get(org=org).api_secret)
+secret = services.connection_get(org=org).api_secret
+account = sandbox_services.sandbox_account_for_secret(secret=secret)
 sandbox_services.sandbox_account_configure(
     account=account, changes={"time_scale": 30, "credits": 10**6}
 )
@@ -399,7 +400,7 @@ print(json.dumps({
 _SUBMIT_RETRIED = re.compile(r"agents\.tasks\.agent_submit\[[-\w]+\] retry: Retry in")
 _ANSWERED_500 = re.compile(r"portal\.request: [A-Z]+ \S+ 500\b")
 _UPSTREAM_AGENTS = """
-from portal.sandbox.models import SandboxAgent
+from sandbox.models import SandboxAgent
 print(SandboxAgent.objects.count())
 """
 

@@ -16,8 +16,9 @@ from organizations import services
 from portal import crypto
 from portal.bithuman import webhooks
 from portal.models import BithumanConnection, ConnectionMode, WebhookDelivery
-from portal.sandbox import services as sandbox_services
 from portal.tenancy import Role
+from sandbox import services as sandbox_services
+from sandbox.models import SandboxAccount
 from tests.conftest import client_for
 from tests.factories import MembershipFactory
 
@@ -42,6 +43,19 @@ def test_new_organization_starts_in_test_mode_with_its_own_sandbox_account(membe
     assert connection.api_secret == connection.sandbox_secret
     other = services.organization_create(name="Other Co", owner=owner)
     assert other.bithuman_connection.sandbox_secret != connection.sandbox_secret
+
+
+def test_the_portal_mints_the_test_secret_and_the_sandbox_opens_its_account_on_first_use(
+    org, settings
+):
+    """The portal never calls the sandbox's code: it mints a secret of the form the sandbox
+    accepts, and the sandbox opens the account when the secret first reaches it."""
+    secret = services.connection_get(org=org).sandbox_secret
+    assert sandbox_services.secret_well_formed(secret)
+    assert not SandboxAccount.objects.filter(secret_hash=sandbox_services.secret_hash(secret))
+    settings.SANDBOX_DEFAULT_PLAN, settings.SANDBOX_DEFAULT_CREDITS = "business", 1234
+    account = sandbox_services.sandbox_account_for_secret(secret=secret)
+    assert account is not None and (account.plan, account.credits) == ("business", 1234)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -17,7 +17,7 @@ import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
 from pytest_django.live_server_helper import LiveServer
 
-from portal.sandbox import services
+from sandbox import services
 from tests.sandbox.openapi import assert_valid
 
 # An in-memory SQLite test database is one connection shared by the test and every server

@@ -1,15 +1,16 @@
 """Sandbox accounts: authentication errors, /v1/validate, /v1/me, /v1/pricing, the command."""
 
 import io
+import secrets
 
 import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from portal.sandbox import selectors, services
-from portal.sandbox.errors import SandboxError
-from portal.sandbox.models import SandboxAccount
+from sandbox import selectors, services
+from sandbox.errors import SandboxError
+from sandbox.models import SandboxAccount
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,3 +137,55 @@ def test_command_secret_works_over_http(live_server):
         f"{live_server.url}/sandbox/v1/me", headers={"api-secret": out.getvalue().strip()}
     )
     assert response.status_code == 200
+
+
+# --- Accounts opened on first use (the portal mints its organizations' Test-mode secrets) -------
+
+
+def test_a_well_formed_secret_opens_an_account_on_first_use(anonymous, settings):
+    settings.SANDBOX_DEFAULT_PLAN = "creator"
+    settings.SANDBOX_DEFAULT_CREDITS = 321
+    secret = services.SECRET_PREFIX + secrets.token_urlsafe(30)
+    assert services.secret_well_formed(secret)
+    assert selectors.account_by_secret(secret=secret) is None
+    headers = {"api-secret": secret}
+    first = anonymous.get("/v1/me", headers=headers)
+    assert first.status_code == 200, first.text
+    data = first.json()["data"]
+    assert (data["plan"], data["credit_balance"]) == ("creator", 321)
+    again = anonymous.get("/v1/me", headers=headers).json()["data"]
+    assert again["user_id"] == data["user_id"]  # the same account, not a second one
+    account = SandboxAccount.objects.get(secret_hash=services.secret_hash(secret))
+    assert account.secret_prefix == secret[:8] and secret not in account.secret_hash
+    assert anonymous.post("/v1/validate", headers=headers).json() == {"valid": True}
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sbx_not-a-real-secret",  # too short
+        "sbx_" + "a" * 39,
+        "sbx_" + "a" * 41,
+        "sbx_" + "a" * 39 + "!",  # not URL-safe base64
+        "sk_" + "a" * 41,  # another prefix
+        "SBX_" + "a" * 40,
+    ],
+)
+def test_other_unknown_secrets_stay_unauthorized_and_open_nothing(anonymous, secret):
+    before = SandboxAccount.objects.count()
+    response = anonymous.get("/v1/me", headers={"api-secret": secret})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "UNAUTHORIZED"
+    assert anonymous.post("/v1/validate", headers={"api-secret": secret}).json() == {"valid": False}
+    assert SandboxAccount.objects.count() == before
+
+
+def test_account_for_secret_opens_once_and_keeps_issued_accounts():
+    secret = services.SECRET_PREFIX + secrets.token_urlsafe(30)
+    opened = services.sandbox_account_for_secret(secret=secret)
+    assert opened is not None and opened.label == "opened on first use"
+    assert services.sandbox_account_for_secret(secret=secret) == opened
+    issued, issued_secret = services.sandbox_account_create(plan="free", credits=5)
+    assert services.secret_well_formed(issued_secret)
+    assert services.sandbox_account_for_secret(secret=issued_secret) == issued
+    assert services.sandbox_account_for_secret(secret="sbx_short") is None

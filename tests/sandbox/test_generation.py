@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from portal.sandbox import catalog
-from portal.sandbox.models import SandboxAgent
+from sandbox import catalog
+from sandbox.models import SandboxAgent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

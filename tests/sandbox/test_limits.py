@@ -7,8 +7,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from portal.sandbox import catalog
-from portal.sandbox.models import SandboxRateBucket
+from sandbox import catalog
+from sandbox.models import SandboxRateBucket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from portal.sandbox import tokens
+from sandbox import tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

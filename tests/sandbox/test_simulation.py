@@ -2,8 +2,8 @@
 
 import pytest
 
-from portal.sandbox import catalog, simulation
-from portal.sandbox.models import SandboxAgent
+from sandbox import catalog, simulation
+from sandbox.models import SandboxAgent
 
 STEP_ORDER = ["payment", "persona", "voice_image", "video", "lip_sync", "done"]
 

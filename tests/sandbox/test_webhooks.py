@@ -7,8 +7,8 @@ import time
 import pytest
 
 from portal.bithuman import webhooks as bithuman_webhooks
-from portal.sandbox import services, tasks
-from portal.sandbox.models import SandboxWebhookDelivery
+from sandbox import services, tasks
+from sandbox.models import SandboxWebhookDelivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -208,3 +208,38 @@ def test_ping(api, webhook_receiver):
         secret=hook["secret"], raw_body=request.body, headers=request.headers
     )
     assert json.loads(request.body)["event"] == "ping"
+
+
+def _documented_verify(secret: str, headers, raw_body: bytes) -> bool:
+    """bitHuman's own verification snippet (vendor/bithuman/docs/api/webhooks.md), verbatim."""
+    import hashlib
+    import hmac
+
+    ts = headers["X-BitHuman-Timestamp"]
+    if abs(time.time() - int(ts)) > 300:  # 5-minute replay window
+        return False
+    sent = headers["X-BitHuman-Signature"].removeprefix("sha256=")
+    expected = hmac.new(secret.encode(), f"{ts}.".encode() + raw_body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(sent, expected)
+
+
+def test_signing_passes_the_documented_check_and_agrees_with_the_client():
+    """The sandbox signs with its own code, written from the documentation: bitHuman's published
+    snippet accepts it, and so does the portal's receiver (two independent implementations)."""
+    from sandbox import signing
+
+    secret, raw = "whsec_60fe3d", b'{"id":"evt_a1b2c3","event":"agent.ready","data":{}}'
+    headers = signing.delivery_headers(
+        secret=secret, raw_body=raw, event="agent.ready", event_id="evt_a1b2c3"
+    )
+    assert set(headers) == {
+        "X-BitHuman-Event",
+        "X-BitHuman-Delivery",
+        "X-BitHuman-Timestamp",
+        "X-BitHuman-Signature",
+    }
+    assert headers["X-BitHuman-Delivery"] == "evt_a1b2c3"
+    assert _documented_verify(secret, headers, raw)
+    assert not _documented_verify(secret, headers, raw + b" ")
+    assert not _documented_verify("whsec_other", headers, raw)
+    bithuman_webhooks.signature_verify(secret=secret, raw_body=raw, headers=headers)

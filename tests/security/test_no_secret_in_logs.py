@@ -16,7 +16,7 @@ from agents import tasks as agent_tasks
 from agents.models import Agent
 from organizations import services as portal_services
 from portal.bithuman import webhooks
-from portal.sandbox import services as sandbox_services
+from sandbox import services as sandbox_services
 from tests.api.conftest import ApiClient, make_key
 from tests.api.test_sessions_api import _open_room
 from tests.sessions.conftest import org_sandbox_account

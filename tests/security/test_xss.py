@@ -816,8 +816,8 @@ def test_admin_changelists_change_history_and_delete_pages_are_inert(seeded):
 
 def test_sandbox_embed_page_face_and_live_poll_are_inert(db, settings, client):
     """The room page reflects the agent code of its URL and its token; the face shows a name."""
-    from portal.sandbox import services as sandbox_services
-    from portal.sandbox.models import SandboxAgent
+    from sandbox import services as sandbox_services
+    from sandbox.models import SandboxAgent
 
     account, _secret = sandbox_services.sandbox_account_create(label=XSS)
     agent = SandboxAgent.objects.create(

@@ -11,9 +11,8 @@ import pytest
 
 from agents.models import Agent
 from organizations import services as portal_services
-from portal.sandbox import selectors as sandbox_selectors
-from portal.sandbox import services as sandbox_services
-from portal.sandbox.models import SandboxAccount
+from sandbox import services as sandbox_services
+from sandbox.models import SandboxAccount
 from sessions.models import AgentSession, LiveKitConfig
 from tests.factories import AgentFactory
 
@@ -24,7 +23,7 @@ LIVEKIT_SECRET = "livekit-secret-for-tests-0123456789abcdef"
 
 def org_sandbox_account(org) -> SandboxAccount:
     connection = portal_services.connection_get(org=org)
-    account = sandbox_selectors.account_by_secret(secret=connection.sandbox_secret)
+    account = sandbox_services.sandbox_account_for_secret(secret=connection.sandbox_secret)
     assert account is not None
     return account
 

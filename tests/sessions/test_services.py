@@ -14,7 +14,7 @@ from django.utils import timezone
 from portal.bithuman.client import BithumanClient
 from portal.errors import ApplicationError
 from portal.models import BithumanConnection, ConnectionMode
-from portal.sandbox import services as sandbox_services
+from sandbox import services as sandbox_services
 from sessions import services, tasks
 from sessions.models import (
     AgentSession,

@@ -23,7 +23,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _key() -> bytes:
-    return hashlib.sha256(f"portal.sandbox.tokens:{settings.SECRET_KEY}".encode()).digest()
+    return hashlib.sha256(f"sandbox.tokens:{settings.SECRET_KEY}".encode()).digest()
 
 
 def token_encode(*, claims: dict[str, Any]) -> str:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from portal.sandbox import catalog
-from portal.sandbox.errors import SandboxError, invalid, missing_param
-from portal.sandbox.fields import field_bool, field_choice, field_str
+from sandbox import catalog
+from sandbox.errors import SandboxError, invalid, missing_param
+from sandbox.fields import field_bool, field_choice, field_str
 
 AGENT_CODE_RE = re.compile(r"^[A-Z][A-Z0-9]{9}$")
 WEBHOOK_EVENTS = ("agent.ready", "agent.failed")

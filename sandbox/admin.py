@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from portal.sandbox.models import SandboxAccount, SandboxAgent, SandboxRoom, SandboxWebhook
+from sandbox.models import SandboxAccount, SandboxAgent, SandboxRoom, SandboxWebhook
 
 
 @admin.register(SandboxAccount)

@@ -18,11 +18,11 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from portal.sandbox import catalog, conf, payloads, schemas, selectors, services
-from portal.sandbox.catalog import BUCKET_GENERATE, BUCKET_READ, BUCKET_WRITE
-from portal.sandbox.errors import SandboxError, agent_not_found
-from portal.sandbox.fields import body_object, field_number, query_int
-from portal.sandbox.http import (
+from sandbox import catalog, conf, payloads, schemas, selectors, services
+from sandbox.catalog import BUCKET_GENERATE, BUCKET_READ, BUCKET_WRITE
+from sandbox.errors import SandboxError, agent_not_found
+from sandbox.fields import body_object, field_number, query_int
+from sandbox.http import (
     account_authenticate,
     api_endpoint,
     error_response,
@@ -30,7 +30,7 @@ from portal.sandbox.http import (
     method_router,
     not_found_response,
 )
-from portal.sandbox.models import SandboxAccount
+from sandbox.models import SandboxAccount
 
 # --- Authentication and account -----------------------------------------------------------------
 

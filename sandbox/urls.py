@@ -3,7 +3,7 @@ sandbox's own control API (knobs, test clock, rooms)."""
 
 from django.urls import URLPattern, URLResolver, path, re_path
 
-from portal.sandbox import views
+from sandbox import views
 
 app_name = "sandbox"
 

@@ -9,8 +9,8 @@ import uuid
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from portal.sandbox.errors import SandboxError, agent_not_found
-from portal.sandbox.models import (
+from sandbox.errors import SandboxError, agent_not_found
+from sandbox.models import (
     SandboxAccount,
     SandboxAgent,
     SandboxRoom,

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from portal.sandbox import catalog, services
-from portal.sandbox.errors import SandboxError
+from sandbox import catalog, services
+from sandbox.errors import SandboxError
 
 
 class Command(BaseCommand):

@@ -8,14 +8,14 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import reverse
 
-from portal.sandbox import catalog
-from portal.sandbox.models import (
+from sandbox import catalog
+from sandbox.models import (
     SandboxAccount,
     SandboxAgent,
     SandboxWebhook,
     SandboxWebhookDelivery,
 )
-from portal.sandbox.simulation import AgentState
+from sandbox.simulation import AgentState
 
 
 def iso(moment: datetime) -> str:

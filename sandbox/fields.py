@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
-from portal.sandbox.errors import SandboxError, invalid, missing_param
+from sandbox.errors import SandboxError, invalid, missing_param
 
 
 def body_object(request: HttpRequest, *, required: bool = True) -> dict[str, Any]:

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from portal.sandbox import services
+from sandbox import services
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from portal.sandbox import catalog
-from portal.sandbox.models import SandboxAccount, SandboxAgent
+from sandbox import catalog
+from sandbox.models import SandboxAccount, SandboxAgent
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,20 @@
-"""The sandbox's one error type; `http.api_endpoint` turns it into bitHuman's error envelope."""
+"""The sandbox's one error type; `http.api_endpoint` turns it into bitHuman's error envelope.
+
+Its own base, not the portal's domain error: portal code that catches its own errors must never
+catch (and so hide) an error of the simulator it is tested against.
+"""
 
 from __future__ import annotations
 
-from portal.errors import ApplicationError
 
-
-class SandboxError(ApplicationError):
+class SandboxError(Exception):
     """An answer in bitHuman's error envelope: HTTP `status` with error `code` and `message`."""
 
     def __init__(
         self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
     ):
         super().__init__(message)
+        self.message = message
         self.status = status
         self.code = code
         self.headers = headers or {}

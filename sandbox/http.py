@@ -17,9 +17,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from portal.sandbox import selectors, services
-from portal.sandbox.errors import SandboxError
-from portal.sandbox.models import SandboxAccount
+from sandbox import services
+from sandbox.errors import SandboxError
+from sandbox.models import SandboxAccount
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def account_authenticate(request: HttpRequest) -> SandboxAccount:
     secret = api_secret(request)
     if not secret:
         raise SandboxError(401, "MISSING_AUTH", "Missing api-secret header")
-    account = selectors.account_by_secret(secret=secret)
+    account = services.sandbox_account_for_secret(secret=secret)
     if account is None:
         raise SandboxError(401, "UNAUTHORIZED", "Invalid API secret")
     if account.suspended:

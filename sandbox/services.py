@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import re
 import secrets
 import socket
 import time
@@ -27,10 +28,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from portal.bithuman import webhooks as bithuman_webhooks
-from portal.sandbox import catalog, conf, schemas, selectors, simulation, tokens
-from portal.sandbox.errors import SandboxError, agent_not_found, invalid, no_active_rooms
-from portal.sandbox.models import (
+from sandbox import catalog, conf, schemas, selectors, signing, simulation, tokens
+from sandbox.errors import SandboxError, agent_not_found, invalid, no_active_rooms
+from sandbox.models import (
     SandboxAccount,
     SandboxAgent,
     SandboxIdempotencyKey,
@@ -40,9 +40,13 @@ from portal.sandbox.models import (
     SandboxWebhook,
     SandboxWebhookDelivery,
 )
-from portal.sandbox.simulation import AgentState
+from sandbox.simulation import AgentState
 
 SECRET_PREFIX = "sbx_"  # noqa: S105 (a prefix, not a secret)
+# A Test-mode secret: the prefix and 40 URL-safe characters (30 random bytes), the form both this
+# command and the portal issue. The portal mints its organizations' secrets itself and never calls
+# the sandbox: the sandbox opens an account the first time a secret of this form authenticates.
+SECRET_FORM = re.compile(r"sbx_[A-Za-z0-9_-]{40}")
 _random = secrets.SystemRandom()
 
 # --- Accounts -----------------------------------------------------------------------------------
@@ -52,6 +56,33 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def secret_well_formed(secret: str) -> bool:
+    return SECRET_FORM.fullmatch(secret) is not None
+
+
+def _account_open(
+    *, secret: str, plan: str | None, credits: int | None, label: str
+) -> SandboxAccount:
+    """The account of `secret`, opened now if it has none (`plan`/`credits` default to settings)."""
+    plan = plan or conf.default_plan()
+    if plan not in catalog.PLANS:
+        raise invalid(f"Unknown plan '{plan}'; must be one of: {', '.join(catalog.PLANS)}")
+    credits = conf.default_credits() if credits is None else credits
+    if credits < 0:
+        raise invalid("Credits cannot be negative")
+    # get_or_create on the unique hash: two first requests at once open one account.
+    account, _created = SandboxAccount.objects.get_or_create(
+        secret_hash=secret_hash(secret),
+        defaults={
+            "label": label[:200],
+            "secret_prefix": secret[:8],
+            "plan": plan,
+            "credits": credits,
+        },
+    )
+    return account
+
+
 def sandbox_account_create(
     *, plan: str | None = None, credits: int | None = None, label: str = ""
 ) -> tuple[SandboxAccount, str]:
@@ -59,21 +90,18 @@ def sandbox_account_create(
 
     `plan` defaults to SANDBOX_DEFAULT_PLAN, `credits` to SANDBOX_DEFAULT_CREDITS.
     """
-    plan = plan or conf.default_plan()
-    if plan not in catalog.PLANS:
-        raise invalid(f"Unknown plan '{plan}'; must be one of: {', '.join(catalog.PLANS)}")
-    credits = conf.default_credits() if credits is None else credits
-    if credits < 0:
-        raise invalid("Credits cannot be negative")
     secret = SECRET_PREFIX + secrets.token_urlsafe(30)
-    account = SandboxAccount.objects.create(
-        label=label[:200],
-        secret_prefix=secret[:8],
-        secret_hash=secret_hash(secret),
-        plan=plan,
-        credits=credits,
-    )
-    return account, secret
+    return _account_open(secret=secret, plan=plan, credits=credits, label=label), secret
+
+
+def sandbox_account_for_secret(*, secret: str) -> SandboxAccount | None:
+    """The account a secret authenticates as: its own, or (the first time a well-formed `sbx_`
+    secret is seen, e.g. a portal organization's Test-mode secret) a new one on the default plan
+    and credits. Any other unknown secret has none, and the API answers 401 as bitHuman does."""
+    account = selectors.account_by_secret(secret=secret)
+    if account is None and secret_well_formed(secret):
+        account = _account_open(secret=secret, plan=None, credits=None, label="opened on first use")
+    return account
 
 
 def _optional_number(value: Any, name: str, *, maximum: float) -> float | None:
@@ -645,7 +673,7 @@ def webhook_delete(*, account: SandboxAccount, webhook_id: str) -> None:
 
 def webhook_event_enqueue(*, agent: SandboxAgent, event: str) -> list[str]:
     """Record one delivery per subscribed endpoint and send each after the commit."""
-    from portal.sandbox import tasks  # tasks import this module
+    from sandbox import tasks  # tasks import this module
 
     delivery_ids = []
     for webhook in SandboxWebhook.objects.filter(account_id=agent.account_id, active=True):
@@ -678,11 +706,8 @@ def _webhook_post(
     raw = delivery.body.encode()
     if not conf.webhook_allow_local() and _host_is_local(urlsplit(webhook.url).hostname or ""):
         return None, "Blocked: the endpoint resolves to a non-public address"
-    headers = bithuman_webhooks.delivery_headers_build(
-        secret=webhook.secret,
-        raw_body=raw,
-        event=delivery.event_type,
-        delivery_id=delivery.event_id,
+    headers = signing.delivery_headers(
+        secret=webhook.secret, raw_body=raw, event=delivery.event_type, event_id=delivery.event_id
     )
     headers |= {"Content-Type": "application/json", "User-Agent": "bitHuman-Webhooks/1 (sandbox)"}
     try:
