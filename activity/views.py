@@ -21,7 +21,7 @@ from activity.forms import AuditFilterForm, WebhookEndpointForm
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
-from portal.forms import apply_error
+from portal.forms import error_show
 from portal.models import Membership
 from portal.tenancy import Role, org_view
 
@@ -137,7 +137,7 @@ def webhook_list(request: HttpRequest, membership: Membership) -> HttpResponse:
                 description=form.cleaned_data["description"],
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             return _detail_page(request, membership, created.endpoint, new_secret=created.secret)
     status = 400 if request.method == "POST" else 200
@@ -201,7 +201,7 @@ def webhook_detail(request: HttpRequest, membership: Membership, endpoint_id: UU
                 actor=membership, endpoint=endpoint, **form.cleaned_data
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, "Saved the endpoint.")
             return redirect(_detail_url(membership, endpoint))

@@ -34,7 +34,7 @@ from organizations.forms import (
 )
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
-from portal.forms import apply_error
+from portal.forms import error_show
 from portal.models import ApiKey, BithumanConnection, Invitation, Membership
 from portal.tenancy import Role, org_view, role_at_least
 
@@ -97,7 +97,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 base_url=_base_url(request),
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             # Lets the confirmation link log in this browser (it knows the password).
             request.session[SIGNUP_EMAIL_SESSION] = form.cleaned_data["email"]
@@ -115,7 +115,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
         try:
             org = services.organization_create(name=form.cleaned_data["name"], owner=request.user)  # type: ignore[arg-type]
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, f"Created {org.name}.")
             return redirect(_org_home(org.slug))
@@ -179,7 +179,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
                 full_name=form.cleaned_data["full_name"],
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             login(request, new_user, backend=AUTH_BACKEND)
             messages.success(request, f"Welcome! You joined {invitation.organization.name}.")
@@ -238,7 +238,7 @@ def member_invite(request: HttpRequest, membership: Membership) -> HttpResponse:
                 base_url=_base_url(request),
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, f"Invitation sent to {issued.invitation.email}.")
             return redirect("members", org_slug=membership.organization.slug)
@@ -264,7 +264,7 @@ def member_role(request: HttpRequest, membership: Membership, member_id: UUID) -
                 actor=membership, target=target, role=form.cleaned_data["role"]
             )
         except ApplicationError as error:
-            messages.error(request, error.message)
+            error_show(request, error)
         else:
             messages.success(request, f"{target.user.email} is now {target.get_role_display()}.")
     return redirect("members", org_slug=membership.organization.slug)
@@ -303,7 +303,7 @@ def member_remove(request: HttpRequest, membership: Membership, member_id: UUID)
             revoke_api_keys=request.POST.get("api_keys") == "revoke",
         )
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
         return redirect("members", org_slug=membership.organization.slug)
     if target.pk == membership.pk:
         messages.success(request, f"You left {membership.organization.name}.")
@@ -339,7 +339,7 @@ def invitation_resend(
             actor=membership, invitation=invitation, base_url=_base_url(request)
         )
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         messages.success(request, f"Invitation resent to {invitation.email}.")
     return redirect("members", org_slug=membership.organization.slug)
@@ -361,7 +361,7 @@ def invitation_revoke(
     try:
         services.invitation_revoke(actor=membership, invitation=invitation)
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         messages.success(request, f"Invitation to {invitation.email} revoked.")
     return redirect("members", org_slug=membership.organization.slug)
@@ -402,7 +402,7 @@ def org_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
         try:
             services.organization_rename(actor=membership, name=form.cleaned_data["name"])
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, "Settings saved.")
             return redirect("org_settings", org_slug=membership.organization.slug)
@@ -418,7 +418,7 @@ def org_two_factor(request: HttpRequest, membership: Membership) -> HttpResponse
             actor_verified=request.user.is_verified(),  # type: ignore[union-attr]
         )
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         messages.success(request, "Two-factor sign-in settings saved.")
     return redirect(reverse("org_settings", args=[membership.organization.slug]) + "#security")
@@ -434,7 +434,7 @@ def org_delete(request: HttpRequest, membership: Membership) -> HttpResponse:
                 actor=membership, confirm_slug=form.cleaned_data["confirm"]
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             request.session.pop("last_org", None)
             messages.success(request, f"Deleted {name}.")
@@ -461,7 +461,7 @@ def connection_live(request: HttpRequest, membership: Membership) -> HttpRespons
                 receiver_url=_receiver_url(request, connection),
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, "Live mode is on: the portal now uses your bitHuman account.")
             if not saved.webhook_registered:
@@ -497,7 +497,7 @@ def api_key_create(request: HttpRequest, membership: Membership) -> HttpResponse
                 expires_at=form.cleaned_data["expires_at"],
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             # Shown once, on the next page only: the session forgets it when it is displayed.
             request.session[NEW_API_KEY_SESSION] = {"name": issued.api_key.name, "key": issued.key}

@@ -27,7 +27,7 @@ from django.views.decorators.csp import csp_override
 from agents.models import Agent
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
-from portal.forms import apply_error
+from portal.forms import error_show
 from portal.models import Membership
 from portal.tenancy import Role, org_view, role_at_least
 from sessions import livekit, selectors, services
@@ -144,7 +144,7 @@ def session_start(request: HttpRequest, membership: Membership, agent_id: UUID) 
                 actor=membership, agent=agent, kind=form.cleaned_data["kind"]
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(
                 request, "Session started. Speak once the room below shows the avatar."
@@ -215,7 +215,7 @@ def _message_post(
             else:
                 event = services.session_context_add(actor=membership, session=session, text=text)
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
     delivered = event is not None and event.outcome == EventOutcome.DELIVERED
     if delivered:
         form = SpeakForm() if speak else ContextForm()  # clear the box
@@ -264,7 +264,7 @@ def session_end(request: HttpRequest, membership: Membership, session_id: UUID) 
     try:
         ended = services.session_end(actor=membership, session=session)
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         if ended:
             messages.success(request, "Session ended.")
@@ -348,7 +348,7 @@ def quick_reply_add(request: HttpRequest, membership: Membership, session_id: UU
         try:
             services.quick_reply_create(actor=membership, text=form.cleaned_data["reply"])
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
     return _quick_replies_response(request, membership, session, form)
 
 
@@ -386,7 +386,7 @@ def livekit_settings(request: HttpRequest, membership: Membership) -> HttpRespon
         try:
             services.livekit_config_save(actor=membership, **form.cleaned_data)
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(
                 request, "LiveKit settings saved: sessions can now run in your LiveKit project."
