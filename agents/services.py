@@ -637,9 +637,7 @@ def agent_prompt_update(*, actor: Membership, agent: Agent, text: str) -> Prompt
     role_require(actor, Role.MEMBER, "edit prompts")
     organization_active_require(actor.organization)
     if not agent.is_ready:
-        raise Conflict(
-            "The prompt can be changed once the agent is ready.", code="agent_not_ready"
-        )
+        raise Conflict("The prompt can be changed once the agent is ready.", code="agent_not_ready")
     text = text.strip()
     if not text:
         raise ApplicationError("The prompt cannot be empty.", field="system_prompt")

@@ -135,9 +135,7 @@ def membership_role_change(*, actor: Membership, target: Membership, role: str) 
     if target.role == role:
         return target
     if target.role == Role.OWNER and _owners_locked(target.organization) <= 1:
-        raise Conflict(
-            "The last owner cannot be demoted. Make someone else an owner first."
-        )
+        raise Conflict("The last owner cannot be demoted. Make someone else an owner first.")
     revoked = _invitations_revoke_sent_by(target, above=role)
     details: dict[str, Any] = {"from": target.role, "to": role}
     if revoked:
