@@ -44,9 +44,7 @@ PAGE_SIZE = 25
 
 
 def _agent_get(membership: Membership, agent_id: UUID) -> Agent:
-    return get_object_or_404(
-        Agent.objects.for_org(membership.organization).active(), public_id=agent_id
-    )
+    return selectors.agent_get(org=membership.organization, public_id=agent_id)
 
 
 def _filter_value(request: HttpRequest, name: str) -> str:

@@ -1,7 +1,7 @@
 """Pages of the tenancy core: sign up, organizations, members, invitations, settings, account.
 
 Views are thin: resolve (tenancy.org_view), call a service, respond. Objects inside an
-organization are always fetched with `get_object_or_404(Model.objects.for_org(org), ...)`.
+organization are always fetched through their app's selectors (`membership_get`, ...: NotFound, a 404).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
@@ -246,10 +246,7 @@ def member_invite(request: HttpRequest, membership: Membership) -> HttpResponse:
 
 
 def _member_get(membership: Membership, member_id: UUID) -> Membership:
-    return get_object_or_404(
-        Membership.objects.for_org(membership.organization).select_related("user"),
-        public_id=member_id,
-    )
+    return selectors.membership_get(org=membership.organization, public_id=member_id)
 
 
 @org_view({"POST": Role.ADMIN})
@@ -324,9 +321,7 @@ def member_remove(request: HttpRequest, membership: Membership, member_id: UUID)
 
 
 def _invitation_get(membership: Membership, invitation_id: UUID) -> Invitation:
-    return get_object_or_404(
-        Invitation.objects.for_org(membership.organization), public_id=invitation_id
-    )
+    return selectors.invitation_get(org=membership.organization, public_id=invitation_id)
 
 
 @org_view({"POST": Role.ADMIN})
@@ -509,7 +504,7 @@ def api_key_create(request: HttpRequest, membership: Membership) -> HttpResponse
 
 @org_view({"POST": Role.ADMIN})
 def api_key_revoke(request: HttpRequest, membership: Membership, key_id: UUID) -> HttpResponse:
-    api_key = get_object_or_404(ApiKey.objects.for_org(membership.organization), public_id=key_id)
+    api_key = selectors.api_key_get(org=membership.organization, public_id=key_id)
     if not confirmed(request):
         return confirm_page(
             request,
