@@ -1,7 +1,8 @@
 """Pages of the tenancy core: sign up, organizations, members, invitations, settings, account.
 
 Views are thin: resolve (tenancy.org_view), call a service, respond. Objects inside an
-organization are always fetched through their app's selectors (`membership_get`, ...: NotFound, a 404).
+organization are always fetched through their app's selectors (`membership_get`, ...), which
+answer NotFound (a 404) for a missing, foreign or malformed id.
 """
 
 from __future__ import annotations

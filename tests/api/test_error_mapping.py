@@ -254,3 +254,49 @@ def test_no_api_operation_catches_a_domain_error():
         for node in ast.walk(tree):
             if isinstance(node, ast.ExceptHandler):
                 assert not _caught_names(node) & domain, f"{path}:{node.lineno}"
+
+
+# --- One access function, one role check --------------------------------------------------------
+
+
+def test_tenant_get_answers_not_found_alike(org, other_org):
+    from agents import selectors
+
+    own = _ready(org)
+    foreign = _ready(other_org)
+    assert selectors.agent_get(org=org, public_id=str(own.public_id)) == own
+    for public_id in [foreign.public_id, str(foreign.public_id), "nope", ""]:
+        with pytest.raises(NotFound) as caught:
+            selectors.agent_get(org=org, public_id=public_id)
+        assert caught.value.message == "Not found."
+
+
+def test_pages_answer_404_for_a_foreign_object_like_a_missing_one(org, other_org):
+    from django.urls import reverse
+
+    from tests.conftest import client_for
+    from tests.factories import MembershipFactory
+
+    member = MembershipFactory(organization=org, role="member")
+    browser = client_for(member)
+    foreign = _ready(other_org)
+    for agent_id in [foreign.public_id, "00000000-0000-0000-0000-000000000000"]:
+        response = browser.get(reverse("agent_detail", args=[org.slug, agent_id]))
+        assert response.status_code == 404
+
+
+def test_one_role_check_raises_forbidden_with_the_action(org):
+    from portal.tenancy import Role, role_require
+    from tests.factories import MembershipFactory
+
+    viewer = MembershipFactory(organization=org, role=Role.VIEWER)
+    with pytest.raises(Forbidden, match="Only members and above can delete agents"):
+        role_require(viewer, Role.MEMBER, "delete agents")
+    with pytest.raises(Forbidden, match="Only owners can rename"):
+        role_require(viewer, Role.OWNER, "rename the organization")
+    role_require(viewer, Role.VIEWER, "read")  # enough: nothing raised
+    agent = _ready(org)
+    from agents import services
+
+    with pytest.raises(Forbidden):
+        services.agent_archive(actor=viewer, agent=agent)
