@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from uuid import UUID
 
 from django.db.models import (
     Count,
@@ -14,6 +15,7 @@ from django.db.models import (
 
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
 from portal.models import Organization
+from portal.tenancy import tenant_get
 
 # --- The audit log ------------------------------------------------------------------------------
 
@@ -26,6 +28,15 @@ class AuditFilters:
     target: str = ""  # part of the target's label, or its exact id
     since: date | None = None
     until: date | None = None  # inclusive
+
+
+def webhook_endpoint_get(*, org: Organization, public_id: str | UUID) -> WebhookEndpoint:
+    return tenant_get(WebhookEndpoint.objects.for_org(org), public_id)
+
+
+def delivery_get(*, org: Organization, public_id: str | UUID) -> OutboundDelivery:
+    """One delivery of the organization's endpoints (its endpoint joined in), or NotFound."""
+    return tenant_get(OutboundDelivery.objects.for_org(org).select_related("endpoint"), public_id)
 
 
 def audit_event_list(*, org: Organization, filters: AuditFilters) -> QuerySet[AuditEvent]:

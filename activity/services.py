@@ -47,7 +47,7 @@ from portal.clientip import client_ip
 from portal.errors import ApplicationError
 from portal.models import ApiKey, Membership, Organization, User
 from portal.tenancy import Actor as TenancyActor
-from portal.tenancy import ApiKeyActor, Role, role_at_least
+from portal.tenancy import ApiKeyActor, Role, role_require
 from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
@@ -145,11 +145,6 @@ SIGNATURE_HEADER = "Portal-Signature"
 EVENT_TYPES = [choice.value for choice in WebhookEvent]
 
 
-def _require_admin(actor: Membership) -> None:
-    if not role_at_least(actor.role, Role.ADMIN):
-        raise ApplicationError("Only admins and above can manage webhooks.")
-
-
 def _secret_new() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
@@ -205,7 +200,7 @@ class EndpointWithSecret:
 def webhook_endpoint_create(
     *, actor: Membership, url: str, events: Iterable[str], description: str = ""
 ) -> EndpointWithSecret:
-    _require_admin(actor)
+    role_require(actor, Role.ADMIN, "manage webhooks")
     url = url.strip()
     webhook_url_check(url, org=actor.organization)
     secret = _secret_new()
@@ -237,7 +232,7 @@ def webhook_endpoint_update(
     description: str,
     enabled: bool,
 ) -> WebhookEndpoint:
-    _require_admin(actor)
+    role_require(actor, Role.ADMIN, "manage webhooks")
     url = url.strip()
     webhook_url_check(url, org=actor.organization)
     before = {
@@ -274,7 +269,7 @@ def webhook_endpoint_update(
 
 @transaction.atomic
 def webhook_endpoint_delete(*, actor: Membership, endpoint: WebhookEndpoint) -> None:
-    _require_admin(actor)
+    role_require(actor, Role.ADMIN, "manage webhooks")
     audit_record(
         org=actor.organization,
         actor=actor,
@@ -289,7 +284,7 @@ def webhook_endpoint_delete(*, actor: Membership, endpoint: WebhookEndpoint) -> 
 def webhook_secret_rotate(*, actor: Membership, endpoint: WebhookEndpoint) -> str:
     """A new signing secret, shown once. The old one keeps signing (as a second `v1=`) for
     WEBHOOK_SECRET_OVERLAP_HOURS so receivers can switch without missing a delivery."""
-    _require_admin(actor)
+    role_require(actor, Role.ADMIN, "manage webhooks")
     secret = _secret_new()
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = timezone.now() + timedelta(
@@ -380,7 +375,7 @@ def webhook_emit(*, org: Organization, event_type: str, data: dict[str, Any]) ->
 
 
 def webhook_test_send(*, actor: Membership, endpoint: WebhookEndpoint) -> OutboundDelivery:
-    _require_admin(actor)
+    role_require(actor, Role.ADMIN, "manage webhooks")
     data = {"message": "A test event from bitHuman Portal.", "endpoint": str(endpoint.public_id)}
     (delivery,) = _deliveries_create(
         org=actor.organization, endpoints=[endpoint], event_type=TEST_EVENT, data=data
@@ -392,7 +387,7 @@ def webhook_test_send(*, actor: Membership, endpoint: WebhookEndpoint) -> Outbou
 def delivery_resend(*, actor: Membership, delivery: OutboundDelivery) -> OutboundDelivery:
     """Send the same event (same id, same data) again as a new delivery with fresh attempts;
     receivers deduplicate by the event id."""
-    _require_admin(actor)
+    role_require(actor, Role.ADMIN, "manage webhooks")
     copy = OutboundDelivery.objects.create(
         organization=delivery.organization,
         endpoint=delivery.endpoint,

@@ -13,15 +13,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from activity import audit_display, selectors, services
 from activity.forms import AuditFilterForm, WebhookEndpointForm
-from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
+from activity.models import AuditEvent, WebhookEndpoint
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
-from portal.forms import apply_error
+from portal.forms import error_show
 from portal.models import Membership
 from portal.tenancy import Role, org_view
 
@@ -117,9 +117,7 @@ DEFAULT_EVENTS = ["agent.ready", "agent.failed", "session.started", "session.end
 
 
 def _endpoint_get(membership: Membership, endpoint_id: UUID) -> WebhookEndpoint:
-    return get_object_or_404(
-        WebhookEndpoint.objects.for_org(membership.organization), public_id=endpoint_id
-    )
+    return selectors.webhook_endpoint_get(org=membership.organization, public_id=endpoint_id)
 
 
 @org_view({"GET": Role.ADMIN, "POST": Role.ADMIN})
@@ -137,7 +135,7 @@ def webhook_list(request: HttpRequest, membership: Membership) -> HttpResponse:
                 description=form.cleaned_data["description"],
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             return _detail_page(request, membership, created.endpoint, new_secret=created.secret)
     status = 400 if request.method == "POST" else 200
@@ -201,7 +199,7 @@ def webhook_detail(request: HttpRequest, membership: Membership, endpoint_id: UU
                 actor=membership, endpoint=endpoint, **form.cleaned_data
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, "Saved the endpoint.")
             return redirect(_detail_url(membership, endpoint))
@@ -260,10 +258,7 @@ def delivery_detail(
     request: HttpRequest, membership: Membership, delivery_id: UUID
 ) -> HttpResponse:
     """One delivery as sent and as answered: payload, headers, status and the body's start."""
-    delivery = get_object_or_404(
-        OutboundDelivery.objects.for_org(membership.organization).select_related("endpoint"),
-        public_id=delivery_id,
-    )
+    delivery = selectors.delivery_get(org=membership.organization, public_id=delivery_id)
     try:
         payload = json.dumps(json.loads(delivery.body), indent=2, ensure_ascii=False)
     except ValueError:
@@ -279,10 +274,7 @@ def delivery_detail(
 def delivery_resend(
     request: HttpRequest, membership: Membership, delivery_id: UUID
 ) -> HttpResponse:
-    delivery = get_object_or_404(
-        OutboundDelivery.objects.for_org(membership.organization).select_related("endpoint"),
-        public_id=delivery_id,
-    )
+    delivery = selectors.delivery_get(org=membership.organization, public_id=delivery_id)
     services.delivery_resend(actor=membership, delivery=delivery)
     messages.success(request, f"Resent {delivery.event_type} ({delivery.event_id}).")
     return redirect(_detail_url(membership, delivery.endpoint))

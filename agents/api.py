@@ -9,9 +9,7 @@ from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
-from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Query, Router
 
 from agents import selectors, services
@@ -24,13 +22,11 @@ from portal.apisupport import (
     ApiError,
     ListQuery,
     actor_for,
-    application_error,
+    api_error_for,
     error_response,
     page_bounds,
     scope_require,
     trusted_response,
-    upstream_refusal,
-    uuid_or_404,
 )
 from portal.errors import ApplicationError
 from portal.models import ApiScope
@@ -38,14 +34,9 @@ from portal.models import ApiScope
 router = Router(tags=["agents"])
 
 
-def _agents(request: HttpRequest, agent_id: str) -> QuerySet[Agent]:
-    """The key's organization's agent with this id (none for a foreign or unknown id)."""
-    org = request.organization  # type: ignore[attr-defined]
-    return Agent.objects.for_org(org).active().filter(public_id=uuid_or_404(agent_id))
-
-
 def _agent_get(request: HttpRequest, agent_id: str) -> Agent:
-    return get_object_or_404(_agents(request, agent_id))
+    """The key's organization's agent, or NotFound (404) for a foreign, unknown or bad id."""
+    return selectors.agent_get(org=request.organization, public_id=agent_id)  # type: ignore[attr-defined]
 
 
 def _media(kind: str, url: str | None, data: str | None) -> MediaSource:
@@ -87,24 +78,24 @@ def _create(request: HttpRequest, payload: AgentIn) -> tuple[int, dict[str, Any]
         raise ApiError(
             422, "validation_error", "Pre-flight checks failed.", details={"fields": fields}
         )
-    try:
-        agent = services.agent_create(
-            actor=actor,
-            name=payload.name,
-            system_prompt=payload.prompt,
-            model=payload.model,
-            aspect_ratio=payload.aspect_ratio,
-            framing=payload.framing,
-            transparency=payload.transparency,
-            image=image,
-            audio=audio,
-        )
-    except ApplicationError as error:
-        raise application_error(error) from None
+    agent = services.agent_create(
+        actor=actor,
+        name=payload.name,
+        system_prompt=payload.prompt,
+        model=payload.model,
+        aspect_ratio=payload.aspect_ratio,
+        framing=payload.framing,
+        transparency=payload.transparency,
+        image=image,
+        audio=audio,
+    )
     return 202, json.loads(AgentOut.model_validate(agent_out(agent)).model_dump_json())
 
 
 def _keep_client_errors(error: BaseException) -> tuple[int, Any] | None:
+    """A client error is the answer for this Idempotency-Key; outages and 429s are not kept."""
+    if isinstance(error, ApplicationError):
+        error = api_error_for(error)
     if isinstance(error, ApiError) and error.status < 500 and error.status != 429:
         body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
         return error.status, body
@@ -170,22 +161,14 @@ def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> HttpResp
 @router.get("/{agent_id}", response=AgentOut, summary="An agent")
 def agent_get(request: HttpRequest, agent_id: str) -> HttpResponse:
     scope_require(request, ApiScope.AGENTS_READ)
-    row = _agents(request, agent_id).values(*AGENT_OUT_COLUMNS).first()
-    if row is None:
-        raise Http404
-    return trusted_response(request, agent_out_row(row))
+    return trusted_response(request, agent_out(_agent_get(request, agent_id)))
 
 
 @router.patch("/{agent_id}", response=AgentOut, summary="Change the system prompt")
 def agent_update(request: HttpRequest, agent_id: str, payload: AgentPatch) -> dict[str, Any]:
     actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
     agent = _agent_get(request, agent_id)
-    if not agent.is_ready:
-        raise ApiError(409, "agent_not_ready", "The prompt can be changed once the agent is ready.")
-    try:
-        services.agent_prompt_update(actor=actor, agent=agent, text=payload.system_prompt)
-    except ApplicationError as error:
-        raise upstream_refusal(error) from None
+    services.agent_prompt_update(actor=actor, agent=agent, text=payload.system_prompt)
     agent.refresh_from_db()
     return agent_out(agent)
 
@@ -194,10 +177,7 @@ def agent_update(request: HttpRequest, agent_id: str, payload: AgentPatch) -> di
 def agent_delete(request: HttpRequest, agent_id: str) -> tuple[int, None]:
     actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
     agent = _agent_get(request, agent_id)
-    try:
-        services.agent_archive(actor=actor, agent=agent)
-    except ApplicationError as error:
-        raise upstream_refusal(error) from None
+    services.agent_archive(actor=actor, agent=agent)
     return 204, None
 
 
@@ -205,8 +185,6 @@ def agent_delete(request: HttpRequest, agent_id: str) -> tuple[int, None]:
 def agent_retry(request: HttpRequest, agent_id: str) -> tuple[int, dict[str, Any]]:
     actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
     agent = _agent_get(request, agent_id)
-    if not agent.is_failed:
-        raise ApiError(409, "agent_not_failed", "Only a failed agent can be retried.")
     with transaction.atomic():
         retry = services.agent_retry(actor=actor, agent=agent)
     return 202, agent_out(retry)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import dataclass
+from uuid import UUID
 
 from django.conf import settings
 from django.core.cache import cache
@@ -16,6 +17,7 @@ from agents.services import TYPICAL_SECONDS
 from organizations import services as portal_services
 from portal.bithuman.errors import BithumanError
 from portal.models import Organization
+from portal.tenancy import tenant_get
 
 # Credits per model as documented by bitHuman; used when /v1/pricing cannot be reached.
 DOCUMENTED_COST = {"expression-1": 250, "essence-1": 250, "essence-2": 500, "expression-2": 2000}
@@ -26,6 +28,13 @@ TYPICAL_LABEL = {
     "expression-2": "about 1-1.5 h",
 }
 PRICING_CACHE_SECONDS = 3600
+
+
+def agent_get(*, org: Organization, public_id: str | UUID, archived: bool = False) -> Agent:
+    """The organization's agent with this id (archived ones only with `archived=True`), or
+    NotFound: pages, the API and tasks fetch agents through here."""
+    agents = Agent.objects.for_org(org)
+    return tenant_get(agents if archived else agents.active(), public_id)
 
 
 def agent_list(

@@ -32,9 +32,9 @@ from agents.preflight import MediaSource
 from agents.statuses import agent_fail, history_record
 from organizations import services as portal_services
 from portal.bithuman import errors as bh_errors
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, Conflict, upstream_failure
 from portal.models import Organization, User
-from portal.tenancy import Actor, Role, organization_active_require, role_at_least
+from portal.tenancy import Actor, Role, organization_active_require, role_require
 from portal.text import one_line_require
 
 logger = logging.getLogger(__name__)
@@ -52,11 +52,6 @@ TYPICAL_SECONDS = {
 def _actor_user(actor: Actor) -> User | None:
     """The person acting, or None when an API key acts (its actor has no user)."""
     return actor.user if actor.user_id else None
-
-
-def _require_member(actor: Actor, action: str) -> None:
-    if not role_at_least(actor.role, Role.MEMBER):
-        raise ApplicationError(f"Viewers cannot {action}.")
 
 
 @transaction.atomic
@@ -78,7 +73,7 @@ def agent_create(
     `public_id` comes from the form: submitting the same form twice finds the first agent
     instead of paying for a second one.
     """
-    _require_member(actor, "create agents")
+    role_require(actor, Role.MEMBER, "create agents")
     organization_active_require(actor.organization)
     if not name.strip():
         raise ApplicationError("Give the agent a name.", field="name")
@@ -111,9 +106,7 @@ def agent_create(
         duplicate = Agent.objects.for_org(actor.organization).filter(public_id=agent.public_id)
         if duplicate.exists():
             return duplicate.get()
-        raise ApplicationError(
-            "This form was already used. Reload the page and try again."
-        ) from None
+        raise Conflict("This form was already used. Reload the page and try again.") from None
     history_record(agent, from_status="", source=StatusSource.SUBMIT)
     _submit_enqueue(agent)
     activity_services.audit_record(
@@ -243,10 +236,10 @@ def agents_submit_sweep(*, older_than: timedelta | None = None) -> list[int]:
 
 def agent_prompt_update(*, actor: Actor, agent: Agent, text: str) -> PromptRevision:
     """Send the new system prompt to bitHuman, then record the revision (accepted or not)."""
-    _require_member(actor, "edit prompts")
+    role_require(actor, Role.MEMBER, "edit prompts")
     organization_active_require(actor.organization)
     if not agent.is_ready:
-        raise ApplicationError("The prompt can be changed once the agent is ready.")
+        raise Conflict("The prompt can be changed once the agent is ready.", code="agent_not_ready")
     text = text.strip()
     if not text:
         raise ApplicationError("The prompt cannot be empty.", field="system_prompt")
@@ -262,10 +255,8 @@ def agent_prompt_update(*, actor: Actor, agent: Agent, text: str) -> PromptRevis
             accepted=False,
             error_message=error.message,
         )
-        raise ApplicationError(
-            f"bitHuman did not accept the prompt: {error.message}",
-            field="system_prompt",
-            extra={"upstream_status": error.http_status, "retry_after": error.retry_after},
+        raise upstream_failure(
+            error, f"bitHuman did not accept the prompt: {error.message}", field="system_prompt"
         ) from None
     with transaction.atomic():
         revision = PromptRevision.objects.create(
@@ -285,7 +276,7 @@ def agent_prompt_update(*, actor: Actor, agent: Agent, text: str) -> PromptRevis
 
 def agent_archive(*, actor: Actor, agent: Agent) -> Agent:
     """Delete upstream (if it exists there) and keep the history locally as archived."""
-    _require_member(actor, "delete agents")
+    role_require(actor, Role.MEMBER, "delete agents")
     if agent.code:
         connection = portal_services.connection_get(org=agent.organization)
         try:
@@ -294,9 +285,8 @@ def agent_archive(*, actor: Actor, agent: Agent) -> Agent:
         except bh_errors.AgentNotFoundError:
             pass  # already gone upstream (or a retried delete whose first answer was lost)
         except bh_errors.BithumanError as error:
-            raise ApplicationError(
-                f"bitHuman could not delete the agent: {error.message}",
-                extra={"upstream_status": error.http_status, "retry_after": error.retry_after},
+            raise upstream_failure(
+                error, f"bitHuman could not delete the agent: {error.message}"
             ) from None
     now = timezone.now()
     Agent.objects.filter(pk=agent.pk).update(
@@ -311,10 +301,10 @@ def agent_archive(*, actor: Actor, agent: Agent) -> Agent:
 
 def agent_retry(*, actor: Actor, agent: Agent) -> Agent:
     """A new agent with the same inputs (a failed generation cannot be resumed upstream)."""
-    _require_member(actor, "create agents")
+    role_require(actor, Role.MEMBER, "create agents")
     organization_active_require(actor.organization)
     if not agent.is_failed:
-        raise ApplicationError("Only a failed agent can be retried.")
+        raise Conflict("Only a failed agent can be retried.", code="agent_not_failed")
     with transaction.atomic():
         retry = Agent.objects.create(
             organization=agent.organization,

@@ -36,7 +36,7 @@ from agents.preflight import (
 )
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
-from portal.forms import apply_error
+from portal.forms import error_show
 from portal.models import Membership
 from portal.tenancy import Role, org_view, role_at_least
 
@@ -44,9 +44,7 @@ PAGE_SIZE = 25
 
 
 def _agent_get(membership: Membership, agent_id: UUID) -> Agent:
-    return get_object_or_404(
-        Agent.objects.for_org(membership.organization).active(), public_id=agent_id
-    )
+    return selectors.agent_get(org=membership.organization, public_id=agent_id)
 
 
 def _filter_value(request: HttpRequest, name: str) -> str:
@@ -184,7 +182,7 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
             public_id=uuid5(data["submission_id"], str(org.pk)),
         )
     except ApplicationError as error:
-        apply_error(form, error)
+        error_show(request, error, form=form)
         kept = _kept_after_failure(request, membership, form, kept, failed=set())
         return _new_page(request, membership, form, report=report, status=400, kept=kept)
     uploads.pending_uploads_discard(list(kept.values()))  # used, or replaced by a new choice
@@ -262,7 +260,7 @@ def agent_prompt(request: HttpRequest, membership: Membership, agent_id: UUID) -
                 actor=membership, agent=agent, text=form.cleaned_data["system_prompt"]
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, "Prompt saved and sent to bitHuman.")
             return redirect(
@@ -292,7 +290,7 @@ def agent_prompt_restore(
     try:
         services.agent_prompt_update(actor=membership, agent=agent, text=revision.text)
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         messages.success(request, "The earlier prompt was restored and sent to bitHuman.")
     return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
@@ -308,7 +306,7 @@ def agent_delete(request: HttpRequest, membership: Membership, agent_id: UUID) -
         try:
             services.agent_archive(actor=membership, agent=agent)
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, f"Deleted {agent.name}. Its history is kept.")
             return redirect("agent_list", org_slug=membership.organization.slug)
@@ -321,7 +319,7 @@ def agent_retry(request: HttpRequest, membership: Membership, agent_id: UUID) ->
     try:
         retry = services.agent_retry(actor=membership, agent=agent)
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
         return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
     messages.success(request, f"Retrying {agent.name} with the same inputs.")
     return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=retry.public_id)

@@ -18,8 +18,9 @@ from activity import api as activity_api
 from agents import api as agents_api
 from organizations import api as organization_api
 from portal import outage
-from portal.apisupport import ApiError, ApiKeyAuth, error_response, upstream_error
+from portal.apisupport import ApiError, ApiKeyAuth, api_error_for, error_response, upstream_error
 from portal.bithuman import errors as bh_errors
+from portal.errors import ApplicationError
 from sessions import api as sessions_api
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,13 @@ api = NinjaAPI(
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+@api.exception_handler(ApplicationError)
+def _domain_error(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+    """Every domain error an operation lets through, by its kind (portal.errors): operations
+    call the services and leave the answer to this one mapping."""
+    return _api_error(request, api_error_for(exc))
 
 
 @api.exception_handler(AuthenticationError)

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from organizations import impersonation, twofactor, verification
 from organizations.forms import EmailForm, OtpForm
 from portal.errors import ApplicationError
-from portal.forms import apply_error
+from portal.forms import error_show
 from portal.models import User
 
 AUTH_BACKEND = "portal.backends.EmailBackend"
@@ -47,7 +47,7 @@ def signup_sent(request: HttpRequest) -> HttpResponse:
         try:
             verification.resend(email=form.cleaned_data["email"], base_url=_base_url(request))
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(
                 request,
@@ -101,7 +101,7 @@ def verification_resend(request: HttpRequest) -> HttpResponse:
     try:
         verification.resend_to_user(user=user, base_url=_base_url(request))
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         messages.success(request, f"A new confirmation link is on its way to {user.email}.")
     return redirect("organization_create")
@@ -212,7 +212,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Two-factor sign-in is off.")
                 return redirect("two_factor")
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
     enabled = twofactor.enabled(user)
     context: dict[str, Any] = {
         "enabled": enabled,

@@ -19,7 +19,7 @@ from django.contrib.auth import login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, Forbidden
 from portal.models import Membership, Organization, User
 from portal.outage import DATABASE_ERRORS
 
@@ -80,7 +80,7 @@ def start(request: HttpRequest, *, target: User, reason: str) -> None:
         )
     problem = can_impersonate(staff, target)
     if problem:
-        raise ApplicationError(problem)
+        raise Forbidden(problem)
     now = time.time()
     data = {
         "staff_id": staff.pk,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from django.db.models import QuerySet
 
-from portal.models import Invitation, Membership, Organization, User
+from portal.models import ApiKey, Invitation, Membership, Organization, User
+from portal.tenancy import tenant_get
 
 
 def membership_list_for_user(*, user: User) -> QuerySet[Membership]:
@@ -35,3 +38,15 @@ def invitations_sent_by(*, member: Membership) -> QuerySet[Invitation]:
 
 def user_exists(*, email: str) -> bool:
     return User.objects.filter(email__iexact=email.strip()).exists()
+
+
+def membership_get(*, org: Organization, public_id: str | UUID) -> Membership:
+    return tenant_get(Membership.objects.for_org(org).select_related("user"), public_id)
+
+
+def invitation_get(*, org: Organization, public_id: str | UUID) -> Invitation:
+    return tenant_get(Invitation.objects.for_org(org), public_id)
+
+
+def api_key_get(*, org: Organization, public_id: str | UUID) -> ApiKey:
+    return tenant_get(ApiKey.objects.for_org(org), public_id)

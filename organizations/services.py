@@ -28,7 +28,7 @@ from portal import throttle
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import BithumanError
 from portal.bithuman.types import Account, WebhookEvent, WebhookWithSecret
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, Conflict, Forbidden, upstream_failure
 from portal.models import (
     API_KEY_LOOKUP_LENGTH,
     API_KEY_PREFIX,
@@ -43,7 +43,7 @@ from portal.models import (
     email_normalize,
     token_hash,
 )
-from portal.tenancy import ROLE_RANK, Role, role_at_least, roles_grantable_by
+from portal.tenancy import ROLE_RANK, Role, role_at_least, role_require, roles_grantable_by
 from portal.text import one_line_quote, one_line_require
 
 logger = logging.getLogger(__name__)
@@ -95,13 +95,8 @@ def user_create(
         ) from None
 
 
-def _require(actor: Membership, minimum: str, action: str) -> None:
-    if not role_at_least(actor.role, minimum):
-        raise ApplicationError(f"Only {Role(minimum).label.lower()}s and above can {action}.")
-
-
 def organization_rename(*, actor: Membership, name: str) -> Organization:
-    _require(actor, Role.OWNER, "rename the organization")
+    role_require(actor, Role.OWNER, "rename the organization")
     name = one_line_require(name, field="name").strip()
     if not name:
         raise ApplicationError("Give the organization a name.", field="name")
@@ -112,7 +107,7 @@ def organization_rename(*, actor: Membership, name: str) -> Organization:
 
 
 def organization_delete(*, actor: Membership, confirm_slug: str) -> None:
-    _require(actor, Role.OWNER, "delete the organization")
+    role_require(actor, Role.OWNER, "delete the organization")
     org = actor.organization
     if confirm_slug.strip() != org.slug:
         raise ApplicationError(f"Type {org.slug} to confirm.", field="confirm")
@@ -131,17 +126,15 @@ def _owners_locked(org: Organization) -> int:
 def membership_role_change(*, actor: Membership, target: Membership, role: str) -> Membership:
     if role not in Role.values:
         raise ApplicationError("Choose a valid role.", field="role")
-    _require(actor, Role.ADMIN, "change roles")
+    role_require(actor, Role.ADMIN, "change roles")
     if role not in roles_grantable_by(actor.role):
         raise ApplicationError("You cannot grant a role above your own.", field="role")
     if ROLE_RANK[target.role] > ROLE_RANK[actor.role]:
-        raise ApplicationError("You cannot change the role of someone ranked above you.")
+        raise Forbidden("You cannot change the role of someone ranked above you.")
     if target.role == role:
         return target
     if target.role == Role.OWNER and _owners_locked(target.organization) <= 1:
-        raise ApplicationError(
-            "The last owner cannot be demoted. Make someone else an owner first."
-        )
+        raise Conflict("The last owner cannot be demoted. Make someone else an owner first.")
     revoked = _invitations_revoke_sent_by(target, above=role)
     details: dict[str, Any] = {"from": target.role, "to": role}
     if revoked:
@@ -194,11 +187,11 @@ def membership_remove(
     remover was shown them); the audit entry records which."""
     leaving = actor.pk == target.pk
     if not leaving:
-        _require(actor, Role.ADMIN, "remove members")
+        role_require(actor, Role.ADMIN, "remove members")
         if ROLE_RANK[target.role] > ROLE_RANK[actor.role]:
-            raise ApplicationError("You cannot remove someone ranked above you.")
+            raise Forbidden("You cannot remove someone ranked above you.")
     if target.role == Role.OWNER and _owners_locked(target.organization) <= 1:
-        raise ApplicationError(
+        raise Conflict(
             "The last owner cannot leave. Make someone else an owner first, "
             "or delete the organization."
         )
@@ -314,7 +307,7 @@ def _token_new() -> tuple[str, str]:
 def invitation_create(
     *, actor: Membership, email: str, role: str, base_url: str
 ) -> IssuedInvitation:
-    _require(actor, Role.ADMIN, "invite people")
+    role_require(actor, Role.ADMIN, "invite people")
     if actor.user is not None:
         verification.require_verified(actor.user, "invite people")
     org = actor.organization
@@ -355,11 +348,11 @@ def invitation_resend(
     *, actor: Membership, invitation: Invitation, base_url: str
 ) -> IssuedInvitation:
     """A fresh link and a fresh 7 days; the old link stops working."""
-    _require(actor, Role.ADMIN, "resend invitations")
+    role_require(actor, Role.ADMIN, "resend invitations")
     if invitation.accepted_at or invitation.revoked_at:
-        raise ApplicationError(f"This invitation was {invitation.state}; invite again instead.")
+        raise Conflict(f"This invitation was {invitation.state}; invite again instead.")
     if not role_at_least(actor.role, invitation.role):
-        raise ApplicationError("You cannot grant a role above your own.")
+        raise Forbidden("You cannot grant a role above your own.")
     _invitations_throttle(actor)
     token, hashed = _token_new()
     invitation.token_hash = hashed
@@ -372,9 +365,9 @@ def invitation_resend(
 
 
 def invitation_revoke(*, actor: Membership, invitation: Invitation) -> Invitation:
-    _require(actor, Role.ADMIN, "revoke invitations")
+    role_require(actor, Role.ADMIN, "revoke invitations")
     if invitation.accepted_at:
-        raise ApplicationError("This invitation was already accepted; remove the member instead.")
+        raise Conflict("This invitation was already accepted; remove the member instead.")
     if not invitation.revoked_at:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
@@ -412,9 +405,9 @@ def invitation_problem(*, invitation: Invitation | None) -> str | None:
 def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     problem = invitation_problem(invitation=invitation)
     if problem:
-        raise ApplicationError(problem)
+        raise Conflict(problem)
     if email_normalize(user.email) != email_normalize(invitation.email):
-        raise ApplicationError(
+        raise Forbidden(
             f"This invitation was sent to {invitation.email}, but you are logged in as "
             f"{user.email}. Log out and open the link again."
         )
@@ -424,7 +417,7 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
         pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
     ).update(accepted_at=now, accepted_by=user)
     if not claimed:
-        raise ApplicationError("This invitation has already been used.")
+        raise Conflict("This invitation has already been used.")
     verification.mark_verified(user=user)  # the link was emailed to this address
     membership, _created = Membership.objects.get_or_create(
         organization=invitation.organization, user=user, defaults={"role": invitation.role}
@@ -524,7 +517,7 @@ def connection_live_save(
     An invalid secret saves nothing. A webhook that cannot be registered does not undo the
     connection (polling still works); the caller shows why.
     """
-    _require(actor, Role.ADMIN, "change the bitHuman connection")
+    role_require(actor, Role.ADMIN, "change the bitHuman connection")
     api_secret = api_secret.strip()
     if not api_secret:
         raise ApplicationError("Paste your bitHuman API secret.", field="api_secret")
@@ -539,7 +532,8 @@ def connection_live_save(
                 except BithumanError as error:
                     webhook_problem = error.message
     except BithumanError as error:
-        raise ApplicationError(
+        raise upstream_failure(
+            error,
             f"bitHuman could not be reached to check this secret ({error.message}). "
             "Nothing was saved; try again.",
             field="api_secret",
@@ -584,7 +578,7 @@ def _webhook_forget(*, webhook_id: str, api_secret: str) -> None:
 
 def connection_test_use(*, actor: Membership) -> BithumanConnection:
     """Back to Test mode (the sandbox). The live secret is kept for switching back."""
-    _require(actor, Role.ADMIN, "change the bitHuman connection")
+    role_require(actor, Role.ADMIN, "change the bitHuman connection")
     connection = connection_get(org=actor.organization)
     connection.mode = ConnectionMode.TEST
     connection.updated_by = actor.user
@@ -640,7 +634,7 @@ def api_key_create(
 
 
 def api_key_create_by(*, actor: Membership, **kwargs: object) -> IssuedApiKey:
-    _require(actor, Role.ADMIN, "manage API keys")
+    role_require(actor, Role.ADMIN, "manage API keys")
     issued = api_key_create(org=actor.organization, created_by=actor.user, **kwargs)  # type: ignore[arg-type]
     activity_services.audit_record(
         org=actor.organization,
@@ -653,7 +647,7 @@ def api_key_create_by(*, actor: Membership, **kwargs: object) -> IssuedApiKey:
 
 
 def api_key_revoke(*, actor: Membership, api_key: ApiKey) -> ApiKey:
-    _require(actor, Role.ADMIN, "manage API keys")
+    role_require(actor, Role.ADMIN, "manage API keys")
     revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )

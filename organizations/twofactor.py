@@ -12,7 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from portal.errors import ApplicationError
 from portal.models import Membership, Organization, User
-from portal.tenancy import Role, role_at_least, two_factor_enabled
+from portal.tenancy import Role, role_require, two_factor_enabled
 
 APP_NAME = "Authenticator app"
 RECOVERY_NAME = "Recovery codes"
@@ -124,8 +124,7 @@ def organization_require(*, actor: Membership, required: bool, actor_verified: b
     have shown a second factor, so nobody locks themselves out by mistake."""
     from activity import services as activity_services
 
-    if not role_at_least(actor.role, Role.OWNER):
-        raise ApplicationError("Only owners can change the two-factor requirement.")
+    role_require(actor, Role.OWNER, "change the two-factor requirement")
     org = actor.organization
     if required and not actor_verified:
         raise ApplicationError(

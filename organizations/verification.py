@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal import throttle
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, Forbidden
 from portal.models import Organization, User, email_normalize
 from portal.text import one_line_require
 
@@ -34,7 +34,7 @@ def _limits() -> list[throttle.Limit]:
 
 def require_verified(user: User, action: str) -> None:
     if not user.email_verified_at:
-        raise ApplicationError(
+        raise Forbidden(
             f"Confirm your email address before you {action}: open the link we sent to "
             f"{user.email}, or send a new one from the New organization page."
         )

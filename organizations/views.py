@@ -1,7 +1,8 @@
 """Pages of the tenancy core: sign up, organizations, members, invitations, settings, account.
 
 Views are thin: resolve (tenancy.org_view), call a service, respond. Objects inside an
-organization are always fetched with `get_object_or_404(Model.objects.for_org(org), ...)`.
+organization are always fetched through their app's selectors (`membership_get`, ...), which
+answer NotFound (a 404) for a missing, foreign or malformed id.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
@@ -34,7 +35,7 @@ from organizations.forms import (
 )
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
-from portal.forms import apply_error
+from portal.forms import error_show
 from portal.models import ApiKey, BithumanConnection, Invitation, Membership
 from portal.tenancy import Role, org_view, role_at_least
 
@@ -97,7 +98,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 base_url=_base_url(request),
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             # Lets the confirmation link log in this browser (it knows the password).
             request.session[SIGNUP_EMAIL_SESSION] = form.cleaned_data["email"]
@@ -115,7 +116,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
         try:
             org = services.organization_create(name=form.cleaned_data["name"], owner=request.user)  # type: ignore[arg-type]
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, f"Created {org.name}.")
             return redirect(_org_home(org.slug))
@@ -179,7 +180,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
                 full_name=form.cleaned_data["full_name"],
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             login(request, new_user, backend=AUTH_BACKEND)
             messages.success(request, f"Welcome! You joined {invitation.organization.name}.")
@@ -238,7 +239,7 @@ def member_invite(request: HttpRequest, membership: Membership) -> HttpResponse:
                 base_url=_base_url(request),
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, f"Invitation sent to {issued.invitation.email}.")
             return redirect("members", org_slug=membership.organization.slug)
@@ -246,10 +247,7 @@ def member_invite(request: HttpRequest, membership: Membership) -> HttpResponse:
 
 
 def _member_get(membership: Membership, member_id: UUID) -> Membership:
-    return get_object_or_404(
-        Membership.objects.for_org(membership.organization).select_related("user"),
-        public_id=member_id,
-    )
+    return selectors.membership_get(org=membership.organization, public_id=member_id)
 
 
 @org_view({"POST": Role.ADMIN})
@@ -264,7 +262,7 @@ def member_role(request: HttpRequest, membership: Membership, member_id: UUID) -
                 actor=membership, target=target, role=form.cleaned_data["role"]
             )
         except ApplicationError as error:
-            messages.error(request, error.message)
+            error_show(request, error)
         else:
             messages.success(request, f"{target.user.email} is now {target.get_role_display()}.")
     return redirect("members", org_slug=membership.organization.slug)
@@ -303,7 +301,7 @@ def member_remove(request: HttpRequest, membership: Membership, member_id: UUID)
             revoke_api_keys=request.POST.get("api_keys") == "revoke",
         )
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
         return redirect("members", org_slug=membership.organization.slug)
     if target.pk == membership.pk:
         messages.success(request, f"You left {membership.organization.name}.")
@@ -324,9 +322,7 @@ def member_remove(request: HttpRequest, membership: Membership, member_id: UUID)
 
 
 def _invitation_get(membership: Membership, invitation_id: UUID) -> Invitation:
-    return get_object_or_404(
-        Invitation.objects.for_org(membership.organization), public_id=invitation_id
-    )
+    return selectors.invitation_get(org=membership.organization, public_id=invitation_id)
 
 
 @org_view({"POST": Role.ADMIN})
@@ -339,7 +335,7 @@ def invitation_resend(
             actor=membership, invitation=invitation, base_url=_base_url(request)
         )
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         messages.success(request, f"Invitation resent to {invitation.email}.")
     return redirect("members", org_slug=membership.organization.slug)
@@ -361,7 +357,7 @@ def invitation_revoke(
     try:
         services.invitation_revoke(actor=membership, invitation=invitation)
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         messages.success(request, f"Invitation to {invitation.email} revoked.")
     return redirect("members", org_slug=membership.organization.slug)
@@ -402,7 +398,7 @@ def org_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
         try:
             services.organization_rename(actor=membership, name=form.cleaned_data["name"])
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, "Settings saved.")
             return redirect("org_settings", org_slug=membership.organization.slug)
@@ -418,7 +414,7 @@ def org_two_factor(request: HttpRequest, membership: Membership) -> HttpResponse
             actor_verified=request.user.is_verified(),  # type: ignore[union-attr]
         )
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         messages.success(request, "Two-factor sign-in settings saved.")
     return redirect(reverse("org_settings", args=[membership.organization.slug]) + "#security")
@@ -434,7 +430,7 @@ def org_delete(request: HttpRequest, membership: Membership) -> HttpResponse:
                 actor=membership, confirm_slug=form.cleaned_data["confirm"]
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             request.session.pop("last_org", None)
             messages.success(request, f"Deleted {name}.")
@@ -461,7 +457,7 @@ def connection_live(request: HttpRequest, membership: Membership) -> HttpRespons
                 receiver_url=_receiver_url(request, connection),
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(request, "Live mode is on: the portal now uses your bitHuman account.")
             if not saved.webhook_registered:
@@ -497,7 +493,7 @@ def api_key_create(request: HttpRequest, membership: Membership) -> HttpResponse
                 expires_at=form.cleaned_data["expires_at"],
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             # Shown once, on the next page only: the session forgets it when it is displayed.
             request.session[NEW_API_KEY_SESSION] = {"name": issued.api_key.name, "key": issued.key}
@@ -509,7 +505,7 @@ def api_key_create(request: HttpRequest, membership: Membership) -> HttpResponse
 
 @org_view({"POST": Role.ADMIN})
 def api_key_revoke(request: HttpRequest, membership: Membership, key_id: UUID) -> HttpResponse:
-    api_key = get_object_or_404(ApiKey.objects.for_org(membership.organization), public_id=key_id)
+    api_key = selectors.api_key_get(org=membership.organization, public_id=key_id)
     if not confirmed(request):
         return confirm_page(
             request,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from typing import Annotated, Any
 
 import redis
@@ -28,9 +27,9 @@ from pydantic import AfterValidator, Field
 from portal import apikeys
 from portal.bithuman import errors as bh_errors
 from portal.clientip import client_ip
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, ErrorKind
 from portal.models import ApiKey
-from portal.tenancy import ApiKeyActor, OrganizationSuspended, organization_active_require
+from portal.tenancy import ApiKeyActor, organization_active_require
 from portal.text import ONE_LINE_MESSAGE, is_one_line
 
 logger = logging.getLogger(__name__)
@@ -175,10 +174,7 @@ class ApiKeyAuth(HttpBearer):
         _auth_throttle_check(request, failures)
         _rate_limit(request, used=used, reset=(window + 1) * 60, now=now)
         request.organization = api_key.organization  # type: ignore[attr-defined]
-        try:
-            organization_active_require(api_key.organization)
-        except OrganizationSuspended as error:
-            raise ApiError(403, OrganizationSuspended.code, error.message) from None
+        organization_active_require(api_key.organization)  # 403 organization_suspended
         return api_key
 
 
@@ -264,14 +260,6 @@ def trusted_response(request: HttpRequest, data: Any, *, status: int = 200) -> H
 _RENDERER = JSONRenderer()
 
 
-def uuid_or_404(value: str) -> uuid.UUID:
-    """Ids are opaque strings: one that is not even a UUID is simply not found."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(404, "not_found", "Not found.") from None
-
-
 def rate_limited(retry_after: float | None, message: str = "") -> ApiError:
     """The one shape of a 429: ours per key, or bitHuman's passed on with its Retry-After."""
     seconds = max(1, math.ceil(retry_after or 1))
@@ -284,28 +272,34 @@ def rate_limited(retry_after: float | None, message: str = "") -> ApiError:
     )
 
 
-def application_error(error: ApplicationError, *, status: int = 422) -> ApiError:
-    """A service's domain error as an API error (field errors become details.fields)."""
-    code = error.extra.get("code", "validation_error" if status == 422 else "conflict")
-    details = {"fields": {error.field: [error.message]}} if error.field else {}
-    return ApiError(status, code, error.message, details=details)
-
-
-def upstream_refusal(error: ApplicationError) -> ApiError:
-    """A service error caused by bitHuman: its 4xx refusals are conflicts, the rest outages.
-    A service error that never reached bitHuman (no upstream status: a blank prompt, a rule)
-    is the client's: 422 with the field, or the service's own code."""
-    if "upstream_status" not in error.extra:
-        return application_error(error)
-    status = error.extra.get("upstream_status")
-    if status == 429:
-        return rate_limited(error.extra.get("retry_after"))
-    details: dict[str, Any] = {"upstream_status": status}
-    if error.field:
+def api_error_for(error: ApplicationError) -> ApiError:
+    """The one mapping of a domain error to the API (portal.errors has the table): its kind
+    decides the status, its code and field the envelope. interfaces/api.py installs it as the
+    handler of every ApplicationError an operation lets through."""
+    kind = error.kind
+    details: dict[str, Any] = {}
+    if error.field and kind != ErrorKind.NOT_FOUND:
         details["fields"] = {error.field: [error.message]}
-    if isinstance(status, int) and 400 <= status < 500:
-        return ApiError(409, "upstream_rejected", error.message, details=details)
-    return ApiError(502, "upstream_error", error.message, details=details)
+    if kind == ErrorKind.RATE_LIMITED:
+        retry_after = getattr(error, "retry_after", None) or error.extra.get("retry_after")
+        from_upstream = "upstream_status" in error.extra
+        limited = rate_limited(retry_after, "" if from_upstream else error.message)
+        limited.code = error.code
+        return limited
+    if kind in (ErrorKind.UPSTREAM_REFUSED, ErrorKind.UPSTREAM_FAILED):
+        details = {"upstream_status": error.extra.get("upstream_status"), **details}
+    return ApiError(_KIND_STATUS[kind], error.code, error.message, details=details)
+
+
+_KIND_STATUS = {
+    ErrorKind.INVALID: 422,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.UPSTREAM_REFUSED: 409,
+    ErrorKind.UPSTREAM_FAILED: 502,
+    ErrorKind.RATE_LIMITED: 429,
+}
 
 
 def upstream_error(error: bh_errors.BithumanError) -> ApiError:

@@ -19,12 +19,14 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 
-from portal.errors import ApplicationError
+from portal.errors import Forbidden, NotFound
 from portal.models import ApiKey, Membership, Organization
 from portal.scoping import (
     ROLE_RANK,
@@ -45,9 +47,11 @@ __all__ = [
     "membership_resolve",
     "org_view",
     "organization_active_require",
+    "public_id_parse",
     "role_at_least",
     "role_require",
     "roles_grantable_by",
+    "tenant_get",
 ]
 
 
@@ -87,8 +91,8 @@ def membership_resolve(*, user: Any, org_slug: str) -> Membership:
         raise Http404("No such organization.") from None
 
 
-class OrganizationSuspended(ApplicationError):
-    code = "organization_suspended"
+class OrganizationSuspended(Forbidden):
+    default_code = "organization_suspended"
 
 
 def organization_active_require(org: Organization) -> None:
@@ -102,9 +106,35 @@ def organization_active_require(org: Organization) -> None:
         )
 
 
-def role_require(membership: Membership, minimum: str) -> None:
-    if not role_at_least(membership.role, minimum):
-        raise PermissionDenied(f"This needs the {Role(minimum).label} role or higher.")
+def role_require(actor: Actor, minimum: str, action: str = "") -> None:
+    """The one role check, for pages (org_view) and every service: Forbidden (403) when the
+    actor's role is below `minimum`. `action` ("delete agents") makes the message specific."""
+    if not role_at_least(actor.role, minimum):
+        label = Role(minimum).label
+        if action:
+            above = "" if minimum == Role.OWNER else " and above"
+            raise Forbidden(f"Only {label.lower()}s{above} can {action}.")
+        raise Forbidden(f"This needs the {label} role or higher.")
+
+
+def public_id_parse(value: str | UUID) -> UUID:
+    """Ids are opaque strings: one that is not even a UUID is simply not found (NotFound)."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise NotFound() from None
+
+
+def tenant_get[M: models.Model](queryset: QuerySet[M], public_id: str | UUID) -> M:
+    """The one object with this public id in an organization-scoped queryset (`for_org(org)`),
+    or NotFound (404 for pages and the API alike): a missing id, another organization's and a
+    malformed one answer the same. Each app's selectors wrap it (`agents.selectors.agent_get`)."""
+    found = queryset.filter(public_id=public_id_parse(public_id)).first()
+    if found is None:
+        raise NotFound()
+    return found
 
 
 OrgView = Callable[..., HttpResponse]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
-from portal.errors import ApplicationError
+from portal.errors import RateLimited
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,8 @@ def require(checks: list[tuple[Limit, str, str]], *, field: str | None = None) -
     for limit, subject, message in checks:
         wait = retry_after(limit, subject)
         if wait:
-            raise ApplicationError(
-                f"{message} Try again in {wait_words(wait)}.",
-                field=field,
-                extra={"retry_after": wait},
+            raise RateLimited(
+                f"{message} Try again in {wait_words(wait)}.", field=field, retry_after=wait
             )
     for limit, subject, _message in checks:
         hit(limit, subject)

@@ -6,26 +6,23 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
-from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema
 from pydantic import Field
 
-from agents.models import Agent
+from agents import selectors as agent_selectors
 from portal.apisupport import (
     MAX_OFFSET,
     ApiError,
     ListQuery,
     Text,
     actor_for,
-    application_error,
     page_bounds,
     rate_limited,
     scope_require,
-    uuid_or_404,
 )
-from portal.errors import ApplicationError
 from portal.models import ApiScope
-from sessions import services
+from portal.tenancy import public_id_parse
+from sessions import selectors, services
 from sessions.models import AgentSession, EventOutcome, SessionEvent
 from sessions.payloads import event_out, session_out
 
@@ -100,10 +97,8 @@ class EventList(Schema):
 
 
 def _session_get(request: HttpRequest, session_id: str) -> AgentSession:
-    return get_object_or_404(
-        AgentSession.objects.for_org(request.organization).select_related("agent"),  # type: ignore[attr-defined]
-        public_id=uuid_or_404(session_id),
-    )
+    """The key's organization's session, or NotFound (404) for a foreign, unknown or bad id."""
+    return selectors.session_get(org=request.organization, public_id=session_id)  # type: ignore[attr-defined]
 
 
 # Mounted under /agents by the interfaces' NinjaAPI: a session starts from its agent.
@@ -117,16 +112,8 @@ agent_router = Router(tags=["agents"])
 )
 def session_start(request: HttpRequest, agent_id: str, payload: SessionStartIn) -> JsonResponse:
     actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
-    agent = get_object_or_404(
-        Agent.objects.for_org(request.organization).active(),  # type: ignore[attr-defined]
-        public_id=uuid_or_404(agent_id),
-    )
-    if not agent.is_ready:
-        raise ApiError(409, "agent_not_ready", "Sessions can start once the agent is ready.")
-    try:
-        session = services.session_start(actor=actor, agent=agent, kind=payload.kind)
-    except ApplicationError as error:
-        raise application_error(error, status=409) from None
+    agent = agent_selectors.agent_get(org=request.organization, public_id=agent_id)  # type: ignore[attr-defined]
+    session = services.session_start(actor=actor, agent=agent, kind=payload.kind)
     return JsonResponse(SessionOut(**session_out(session)).model_dump(mode="json"), status=201)
 
 
@@ -136,7 +123,8 @@ def session_list(request: HttpRequest, filters: Query[SessionListQuery]) -> dict
     start, end = page_bounds(ListQuery(limit=filters.limit, offset=filters.offset))
     sessions = AgentSession.objects.for_org(request.organization).select_related("agent")  # type: ignore[attr-defined]
     if filters.agent_id:
-        sessions = sessions.filter(agent__public_id=uuid_or_404(filters.agent_id))
+        # A filter, not a lookup: an unknown or foreign agent lists nothing.
+        sessions = sessions.filter(agent__public_id=public_id_parse(filters.agent_id))
     if filters.status:
         sessions = sessions.filter(status=filters.status)
     return {
@@ -193,11 +181,7 @@ def _message_send(
     whatever the outcome, and the outcome decides the answer."""
     actor = actor_for(scope_require(request, ApiScope.SESSIONS_WRITE))
     session = _session_get(request, session_id)
-    try:
-        event = send(actor=actor, session=session, text=text)
-    except ApplicationError as error:
-        raise application_error(error, status=409 if not session.is_live else 422) from None
-    return _delivered(event)
+    return _delivered(send(actor=actor, session=session, text=text))
 
 
 @router.post(

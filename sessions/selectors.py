@@ -5,11 +5,13 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from django.db.models import Count, Q, QuerySet
 
 from agents.models import Agent
 from portal.models import Organization, User
+from portal.tenancy import tenant_get
 from sessions import livekit
 from sessions.models import (
     AgentSession,
@@ -24,6 +26,18 @@ from sessions.models import (
 # The console shows the latest events; the exports have them all.
 TIMELINE_LIMIT = 200
 MESSAGE_KINDS = (EventKind.SPEAK, EventKind.CONTEXT)
+
+
+def session_get(*, org: Organization, public_id: str | UUID) -> AgentSession:
+    """The organization's session with this id (its agent and people joined in), or NotFound."""
+    sessions = AgentSession.objects.for_org(org).select_related(
+        "agent", "organization", "started_by", "ended_by"
+    )
+    return tenant_get(sessions, public_id)
+
+
+def quick_reply_get(*, org: Organization, public_id: str | UUID) -> QuickReply:
+    return tenant_get(QuickReply.objects.for_org(org), public_id)
 
 
 def session_list(

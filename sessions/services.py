@@ -29,9 +29,9 @@ from organizations import services as portal_services
 from portal import netsafe
 from portal.bithuman import control as bh_control
 from portal.bithuman import errors as bh_errors
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, Conflict, NotFound, upstream_failure
 from portal.models import BithumanConnection, User
-from portal.tenancy import Actor, Role, organization_active_require, role_at_least
+from portal.tenancy import Actor, Role, organization_active_require, role_require
 from sessions import events, livekit, selectors
 from sessions.models import (
     CONTEXT_MAX_CHARS,
@@ -62,11 +62,6 @@ def _actor_user(actor: Actor) -> User | None:
     return actor.user if actor.user_id else None
 
 
-def _require(actor: Actor, minimum: str, action: str) -> None:
-    if not role_at_least(actor.role, minimum):
-        raise ApplicationError(f"Only {Role(minimum).label.lower()}s and above can {action}.")
-
-
 def _system_event(
     session: AgentSession, text: str, *, author: User | None = None, **outcome: Any
 ) -> SessionEvent:
@@ -89,30 +84,28 @@ def _livekit_room_name(agent: Agent) -> str:
 
 
 def _start_error(error: bh_errors.BithumanError, agent: Agent) -> ApplicationError:
+    """bitHuman's refusal to start, in words; its kind follows bitHuman's status (a 4xx refusal,
+    a 429 with its Retry-After, an outage)."""
     if isinstance(error, bh_errors.ConcurrencyLimitError):
-        return ApplicationError(
+        message = (
             "Your bitHuman plan's limit of concurrent live sessions is reached "
             f"({error.message}). End a live session, then start this one."
         )
-    if isinstance(error, bh_errors.ConflictError):
-        return ApplicationError(
-            f"bitHuman says {agent.name} is not ready for a session yet ({error.message})."
-        )
-    if isinstance(error, bh_errors.AgentNotFoundError):
-        return ApplicationError(
+    elif isinstance(error, bh_errors.ConflictError):
+        message = f"bitHuman says {agent.name} is not ready for a session yet ({error.message})."
+    elif isinstance(error, bh_errors.AgentNotFoundError):
+        message = (
             f"bitHuman does not know agent {agent.code} under this organization's connection "
             "(was it made in the other mode, or deleted?)."
         )
-    if isinstance(error, bh_errors.RateLimitedError):
+    elif isinstance(error, bh_errors.RateLimitedError):
         wait = math.ceil(error.retry_after) if error.retry_after else None
-        return ApplicationError(
-            f"Slow down: retry in {wait} s." if wait else "Slow down: retry shortly."
-        )
-    if isinstance(error, bh_errors.InsufficientCreditsError):
-        return ApplicationError(
-            f"Not enough bitHuman credits to start a session ({error.message})."
-        )
-    return ApplicationError(f"bitHuman could not start the session: {error.message}")
+        message = f"Slow down: retry in {wait} s." if wait else "Slow down: retry shortly."
+    elif isinstance(error, bh_errors.InsufficientCreditsError):
+        message = f"Not enough bitHuman credits to start a session ({error.message})."
+    else:
+        message = f"bitHuman could not start the session: {error.message}"
+    return upstream_failure(error, message)
 
 
 def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
@@ -122,14 +115,15 @@ def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
     room name, the avatar's participant token, the runtime-token request that dispatches the
     avatar into the room, and a viewer link from LIVEKIT_ROOM_LINK_TEMPLATE.
     """
-    _require(actor, Role.MEMBER, "start sessions")
+    role_require(actor, Role.MEMBER, "start sessions")
     organization_active_require(actor.organization)
     if agent.organization_id != actor.organization_id or agent.archived_at is not None:
-        raise ApplicationError("No such agent.")
+        raise NotFound("No such agent.")
     if not agent.is_ready or not agent.code:
-        raise ApplicationError(
+        raise Conflict(
             f"{agent.name} is not ready yet ({agent.get_status_display().lower()}): "
-            "start a session once its generation has finished."
+            "start a session once its generation has finished.",
+            code="agent_not_ready",
         )
     if kind not in SessionKind.values:
         raise ApplicationError("Choose where the room runs.", field="kind")
@@ -137,7 +131,7 @@ def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
     if kind == SessionKind.LIVEKIT:
         config = selectors.livekit_config_get(org=actor.organization)
         if config is None:
-            raise ApplicationError(
+            raise Conflict(
                 "LiveKit is not set up for this organization: an admin can add its URL, API key "
                 "and API secret in Settings.",
                 field="kind",
@@ -237,13 +231,13 @@ def _outcome_of(error: bh_errors.BithumanError, code: str) -> dict[str, Any]:
 
 def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> SessionEvent:
     action = "speak in sessions" if kind == EventKind.SPEAK else "add context to sessions"
-    _require(actor, Role.MEMBER, action)
+    role_require(actor, Role.MEMBER, action)
     organization_active_require(actor.organization)
     text = _message_check(kind=kind, text=text)
     if session.organization_id != actor.organization_id:
-        raise ApplicationError("No such session.")
+        raise NotFound("No such session.")
     if not session.is_live:
-        raise ApplicationError(
+        raise Conflict(
             "This session has ended: start a new one to reach the avatar.",
             field="message" if kind == EventKind.SPEAK else "context",
         )
@@ -377,9 +371,9 @@ def _end(
 
 def session_end(*, actor: Actor, session: AgentSession) -> bool:
     """End a live session (an operator's "End session"); False if it had already ended."""
-    _require(actor, Role.MEMBER, "end sessions")
+    role_require(actor, Role.MEMBER, "end sessions")
     if session.organization_id != actor.organization_id:
-        raise ApplicationError("No such session.")
+        raise NotFound("No such session.")
     return _end(session=session, reason=EndReason.OPERATOR, user=_actor_user(actor), actor=actor)
 
 
@@ -403,7 +397,7 @@ def sessions_end_idle(*, now: datetime | None = None, batch: int = 500) -> int:
 
 def quick_reply_create(*, actor: Actor, text: str) -> QuickReply:
     """Save a line for the Speak box; saving the same line twice keeps one."""
-    _require(actor, Role.MEMBER, "save quick replies")
+    role_require(actor, Role.MEMBER, "save quick replies")
     text = text.strip()
     if not text:
         raise ApplicationError("Type the quick reply first.", field="reply")
@@ -423,7 +417,7 @@ def quick_reply_create(*, actor: Actor, text: str) -> QuickReply:
 
 
 def quick_reply_delete(*, actor: Actor, reply: QuickReply) -> None:
-    _require(actor, Role.MEMBER, "delete quick replies")
+    role_require(actor, Role.MEMBER, "delete quick replies")
     QuickReply.objects.for_org(actor.organization).filter(pk=reply.pk).delete()
 
 
@@ -454,7 +448,7 @@ def livekit_url_check(url: str) -> None:
 
 def livekit_config_save(*, actor: Actor, url: str, api_key: str, api_secret: str) -> LiveKitConfig:
     """Save the LiveKit project (secret encrypted). A blank secret keeps the saved one."""
-    _require(actor, Role.ADMIN, "change the LiveKit settings")
+    role_require(actor, Role.ADMIN, "change the LiveKit settings")
     url = _livekit_url_clean(url)
     api_key = api_key.strip()
     api_secret = api_secret.strip()
@@ -478,5 +472,5 @@ def livekit_config_save(*, actor: Actor, url: str, api_key: str, api_secret: str
 
 
 def livekit_config_delete(*, actor: Actor) -> None:
-    _require(actor, Role.ADMIN, "change the LiveKit settings")
+    role_require(actor, Role.ADMIN, "change the LiveKit settings")
     LiveKitConfig.objects.filter(organization=actor.organization).delete()

@@ -18,21 +18,22 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
 
+from agents import selectors as agent_selectors
 from agents.models import Agent
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
-from portal.forms import apply_error
+from portal.forms import error_show
 from portal.models import Membership
 from portal.tenancy import Role, org_view, role_at_least
 from sessions import livekit, selectors, services
 from sessions.forms import ContextForm, LiveKitConfigForm, QuickReplyForm, SpeakForm, StartForm
-from sessions.models import AgentSession, EventKind, EventOutcome, QuickReply, SessionKind
+from sessions.models import AgentSession, EventKind, EventOutcome, SessionKind
 
 PAGE_SIZE = 25
 # Refused form input (empty, too long): htmx swaps it in anyway (sessions/console.js).
@@ -52,18 +53,11 @@ CONSOLE_CSP: dict[str, Any] = {
 
 
 def _session_get(membership: Membership, session_id: UUID) -> AgentSession:
-    return get_object_or_404(
-        AgentSession.objects.for_org(membership.organization).select_related(
-            "agent", "organization", "started_by", "ended_by"
-        ),
-        public_id=session_id,
-    )
+    return selectors.session_get(org=membership.organization, public_id=session_id)
 
 
 def _agent_get(membership: Membership, agent_id: UUID) -> Agent:
-    return get_object_or_404(
-        Agent.objects.for_org(membership.organization).active(), public_id=agent_id
-    )
+    return agent_selectors.agent_get(org=membership.organization, public_id=agent_id)
 
 
 def _is_htmx(request: HttpRequest) -> bool:
@@ -86,7 +80,7 @@ def session_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     except ValueError:
         agent_id = None
     if agent_id is not None:
-        agent = get_object_or_404(Agent.objects.for_org(org), public_id=agent_id)
+        agent = agent_selectors.agent_get(org=org, public_id=agent_id, archived=True)
     status = request.GET.get("status", "")
     sessions = selectors.session_list(org=org, agent=agent, status=status)
     page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -144,7 +138,7 @@ def session_start(request: HttpRequest, membership: Membership, agent_id: UUID) 
                 actor=membership, agent=agent, kind=form.cleaned_data["kind"]
             )
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(
                 request, "Session started. Speak once the room below shows the avatar."
@@ -215,7 +209,7 @@ def _message_post(
             else:
                 event = services.session_context_add(actor=membership, session=session, text=text)
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
     delivered = event is not None and event.outcome == EventOutcome.DELIVERED
     if delivered:
         form = SpeakForm() if speak else ContextForm()  # clear the box
@@ -264,7 +258,7 @@ def session_end(request: HttpRequest, membership: Membership, session_id: UUID) 
     try:
         ended = services.session_end(actor=membership, session=session)
     except ApplicationError as error:
-        messages.error(request, error.message)
+        error_show(request, error)
     else:
         if ended:
             messages.success(request, "Session ended.")
@@ -348,7 +342,7 @@ def quick_reply_add(request: HttpRequest, membership: Membership, session_id: UU
         try:
             services.quick_reply_create(actor=membership, text=form.cleaned_data["reply"])
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
     return _quick_replies_response(request, membership, session, form)
 
 
@@ -357,9 +351,7 @@ def quick_reply_delete(
     request: HttpRequest, membership: Membership, session_id: UUID, reply_id: UUID
 ) -> HttpResponse:
     session = _session_get(membership, session_id)
-    reply = get_object_or_404(
-        QuickReply.objects.for_org(membership.organization), public_id=reply_id
-    )
+    reply = selectors.quick_reply_get(org=membership.organization, public_id=reply_id)
     services.quick_reply_delete(actor=membership, reply=reply)
     return _quick_replies_response(request, membership, session, QuickReplyForm())
 
@@ -386,7 +378,7 @@ def livekit_settings(request: HttpRequest, membership: Membership) -> HttpRespon
         try:
             services.livekit_config_save(actor=membership, **form.cleaned_data)
         except ApplicationError as error:
-            apply_error(form, error)
+            error_show(request, error, form=form)
         else:
             messages.success(
                 request, "LiveKit settings saved: sessions can now run in your LiveKit project."
