@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from activity import audit_display, selectors, services
+from activity import audit_display, outbound, selectors, services
 from activity.forms import AuditFilterForm, WebhookEndpointForm
 from activity.models import AuditEvent, WebhookEndpoint
 from portal.confirm import confirm_page, confirmed
@@ -181,7 +181,7 @@ def _detail_page(
             "form": form,
             "page": page,
             "new_secret": new_secret,
-            "signing_secrets": len(services.signing_secrets(endpoint)),
+            "signing_secrets": len(outbound.signing_secrets(endpoint)),
         },
         status=status,
     )
@@ -231,7 +231,7 @@ def webhook_rotate(request: HttpRequest, membership: Membership, endpoint_id: UU
 @org_view({"POST": Role.ADMIN})
 def webhook_test(request: HttpRequest, membership: Membership, endpoint_id: UUID) -> HttpResponse:
     endpoint = _endpoint_get(membership, endpoint_id)
-    services.webhook_test_send(actor=membership, endpoint=endpoint)
+    outbound.webhook_test_send(actor=membership, endpoint=endpoint)
     messages.success(request, "Sent a test event: its delivery is at the top of the log.")
     return redirect(_detail_url(membership, endpoint))
 
@@ -275,6 +275,6 @@ def delivery_resend(
     request: HttpRequest, membership: Membership, delivery_id: UUID
 ) -> HttpResponse:
     delivery = selectors.delivery_get(org=membership.organization, public_id=delivery_id)
-    services.delivery_resend(actor=membership, delivery=delivery)
+    outbound.delivery_resend(actor=membership, delivery=delivery)
     messages.success(request, f"Resent {delivery.event_type} ({delivery.event_id}).")
     return redirect(_detail_url(membership, delivery.endpoint))

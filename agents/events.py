@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from activity import outbound
 from activity import services as activity_services
 from agents.models import Agent
 from agents.payloads import agent_out
@@ -22,4 +23,4 @@ def agent_outcome_record(*, agent: Agent, previous: str) -> None:
         org=agent.organization, actor=None, action=event_type, target=agent, details=details
     )
     data = json.loads(json.dumps(agent_out(agent), default=str))
-    activity_services.webhook_emit(org=agent.organization, event_type=event_type, data=data)
+    outbound.webhook_emit(org=agent.organization, event_type=event_type, data=data)

@@ -46,7 +46,7 @@ from django.utils import timezone
 from agents import ratelimit, services, statuses
 from agents.models import Agent, StatusSource
 from agents.statuses import Batch, agents_claim
-from organizations import services as portal_services
+from organizations import connections as org_connections
 from portal.bithuman import aio
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
@@ -204,7 +204,7 @@ def _groups(agents: Sequence[Agent]) -> list[AccountGroup]:
             connection = connections.get(agent.organization_id)
             if connection is None:
                 org = Organization.objects.get(pk=agent.organization_id)
-                connection = portal_services.connection_get(org=org)
+                connection = org_connections.connection_get(org=org)
             key = ratelimit.account_key(connection.api_secret)
             group = groups.setdefault(
                 key,

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentModel, AgentStatus, PromptRevision
 from agents.services import TYPICAL_SECONDS
-from organizations import services as portal_services
+from organizations import connections
 from portal.bithuman.errors import BithumanError
 from portal.models import Organization
 from portal.tenancy import tenant_get
@@ -99,10 +99,8 @@ def model_costs(*, org: Organization) -> dict[str, int]:
     costs = cache.get(key)
     if costs is None:
         try:
-            connection = portal_services.connection_get(org=org)
-            with portal_services.client_for(
-                connection=connection, timeout=3, max_retries=0
-            ) as client:
+            connection = connections.connection_get(org=org)
+            with connections.client_for(connection=connection, timeout=3, max_retries=0) as client:
                 pricing = client.pricing_get()
             by_model = pricing.agent_generation.by_model if pricing.agent_generation else {}
             costs = {**DOCUMENTED_COST, **by_model}

@@ -30,7 +30,7 @@ from agents.models import (
 )
 from agents.preflight import MediaSource
 from agents.statuses import agent_fail, history_record
-from organizations import services as portal_services
+from organizations import connections
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError, Conflict, upstream_failure
 from portal.models import Organization, User
@@ -173,9 +173,9 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
     if agent is None or agent.status != AgentStatus.SUBMITTING:
         return agent
     Agent.objects.filter(pk=agent.pk).update(submit_attempts=agent.submit_attempts + 1)
-    connection = portal_services.connection_get(org=agent.organization)
+    connection = connections.connection_get(org=agent.organization)
     try:
-        with portal_services.client_for(connection=connection) as client:
+        with connections.client_for(connection=connection) as client:
             started = client.agent_generate(
                 prompt=agent.system_prompt or None,
                 image=_media_value(agent.image, agent.image_url),
@@ -243,9 +243,9 @@ def agent_prompt_update(*, actor: Actor, agent: Agent, text: str) -> PromptRevis
     text = text.strip()
     if not text:
         raise ApplicationError("The prompt cannot be empty.", field="system_prompt")
-    connection = portal_services.connection_get(org=agent.organization)
+    connection = connections.connection_get(org=agent.organization)
     try:
-        with portal_services.client_for(connection=connection) as client:
+        with connections.client_for(connection=connection) as client:
             client.agent_prompt_update(code=agent.code, system_prompt=text)
     except bh_errors.BithumanError as error:
         PromptRevision.objects.create(
@@ -278,9 +278,9 @@ def agent_archive(*, actor: Actor, agent: Agent) -> Agent:
     """Delete upstream (if it exists there) and keep the history locally as archived."""
     role_require(actor, Role.MEMBER, "delete agents")
     if agent.code:
-        connection = portal_services.connection_get(org=agent.organization)
+        connection = connections.connection_get(org=agent.organization)
         try:
-            with portal_services.client_for(connection=connection) as client:
+            with connections.client_for(connection=connection) as client:
                 client.agent_delete(code=agent.code)
         except bh_errors.AgentNotFoundError:
             pass  # already gone upstream (or a retried delete whose first answer was lost)

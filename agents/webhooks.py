@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agents import services as agent_services
 from agents.models import Agent
-from organizations.services import WEBHOOK_EVENTS
+from organizations.connections import WEBHOOK_EVENTS
 from portal.bithuman import webhooks
 from portal.errors import ApplicationError
 from portal.models import BithumanConnection, WebhookDelivery

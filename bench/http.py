@@ -63,7 +63,7 @@ def _api_org_create(agents: int) -> tuple[Any, str, list[Any]]:
 
     from agents.models import Agent, AgentStatus
     from bench import seed
-    from organizations import services as portal_services
+    from organizations import apikeys
     from portal.models import ApiScope
 
     tenant = seed.tenant_create(prefix="api")
@@ -77,7 +77,7 @@ def _api_org_create(agents: int) -> tuple[Any, str, list[Any]]:
         # As autovacuum would soon after a bulk load: planner statistics, and the visibility
         # map that lets the list's count read its index alone.
         cursor.execute("VACUUM ANALYZE agents_agent")
-    key = portal_services.api_key_create(
+    key = apikeys.api_key_create(
         org=tenant.org, name="bench", scopes=list(ApiScope.values), created_by=None
     ).key
     return tenant, key, created

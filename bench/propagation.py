@@ -16,7 +16,7 @@ def bench_propagation(report: Report, count: int) -> None:
     from django.urls import reverse
 
     from agents.models import Agent
-    from organizations import services as portal_services
+    from organizations import connections
     from portal.models import Membership
     from portal.tenancy import Role
     from sandbox import services as sandbox_services
@@ -29,9 +29,9 @@ def bench_propagation(report: Report, count: int) -> None:
     cookie_name, session_key = seed_.owner_session(org=hooked.org)
     owner = Membership.objects.get(organization=hooked.org, role=Role.OWNER)
     receiver = stack.BASE + reverse(
-        "bithuman_webhook", args=[portal_services.connection_get(org=hooked.org).receiver_token]
+        "bithuman_webhook", args=[connections.connection_get(org=hooked.org).receiver_token]
     )
-    saved = portal_services.connection_live_save(
+    saved = connections.connection_live_save(
         actor=owner, api_secret=hooked.secret, receiver_url=receiver
     )
     if not saved.webhook_registered:

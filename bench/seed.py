@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agents import ratelimit
 from agents.models import Agent, AgentStatus
-from organizations import services as portal_services
+from organizations import connections
 from portal.models import Membership, Organization
 from portal.tenancy import Role
 from sandbox.models import SandboxAccount, SandboxAgent
@@ -36,7 +36,7 @@ def tenant_create(*, plan: str = "enterprise", prefix: str = "bench") -> Tenant:
     org = Organization.objects.create(
         name=f"{prefix} {n}", slug=f"{prefix}-{n}-{uuid.uuid4().hex[:6]}"
     )
-    connection = portal_services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     secret = connection.api_secret
     from sandbox import services as sandbox_services
 

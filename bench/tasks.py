@@ -20,7 +20,7 @@ from django.db import connection
 
 from agents import poller, statuses
 from agents.models import Agent, StatusSource
-from organizations import services as portal_services
+from organizations import connections
 from portal.bithuman import core as bh_core
 from portal.bithuman import errors as bh_errors
 
@@ -87,9 +87,9 @@ def bench_tick(run_id: str) -> None:
 def naive_poll_one(agent_pk: int) -> None:
     """The naive baseline: one synchronous status request and one write for one agent."""
     agent = Agent.objects.select_related("organization").get(pk=agent_pk)
-    connection_ = portal_services.connection_get(org=agent.organization)
+    connection_ = connections.connection_get(org=agent.organization)
     try:
-        with portal_services.client_for(connection=connection_, max_retries=0) as client:
+        with connections.client_for(connection=connection_, max_retries=0) as client:
             status = client.agent_status_get(agent_id=agent.code)
         statuses.agent_status_apply(agent=agent, status=status, source=StatusSource.POLL)
     except bh_errors.BithumanError:

@@ -9,7 +9,7 @@ from django.shortcuts import render
 
 from activity import charts
 from interfaces import dashboard
-from organizations import services as portal_services
+from organizations import connections
 from portal.models import Membership
 from portal.tenancy import Role, org_view
 
@@ -61,10 +61,8 @@ def dashboard_context(request: HttpRequest, membership: Membership) -> dict[str,
         unit=" min",
     )
     timing["first_column"] = "Model"
-    connection = portal_services.connection_get(org=org)
-    account = (
-        portal_services.connection_account(connection=connection) if connection.is_live else None
-    )
+    connection = connections.connection_get(org=org)
+    account = connections.connection_account(connection=connection) if connection.is_live else None
     return {
         "board": board,
         "ranges": dashboard.RANGES,

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field
 
-from organizations import services
+from organizations import connections
 from portal.apisupport import api_key_of
 
 router = Router(tags=["organization"])
@@ -24,5 +24,5 @@ class OrganizationOut(Schema):
 def organization_get(request: HttpRequest) -> dict[str, str]:
     api_key = api_key_of(request)
     org = api_key.organization
-    connection = services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     return {"slug": org.slug, "name": org.name, "mode": connection.mode}

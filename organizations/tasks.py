@@ -4,14 +4,14 @@ import logging
 
 from celery import shared_task
 
-from organizations import services
+from organizations import invitations
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task
 def invitations_expire() -> int:
-    deleted = services.invitations_expire()
+    deleted = invitations.invitations_expire()
     if deleted:
         logger.info("Deleted %d long-expired invitations", deleted)
     return deleted

@@ -19,7 +19,16 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from organizations import account_views, selectors, services, twofactor, verification
+from organizations import (
+    account_views,
+    apikeys,
+    connections,
+    invitations,
+    selectors,
+    services,
+    twofactor,
+    verification,
+)
 from organizations.account_views import SIGNUP_EMAIL_SESSION
 from organizations.forms import (
     AccountForm,
@@ -140,8 +149,8 @@ def account(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
-    invitation = services.invitation_find(token=token)
-    problem = services.invitation_problem(invitation=invitation)
+    invitation = invitations.invitation_find(token=token)
+    problem = invitations.invitation_problem(invitation=invitation)
     if problem or invitation is None:
         status = 404 if invitation is None else 410
         return render(
@@ -159,7 +168,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             return render(request, "portal/invitation_invalid.html", context, status=403)
         if request.method == "POST":
             try:
-                services.invitation_accept(invitation=invitation, user=user)
+                invitations.invitation_accept(invitation=invitation, user=user)
             except ApplicationError as error:
                 context["problem"] = error.message
                 return render(request, "portal/invitation_invalid.html", context, status=410)
@@ -174,7 +183,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     form = InvitationSignupForm(request.POST or None, fixed_email=invitation.email)
     if request.method == "POST" and form.is_valid():
         try:
-            new_user, _ = services.invitation_accept_with_signup(
+            new_user, _ = invitations.invitation_accept_with_signup(
                 invitation=invitation,
                 password=form.cleaned_data["password"],
                 full_name=form.cleaned_data["full_name"],
@@ -232,7 +241,7 @@ def member_invite(request: HttpRequest, membership: Membership) -> HttpResponse:
     form = InviteForm(request.POST, actor_role=membership.role)
     if form.is_valid():
         try:
-            issued = services.invitation_create(
+            issued = invitations.invitation_create(
                 actor=membership,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
@@ -331,7 +340,7 @@ def invitation_resend(
 ) -> HttpResponse:
     invitation = _invitation_get(membership, invitation_id)
     try:
-        services.invitation_resend(
+        invitations.invitation_resend(
             actor=membership, invitation=invitation, base_url=_base_url(request)
         )
     except ApplicationError as error:
@@ -355,7 +364,7 @@ def invitation_revoke(
             cancel_url=reverse("members", args=[membership.organization.slug]),
         )
     try:
-        services.invitation_revoke(actor=membership, invitation=invitation)
+        invitations.invitation_revoke(actor=membership, invitation=invitation)
     except ApplicationError as error:
         error_show(request, error)
     else:
@@ -373,14 +382,14 @@ def _settings_page(
     status: int = 200,
 ) -> HttpResponse:
     org = membership.organization
-    connection = services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     context = {
         "form": form or OrganizationForm(initial={"name": org.name}),
         "delete_form": delete_form or OrganizationDeleteForm(),
         "live_form": live_form or LiveConnectionForm(),
         "is_owner": membership.role == Role.OWNER,
         "connection": connection,
-        "account": services.connection_account(connection=connection),
+        "account": connections.connection_account(connection=connection),
         "receiver_url": _receiver_url(request, connection),
         "api_keys": ApiKey.objects.for_org(org).select_related("created_by"),
         "api_key_form": api_key_form or ApiKeyForm(),
@@ -449,9 +458,9 @@ def connection_live(request: HttpRequest, membership: Membership) -> HttpRespons
     """Save a live bitHuman secret (validated first) and register our webhook."""
     form = LiveConnectionForm(request.POST)
     if form.is_valid():
-        connection = services.connection_get(org=membership.organization)
+        connection = connections.connection_get(org=membership.organization)
         try:
-            saved = services.connection_live_save(
+            saved = connections.connection_live_save(
                 actor=membership,
                 api_secret=form.cleaned_data["api_secret"],
                 receiver_url=_receiver_url(request, connection),
@@ -473,7 +482,7 @@ def connection_live(request: HttpRequest, membership: Membership) -> HttpRespons
 
 @org_view({"POST": Role.ADMIN})
 def connection_test(request: HttpRequest, membership: Membership) -> HttpResponse:
-    services.connection_test_use(actor=membership)
+    connections.connection_test_use(actor=membership)
     messages.success(request, "Test mode is on: the portal now uses the sandbox.")
     return redirect("org_settings", org_slug=membership.organization.slug)
 
@@ -486,7 +495,7 @@ def api_key_create(request: HttpRequest, membership: Membership) -> HttpResponse
     form = ApiKeyForm(request.POST)
     if form.is_valid():
         try:
-            issued = services.api_key_create_by(
+            issued = apikeys.api_key_create_by(
                 actor=membership,
                 name=form.cleaned_data["name"],
                 scopes=form.cleaned_data["scopes"],
@@ -515,6 +524,6 @@ def api_key_revoke(request: HttpRequest, membership: Membership, key_id: UUID) -
             button="Revoke key",
             cancel_url=reverse("org_settings", args=[membership.organization.slug]) + "#api-keys",
         )
-    services.api_key_revoke(actor=membership, api_key=api_key)
+    apikeys.api_key_revoke(actor=membership, api_key=api_key)
     messages.success(request, f"Revoked the key {api_key.name}. It stops working at once.")
     return redirect(reverse("org_settings", args=[membership.organization.slug]) + "#api-keys")

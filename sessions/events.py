@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from activity import outbound
 from activity import services as activity_services
 from activity.models import AuditAction, WebhookEvent
 from sessions.models import AgentSession, SessionEvent
@@ -26,7 +27,7 @@ def session_started_record(*, actor: activity_services.Actor, session: AgentSess
         target=session,
         details={"kind": session.kind, "agent": str(session.agent.public_id)},
     )
-    activity_services.webhook_emit(
+    outbound.webhook_emit(
         org=session.organization,
         event_type=WebhookEvent.SESSION_STARTED,
         data=_session_data(session),
@@ -44,7 +45,7 @@ def session_ended_record(
         details={"reason": session.end_reason},
         staff=staff,
     )
-    activity_services.webhook_emit(
+    outbound.webhook_emit(
         org=session.organization, event_type=WebhookEvent.SESSION_ENDED, data=_session_data(session)
     )
 
@@ -68,6 +69,6 @@ def session_message_record(
     data = json.loads(json.dumps(event_out(event), default=str))
     data["session_id"] = str(session.public_id)
     data["outcome_label"] = event.outcome_label
-    activity_services.webhook_emit(
+    outbound.webhook_emit(
         org=session.organization, event_type=WebhookEvent.SESSION_MESSAGE, data=data
     )

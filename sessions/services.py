@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import Agent
-from organizations import services as portal_services
+from organizations import connections
 from portal import netsafe
 from portal.bithuman import control as bh_control
 from portal.bithuman import errors as bh_errors
@@ -136,11 +136,11 @@ def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
                 "and API secret in Settings.",
                 field="kind",
             )
-    connection = portal_services.connection_get(org=actor.organization)
+    connection = connections.connection_get(org=actor.organization)
     public_id = uuid.uuid4()
     user = _actor_user(actor)
     try:
-        with portal_services.client_for(connection=connection) as client:
+        with connections.client_for(connection=connection) as client:
             if config is None:
                 embed = client.embed_token_request(agent_id=agent.code, fingerprint=public_id.hex)
                 room_name = embed.sid or ""
@@ -242,12 +242,12 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
             field="message" if kind == EventKind.SPEAK else "context",
         )
     code = session.agent.code
-    connection = portal_services.connection_get(org=actor.organization)
+    connection = connections.connection_get(org=actor.organization)
     outcome: dict[str, Any]
     try:
         # No retries: a rate limit is shown at once ("retry in N s") rather than making the
         # operator wait, and the text stays in the box to send again.
-        with portal_services.client_for(connection=connection, max_retries=0) as client:
+        with connections.client_for(connection=connection, max_retries=0) as client:
             if kind == EventKind.SPEAK:
                 delivery = client.agent_speak(code=code, message=text)
             else:
@@ -294,7 +294,7 @@ def _livekit_room_close(session: AgentSession) -> None:
     """Close the LiveKit room we created; a failure is recorded, never raised."""
     try:
         if session.sandbox:
-            connection = portal_services.connection_get(org=session.organization)
+            connection = connections.connection_get(org=session.organization)
             try:
                 closed = bh_control.sandbox_room_end(
                     base_url=settings.SANDBOX_BASE_URL,

@@ -314,9 +314,9 @@ def api_valid_body(route: str, method: str) -> dict[str, Any]:
 
 def api_client(org: Organization) -> Client:
     """A client holding a fresh key of `org` with every scope."""
-    from organizations import services
+    from organizations import apikeys
 
-    key = services.api_key_create(
+    key = apikeys.api_key_create(
         org=org, name="walker", scopes=list(ApiScope.values), created_by=None
     ).key
     return Client(headers={"Authorization": f"Bearer {key}"})
@@ -541,10 +541,10 @@ class World:
 def lazy_rows_create(*orgs: Organization) -> None:
     """Make the rows an organization gets on first use (its bitHuman connection and sandbox
     account), so the walk's snapshots only see what the attacks themselves change."""
-    from organizations import services as portal_services
+    from organizations import connections
 
     for org in orgs:
-        portal_services.connection_get(org=org)
+        connections.connection_get(org=org)
 
 
 def victim_world(org: Organization, owner: Membership) -> World:

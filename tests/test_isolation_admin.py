@@ -60,10 +60,10 @@ ADMIN_PUBLIC = {
 
 
 def _sandbox_account(world: World) -> Any:
-    from organizations import services as portal_services
+    from organizations import connections
     from sandbox import services as sandbox_services
 
-    secret = portal_services.connection_get(org=world.org).sandbox_secret
+    secret = connections.connection_get(org=world.org).sandbox_secret
     return sandbox_services.sandbox_account_for_secret(secret=secret)
 
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from agents import poller, ratelimit
 from agents.models import Agent, AgentStatusChange
-from organizations import services as portal_services
+from organizations import connections
 from portal.bithuman import types as bh
 from tests.api.conftest import ApiClient, make_key
 from tests.conftest import client_for
@@ -175,7 +175,7 @@ def _tick_queries(
 ) -> tuple[int, poller.PollReport]:
     """(queries, report) of one tick over `count` due agents; bitHuman answers every agent with
     a new status and progress (the costly case: every row changes and gets a history row)."""
-    secret = portal_services.connection_get(org=org).api_secret
+    secret = connections.connection_get(org=org).api_secret
     ratelimit.plan_remember(key=ratelimit.account_key(secret), plan="enterprise")
 
     async def fetch(plan):

@@ -106,9 +106,9 @@ def test_page_actions_record_one_entry_each_with_the_person_and_address(org, own
 
 @pytest.mark.django_db
 def test_invitation_accept_records_the_joining_person(org, owner):
-    from organizations import services as portal_services
+    from organizations import invitations
 
-    issued = portal_services.invitation_create(
+    issued = invitations.invitation_create(
         actor=owner, email="joiner@example.com", role="member", base_url="http://x"
     )
     user = UserFactory(email="joiner@example.com")

@@ -12,7 +12,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from activity import services
+from activity import outbound, services
 from activity.models import AuditEvent, DeliveryStatus, OutboundDelivery, WebhookEndpoint
 from portal.errors import ApplicationError
 from portal.tenancy import Role
@@ -58,7 +58,7 @@ def _endpoint(admin, url, events=("agent.ready",)):
 def test_delivery_is_signed_and_verifies_with_the_readme_snippet(org, admin, receiver):
     created = _endpoint(admin, receiver.url)
     assert created.secret.startswith("whsec_")
-    services.webhook_emit(org=org, event_type="agent.ready", data={"id": "a1"})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={"id": "a1"})
     (request,) = receiver.requests
     body = json.loads(request["body"])
     assert set(body) == {"id", "type", "created", "data"} and body["type"] == "agent.ready"
@@ -76,7 +76,7 @@ def test_failures_are_retried_with_backoff_then_succeed(org, admin, receiver):
     _endpoint(admin, receiver.url)
     receiver.script = [500, 503]
     start = timezone.now()
-    services.webhook_emit(org=org, event_type="agent.ready", data={})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={})
     delivery = OutboundDelivery.objects.get()
     assert delivery.status == "pending" and delivery.attempts == 1
     assert delivery.last_status_code == 500 and "receiver says no" in delivery.response_excerpt
@@ -84,17 +84,17 @@ def test_failures_are_retried_with_backoff_then_succeed(org, admin, receiver):
     assert timedelta(seconds=59) < first_wait < timedelta(seconds=70)
     assert WebhookEndpoint.objects.get().failing_since is not None
 
-    assert services.deliveries_due() == []  # not yet
+    assert outbound.deliveries_due() == []  # not yet
     later = delivery.next_attempt_at + timedelta(seconds=1)
-    assert services.deliveries_due(now=later) == [delivery.pk]
-    delivery = services.delivery_attempt(delivery_pk=delivery.pk, now=later)
+    assert outbound.deliveries_due(now=later) == [delivery.pk]
+    delivery = outbound.delivery_attempt(delivery_pk=delivery.pk, now=later)
     assert delivery.attempts == 2 and delivery.last_status_code == 503
     assert delivery.next_attempt_at - later == timedelta(seconds=300)
     # The same attempt cannot be claimed twice.
-    assert services.delivery_attempt(delivery_pk=delivery.pk, now=later) is None
+    assert outbound.delivery_attempt(delivery_pk=delivery.pk, now=later) is None
 
     last = delivery.next_attempt_at
-    delivery = services.delivery_attempt(delivery_pk=delivery.pk, now=last)
+    delivery = outbound.delivery_attempt(delivery_pk=delivery.pk, now=last)
     assert delivery.status == "succeeded" and delivery.attempts == 3
     assert len(receiver.requests) == 3
     assert len({r["body"] for r in receiver.requests}) == 1  # the same event each time
@@ -108,11 +108,11 @@ def test_timeouts_fail_and_the_last_attempt_marks_the_delivery_failed(
     settings.WEBHOOK_RETRY_SCHEDULE = (1, 1)
     _endpoint(admin, receiver.url)
     receiver.script = [1.0, 500, 500]
-    services.webhook_emit(org=org, event_type="agent.ready", data={})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={})
     delivery = OutboundDelivery.objects.get()
     assert delivery.last_status_code is None and "No answer within" in delivery.last_error
     for _ in range(2):
-        delivery = services.delivery_attempt(delivery_pk=delivery.pk, now=delivery.next_attempt_at)
+        delivery = outbound.delivery_attempt(delivery_pk=delivery.pk, now=delivery.next_attempt_at)
     assert delivery.status == "failed" and delivery.attempts == 3
     assert delivery.next_attempt_at is None
 
@@ -120,7 +120,7 @@ def test_timeouts_fail_and_the_last_attempt_marks_the_delivery_failed(
 def test_resend_sends_the_same_event_again(org, admin, receiver):
     endpoint = _endpoint(admin, receiver.url).endpoint
     receiver.script = [500]
-    services.webhook_emit(org=org, event_type="agent.ready", data={"x": 1})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={"x": 1})
     original = OutboundDelivery.objects.get()
     client = client_for(admin)
     response = client.post(
@@ -144,7 +144,7 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(org, admin, receive
     )
     new_secret = re.search(r"whsec_[A-Za-z0-9_-]+", response.content.decode()).group(0)
     assert new_secret != created.secret
-    services.webhook_emit(org=org, event_type="agent.ready", data={})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={})
     verify = readme_verifier()
     request = receiver.requests[-1]
     header = request["headers"]["Portal-Signature"]
@@ -153,7 +153,7 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(org, admin, receive
     assert verify(request["body"], header, created.secret)
     # After the overlap only the new secret signs.
     WebhookEndpoint.objects.update(previous_secret_expires_at=timezone.now() - timedelta(seconds=1))
-    services.webhook_emit(org=org, event_type="agent.ready", data={})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={})
     request = receiver.requests[-1]
     header = request["headers"]["Portal-Signature"]
     assert header.count("v1=") == 1 and not verify(request["body"], header, created.secret)
@@ -204,7 +204,7 @@ def test_redirects_are_never_followed(org, admin, receiver):
     try:
         _endpoint(admin, receiver.url)
         receiver.script = [(307, internal.url)]
-        services.webhook_emit(org=org, event_type="agent.ready", data={})
+        outbound.webhook_emit(org=org, event_type="agent.ready", data={})
         delivery = OutboundDelivery.objects.get()
         assert delivery.status != DeliveryStatus.SUCCEEDED and delivery.last_status_code == 307
         assert len(receiver.requests) == 1 and internal.requests == []
@@ -222,7 +222,7 @@ def test_hosts_resolving_to_private_addresses_are_refused_at_save_and_delivery(
     endpoint = _endpoint(admin, "https://hooks.example.com/x").endpoint
     # DNS changes to a private address: the delivery is refused before connecting.
     answers["hooks.example.com"] = ["10.0.0.7"]
-    services.webhook_emit(org=org, event_type="agent.ready", data={})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={})
     delivery = OutboundDelivery.objects.get(endpoint=endpoint)
     assert delivery.last_status_code is None and "private" in delivery.last_error
     page = client_for(admin).post(
@@ -237,14 +237,14 @@ def test_endpoints_failing_for_days_are_disabled_with_a_notice(org, admin, owner
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
         failing_since=timezone.now() - timedelta(days=4)
     )
-    assert services.endpoints_disable_failing() == 1
+    assert outbound.endpoints_disable_failing() == 1
     endpoint.refresh_from_db()
     assert not endpoint.enabled and "every delivery failed" in endpoint.disabled_reason
     assert AuditEvent.objects.get(action="webhook.disabled").actor_kind == "system"
     assert set(mail.outbox[0].to) == {admin.user.email, owner.user.email}
     page = client_for(admin).get(f"/o/{org.slug}/activity/webhooks/")
     assert "is disabled" in page.content.decode()
-    assert services.webhook_emit(org=org, event_type="agent.ready", data={}) == 0
+    assert outbound.webhook_emit(org=org, event_type="agent.ready", data={}) == 0
 
 
 def test_pages_create_show_the_secret_once_and_send_a_test_event(org, admin, member, receiver):
@@ -274,7 +274,7 @@ def test_the_sweep_task_sends_due_retries(org, admin, receiver):
 
     _endpoint(admin, receiver.url)
     receiver.script = [500]
-    services.webhook_emit(org=org, event_type="agent.ready", data={})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={})
     OutboundDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert tasks.outbound_deliveries_sweep.delay().get() == 1
     assert OutboundDelivery.objects.get().status == "succeeded"

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from activity import services
+from activity import outbound, services
 from activity.models import DeliveryStatus, OutboundDelivery, WebhookEndpoint
 from portal.errors import ApplicationError
 from portal.models import BithumanConnection, ConnectionMode
@@ -145,7 +145,7 @@ def test_a_failed_event_being_retried_says_failed_with_the_reason(org, admin, lo
         actor=admin, url=local_receiver.url, events=["agent.ready"]
     ).endpoint
     local_receiver.close()  # nobody listens: connection refused
-    services.webhook_emit(org=org, event_type="agent.ready", data={})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={})
     delivery = OutboundDelivery.objects.get()
     assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 1
     html = client_for(admin).get(f"/o/{org.slug}/activity/webhooks/{endpoint.public_id}/")
@@ -188,7 +188,7 @@ def test_the_node_snippet_verifies_a_real_delivery(org, admin, local_receiver, t
     import html as htmllib
 
     code = htmllib.unescape(re.search(r'<code id="verify-node">(.*?)</code>', html, re.S).group(1))
-    services.webhook_emit(org=org, event_type="agent.ready", data={"id": "a1"})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={"id": "a1"})
     (request,) = local_receiver.requests
     (tmp_path / "verify.js").write_text(code)
     (tmp_path / "body").write_bytes(request["body"])
@@ -216,7 +216,7 @@ def test_the_python_snippet_verifies_a_real_delivery(org, admin, local_receiver)
     )
     namespace: dict = {}
     exec(code, namespace)  # noqa: S102 (our own page)
-    services.webhook_emit(org=org, event_type="agent.ready", data={"id": "a1"})
+    outbound.webhook_emit(org=org, event_type="agent.ready", data={"id": "a1"})
     (request,) = local_receiver.requests
     verify = namespace["portal_signature_valid"]
     assert verify(request["body"], request["headers"]["Portal-Signature"])

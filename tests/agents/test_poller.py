@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from agents import poller, ratelimit, services, statuses, tasks
 from agents.models import Agent, AgentQuerySet, AgentStatus, AgentStatusChange, StatusSource
-from organizations import services as portal_services
+from organizations import connections
 from portal.bithuman import webhooks
 from portal.bithuman.client import BithumanClient
 from portal.models import BithumanConnection, Organization, WebhookDelivery
@@ -142,7 +142,7 @@ class Tenant:
 def tenant(*, plan: str = "pro", time_scale: float = 0.0, **knobs: Any) -> Tenant:
     """An organization in Test mode; its sandbox account's clock is frozen unless told."""
     org = MembershipFactory(role=Role.OWNER).organization
-    connection = portal_services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     account = sandbox_services.sandbox_account_for_secret(secret=connection.api_secret)
     assert account is not None
     result = Tenant(org, connection, account, ratelimit.account_key(connection.api_secret))

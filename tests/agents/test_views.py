@@ -175,10 +175,10 @@ def test_list_search_filter_and_pagination(org, viewer):
 @pytest.fixture
 def ready_agent(sandbox_api, org, member):
     """A real upstream agent in the organization's sandbox account, walked to ready."""
-    from organizations import services as portal_services
+    from organizations import connections
 
-    connection = portal_services.connection_get(org=org)
-    with portal_services.client_for(connection=connection) as client:
+    connection = connections.connection_get(org=org)
+    with connections.client_for(connection=connection) as client:
         code = client.agent_generate(prompt="A patient tutor", model="expression-1").agent_id
     agent = AgentFactory(
         organization=org, code=code, status="ready", system_prompt="A patient tutor"

@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from organizations import services
+from organizations import apikeys
 from portal.models import ApiScope
 
 ALL_SCOPES = list(ApiScope.values)
@@ -37,7 +37,7 @@ class ApiClient:
 
 
 def make_key(org, scopes=None):
-    return services.api_key_create(
+    return apikeys.api_key_create(
         org=org, name="test", scopes=scopes or ALL_SCOPES, created_by=None
     ).key
 

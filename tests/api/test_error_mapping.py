@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import AgentStatus
-from organizations import services as portal_services
+from organizations import connections
 from portal.apisupport import api_error_for
 from portal.bithuman import errors as bh_errors
 from portal.errors import (
@@ -54,7 +54,7 @@ def upstream(monkeypatch):
         def client_for(**kwargs):
             yield _RefusingClient(error)
 
-        monkeypatch.setattr(portal_services, "client_for", client_for)
+        monkeypatch.setattr(connections, "client_for", client_for)
 
     return refuse
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from organizations import services
+from organizations import apikeys
 from portal.models import ApiScope
 from tests.factories import AgentFactory
 
@@ -20,7 +20,7 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(
 ):
     settings.API_RATE_LIMIT_PER_MINUTE = 100_000
     AgentFactory.create_batch(3, organization=org)
-    key = services.api_key_create(
+    key = apikeys.api_key_create(
         org=org, name="fuzz", scopes=list(ApiScope.values), created_by=None
     ).key
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"

@@ -78,17 +78,19 @@ import json
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from organizations import services
+from organizations import apikeys
+from organizations import connections
 from portal.models import ApiScope
 from sandbox import services as sandbox_services
 
 user = services.user_create(email="owner@example.com", password=None)
 org = services.organization_create(name="Stress", owner=user)
-secret = services.connection_get(org=org).api_secret
+secret = connections.connection_get(org=org).api_secret
 account = sandbox_services.sandbox_account_for_secret(secret=secret)
 sandbox_services.sandbox_account_configure(
     account=account, changes={"plan": "enterprise", "time_scale": 30, "credits": 10**7}
 )
-key = services.api_key_create(
+key = apikeys.api_key_create(
     org=org, name="stress", scopes=[ApiScope.AGENTS_READ, ApiScope.AGENTS_WRITE], created_by=user
 ).key
 session = SessionStore()

@@ -34,7 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
-from organizations import services as portal_services
+from organizations import apikeys
 from portal import outage
 from portal.models import ApiScope
 from sandbox.models import SandboxAgent
@@ -227,7 +227,7 @@ def test_redis_restart_pages_and_reads_answer_submissions_complete_ticks_resume(
     """
     owner = tenant(time_scale=12)  # expression-1's 90 s take 7.5 s
     in_flight = [agent_in_flight(owner) for _ in range(4)]
-    key = portal_services.api_key_create(
+    key = apikeys.api_key_create(
         org=owner.org,
         name="faults",
         scopes=[ApiScope.AGENTS_READ, ApiScope.AGENTS_WRITE],
@@ -369,18 +369,18 @@ import json
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from agents.models import Agent
-from organizations import services
+from organizations import apikeys, connections, services
 from portal.models import ApiScope
 from sandbox import services as sandbox_services
 
 user = services.user_create(email="owner@example.com", password=None)
 org = services.organization_create(name="Outage", owner=user)
-secret = services.connection_get(org=org).api_secret
+secret = connections.connection_get(org=org).api_secret
 account = sandbox_services.sandbox_account_for_secret(secret=secret)
 sandbox_services.sandbox_account_configure(
     account=account, changes={"time_scale": 30, "credits": 10**6}
 )
-key = services.api_key_create(
+key = apikeys.api_key_create(
     org=org, name="faults", scopes=[ApiScope.AGENTS_READ, ApiScope.AGENTS_WRITE], created_by=user
 ).key
 session = SessionStore()

@@ -242,14 +242,14 @@ def test_brute_force_locks_username_and_ip_but_not_the_account_elsewhere():
 
 
 def test_accepting_an_invitation_confirms_the_address(admin):
-    from organizations import services
+    from organizations import invitations
 
     client = Client()
     _signup(client, email="ada@example.com")
-    issued = services.invitation_create(
+    issued = invitations.invitation_create(
         actor=admin, email="ada@example.com", role=Role.MEMBER, base_url="http://testserver/"
     )
     user = User.objects.get(email="ada@example.com")
-    services.invitation_accept(invitation=issued.invitation, user=user)
+    invitations.invitation_accept(invitation=issued.invitation, user=user)
     user.refresh_from_db()
     assert user.email_verified_at is not None

@@ -12,7 +12,7 @@ from django.db import connection as db
 from django.test import Client
 from django.urls import reverse
 
-from organizations import services
+from organizations import connections, services
 from portal import crypto
 from portal.bithuman import webhooks
 from portal.models import BithumanConnection, ConnectionMode, WebhookDelivery
@@ -50,7 +50,7 @@ def test_the_portal_mints_the_test_secret_and_the_sandbox_opens_its_account_on_f
 ):
     """The portal never calls the sandbox's code: it mints a secret of the form the sandbox
     accepts, and the sandbox opens the account when the secret first reaches it."""
-    secret = services.connection_get(org=org).sandbox_secret
+    secret = connections.connection_get(org=org).sandbox_secret
     assert sandbox_services.secret_well_formed(secret)
     assert not SandboxAccount.objects.filter(secret_hash=sandbox_services.secret_hash(secret))
     settings.SANDBOX_DEFAULT_PLAN, settings.SANDBOX_DEFAULT_CREDITS = "business", 1234
@@ -84,7 +84,7 @@ def test_live_secret_is_validated_saved_encrypted_and_masked(sandbox_api, org, a
 
 @pytest.mark.django_db(transaction=True)
 def test_invalid_live_secret_is_a_field_error_and_saves_nothing(sandbox_api, org, admin):
-    before = services.connection_get(org=org)
+    before = connections.connection_get(org=org)
     response = client_for(admin).post(
         reverse("connection_live", args=[org.slug]), {"api_secret": "sbx_not_a_real_secret"}
     )
@@ -103,7 +103,7 @@ def test_members_cannot_change_the_connection(org, member):
 
 
 def test_secrets_rotate_under_a_new_key(org, settings):
-    connection = services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     connection.live_secret = "live-secret-abcdef-1234"
     connection.save()
     old_token = _raw_column(connection, "live_secret")
@@ -132,7 +132,7 @@ def test_mask_shows_at_most_the_last_four_characters():
 
 @pytest.fixture
 def receiver(org):
-    connection = services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     connection.webhook_secret = "whsec_test_secret_value"
     connection.save()
     return connection

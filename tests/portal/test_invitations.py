@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from organizations import services
+from organizations import invitations, services
 from portal.models import Invitation, Membership, User, token_hash
 from portal.tenancy import Role
 from tests.conftest import client_for
@@ -121,11 +121,11 @@ def test_unknown_link_is_404():
 def test_accepting_twice_concurrently_only_succeeds_once(org):
     invitation = InvitationFactory(organization=org, email="twice@example.com")
     user = UserFactory(email="twice@example.com")
-    services.invitation_accept(invitation=invitation, user=user)
+    invitations.invitation_accept(invitation=invitation, user=user)
     stale = Invitation.objects.get(pk=invitation.pk)
     stale.accepted_at = None  # as seen by a second request that read it before the first wrote
     with pytest.raises(services.ApplicationError):
-        services.invitation_accept(invitation=stale, user=user)
+        invitations.invitation_accept(invitation=stale, user=user)
 
 
 def test_resend_issues_a_new_link_and_kills_the_old_one(admin):

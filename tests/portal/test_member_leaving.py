@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from activity.models import AuditEvent
-from organizations import services
+from organizations import invitations, services
 from portal.models import ApiKey, Invitation
 from portal.tenancy import Role
 from tests.conftest import client_for
@@ -32,7 +32,7 @@ def test_a_removed_admins_invitations_are_revoked_so_they_cannot_come_back(org, 
     other = InvitationFactory(organization=org, invited_by=owner.user, role=Role.ADMIN)
     client_for(owner).post(_remove_url(admin), {"confirmed": "yes"})
     assert not _pending(own_second) and _pending(other)
-    problem = services.invitation_problem(invitation=own_second)
+    problem = invitations.invitation_problem(invitation=own_second)
     assert problem  # the link no longer works
     event = AuditEvent.objects.get(action="member.removed")
     assert event.details["invitations_revoked"] == [own_second.email]

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import reverse
 
-from organizations import services as portal_services
+from organizations import apikeys
 from portal import outage
 from portal.models import ApiScope, Membership
 from tests.conftest import client_for
@@ -54,7 +54,7 @@ def database() -> Iterator[DatabaseSwitch]:
 
 
 def _api_headers(owner: Membership) -> dict[str, str]:
-    issued = portal_services.api_key_create(
+    issued = apikeys.api_key_create(
         org=owner.organization, name="outage", scopes=[ApiScope.AGENTS_READ], created_by=None
     )
     return {"Authorization": f"Bearer {issued.key}"}

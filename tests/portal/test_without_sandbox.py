@@ -30,9 +30,10 @@ else:
     raise AssertionError("/sandbox/ is routed with the sandbox off")
 
 from organizations import services
+from organizations import connections
 user = services.user_create(email="owner@example.com", password=None)
 org = services.organization_create(name="No Sandbox", owner=user)
-secret = services.connection_get(org=org).sandbox_secret
+secret = connections.connection_get(org=org).sandbox_secret
 assert re.fullmatch(r"sbx_[A-Za-z0-9_-]{40}", secret), "not of the sandbox's form"
 loaded = sorted(name for name in sys.modules if name == "sandbox" or name.startswith("sandbox."))
 assert not loaded, loaded

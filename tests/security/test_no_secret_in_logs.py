@@ -14,7 +14,7 @@ from django.utils import timezone
 from activity.models import WebhookEndpoint
 from agents import tasks as agent_tasks
 from agents.models import Agent
-from organizations import services as portal_services
+from organizations import connections
 from portal.bithuman import webhooks
 from sandbox import services as sandbox_services
 from tests.api.conftest import ApiClient, make_key
@@ -39,7 +39,7 @@ def _everything_logged(records: list[logging.LogRecord]) -> str:
 def test_a_generation_a_webhook_and_a_session_log_no_secret(sandbox_api, org, caplog, live_server):
     caplog.set_level(logging.DEBUG)
     key = make_key(org)
-    connection = portal_services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     connection.webhook_secret = "whsec_" + "w" * 32
     connection.save()
     endpoint = WebhookEndpoint.objects.create(

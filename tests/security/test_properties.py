@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 
 from agents import preflight, statuses
 from agents.models import TERMINAL_STATUSES, Agent, AgentStatus
+from organizations import connections
 from organizations import services as portal_services
 from portal import crypto, netsafe
 from portal.bithuman import errors as bh_errors
@@ -247,7 +248,7 @@ def test_speak_and_context_never_fail_with_a_server_error(
 ):
     fake = FakeBithuman()
     fake.error = upstream
-    monkeypatch.setattr(portal_services, "client_for", lambda **kwargs: fake)
+    monkeypatch.setattr(connections, "client_for", lambda **kwargs: fake)
     session = AgentSessionFactory(agent__organization=org)
     response = _post_json(api, f"/sessions/{session.public_id}/{kind}", body)
     answer = assert_api_answer(response, {201, 400, 409, 422, 429, 502})
@@ -312,7 +313,7 @@ def test_a_signed_delivery_the_columns_cannot_hold_is_refused_not_a_server_error
 
     from portal.models import WebhookDelivery
 
-    connection = portal_services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     connection.webhook_secret = "whsec_property"
     connection.save()
     raw = json.dumps(payload).encode()
@@ -373,7 +374,7 @@ def test_the_webhook_receiver_refuses_forgeries_without_a_server_error(
 ):
     from django.test import Client
 
-    connection = portal_services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     if not connection.webhook_secret:
         connection.webhook_secret = "whsec_property"
         connection.save()

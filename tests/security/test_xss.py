@@ -44,7 +44,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from activity import services as activity_services
 from activity.models import AuditEvent, OutboundDelivery, WebhookEndpoint
 from agents.models import Agent, AgentStatusChange, PromptRevision
-from organizations import services as portal_services
+from organizations import apikeys, connections, invitations
 from portal.models import ApiKey, Invitation, Membership, Organization, WebhookDelivery
 from portal.tenancy import Role
 from sessions import events as session_events
@@ -263,7 +263,7 @@ def seed_hostile(*, ready_agent: Callable[[Organization], Agent] | None = None) 
     staff = UserFactory(
         email="staff@example.com", full_name=hostile("staff"), is_staff=True, is_superuser=True
     )
-    portal_services.connection_get(org=org)  # Test mode, as every new organization
+    connections.connection_get(org=org)  # Test mode, as every new organization
 
     # Agents in every state, with upstream texts (progress, errors, steps) hostile too.
     if ready_agent is not None:
@@ -361,14 +361,14 @@ def seed_hostile(*, ready_agent: Callable[[Organization], Agent] | None = None) 
     )
 
     # Invitations, API keys and webhooks, through the services (so the audit log has them).
-    issued = portal_services.invitation_create(
+    issued = invitations.invitation_create(
         actor=owner, email=EMAILS["invitee"], role=Role.MEMBER, base_url="http://testserver"
     )
     invitation = issued.invitation
-    api_key = portal_services.api_key_create_by(
+    api_key = apikeys.api_key_create_by(
         actor=owner, name=hostile("api-key"), scopes=["agents:read"], expires_at=None
     ).api_key
-    portal_services.api_key_create_by(
+    apikeys.api_key_create_by(
         actor=owner, name=FORMULAS[2], scopes=["agents:read"], expires_at=None
     )
     endpoints = [
@@ -744,7 +744,7 @@ def test_exports_are_attachments_and_neutralise_formulas(seeded):
 
 def test_api_answers_are_json_and_keep_hostile_text_exact(seeded):
     h = seeded
-    key = portal_services.api_key_create(
+    key = apikeys.api_key_create(
         org=h.org,
         name="reader",
         scopes=["agents:read", "sessions:read", "audit:read"],

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from agents.models import Agent
-from organizations import services as portal_services
+from organizations import connections
 from sandbox import services as sandbox_services
 from sandbox.models import SandboxAccount
 from sessions.models import AgentSession, LiveKitConfig
@@ -22,7 +22,7 @@ LIVEKIT_SECRET = "livekit-secret-for-tests-0123456789abcdef"
 
 
 def org_sandbox_account(org) -> SandboxAccount:
-    connection = portal_services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     account = sandbox_services.sandbox_account_for_secret(secret=connection.sandbox_secret)
     assert account is not None
     return account
@@ -30,8 +30,8 @@ def org_sandbox_account(org) -> SandboxAccount:
 
 def upstream_ready_agent(org, **fields) -> Agent:
     """An agent generated in the org's sandbox account and brought to ready by its clock."""
-    connection = portal_services.connection_get(org=org)
-    with portal_services.client_for(connection=connection) as client:
+    connection = connections.connection_get(org=org)
+    with connections.client_for(connection=connection) as client:
         code = client.agent_generate(
             prompt="A friendly museum guide", model="expression-1"
         ).agent_id
@@ -70,7 +70,7 @@ def heartbeat() -> Callable[[AgentSession], dict]:
 
 def sandbox_rooms(org) -> list[dict]:
     """The org account's live sandbox rooms, with what was delivered to each."""
-    connection = portal_services.connection_get(org=org)
+    connection = connections.connection_get(org=org)
     from django.conf import settings
 
     response = httpx.get(

@@ -91,13 +91,13 @@ def test_start_refuses_an_agent_that_is_not_ready_here_or_upstream(sandbox_api, 
     with pytest.raises(ApplicationError, match="Busy is not ready yet"):
         services.session_start(actor=member, agent=generating, kind="hosted")
     # Ready in our table, still generating at bitHuman: its 409 becomes a clear message.
-    from organizations import services as portal_services
+    from organizations import connections
 
     sandbox_services.sandbox_account_configure(
         account=org_sandbox_account(org), changes={"time_scale": 0}
     )
-    connection = portal_services.connection_get(org=org)
-    with portal_services.client_for(connection=connection) as client:
+    connection = connections.connection_get(org=org)
+    with connections.client_for(connection=connection) as client:
         code = client.agent_generate(prompt="Slow one", model="expression-1").agent_id
     early = AgentFactory(organization=org, code=code, status="ready", name="Early")
     with pytest.raises(ApplicationError, match="bitHuman says Early is not ready"):

@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from organizations import services as portal_services
+from organizations import connections
 from portal.bithuman import errors as bh_errors
 from portal.bithuman.types import ContextDelivery, EmbedToken
 from sessions.models import AgentSession, EventOutcome, LiveKitConfig, QuickReply, SessionEvent
@@ -71,8 +71,8 @@ class FakeBithuman:
 @pytest.fixture
 def fake(monkeypatch, org) -> FakeBithuman:
     bithuman = FakeBithuman()
-    portal_services.connection_get(org=org)  # the org's connection exists, as in real life
-    monkeypatch.setattr(portal_services, "client_for", lambda **kwargs: bithuman)
+    connections.connection_get(org=org)  # the org's connection exists, as in real life
+    monkeypatch.setattr(connections, "client_for", lambda **kwargs: bithuman)
     return bithuman
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from organizations import services
+from organizations import apikeys
 from portal.errors import ApplicationError
 from portal.models import ApiScope, Organization
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         if org is None:
             raise CommandError(f"No organization with slug {options['org']!r}.")
         try:
-            issued = services.api_key_create(
+            issued = apikeys.api_key_create(
                 org=org, name=options["name"], scopes=options["scopes"], created_by=None
             )
         except ApplicationError as error:
