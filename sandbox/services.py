@@ -7,38 +7,30 @@ exactly one reader refunds a failure and fires the webhooks.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import ipaddress
 import json
 import math
 import re
 import secrets
-import socket
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sandbox import catalog, conf, schemas, selectors, signing, simulation, tokens
-from sandbox.errors import SandboxError, agent_not_found, invalid, no_active_rooms
+from sandbox import catalog, conf, schemas, selectors, simulation, webhooks
+from sandbox.errors import SandboxError, invalid
 from sandbox.models import (
     SandboxAccount,
     SandboxAgent,
     SandboxIdempotencyKey,
     SandboxRateBucket,
     SandboxRoom,
-    SandboxRoomMessage,
-    SandboxWebhook,
-    SandboxWebhookDelivery,
 )
 from sandbox.simulation import AgentState
 
@@ -437,7 +429,7 @@ def agent_refresh(*, agent: SandboxAgent, now: datetime | None = None) -> AgentS
                     SandboxAccount.objects.filter(pk=agent.account_id).update(
                         credits=F("credits") + agent.cost
                     )
-            webhook_event_enqueue(
+            webhooks.webhook_event_enqueue(
                 agent=agent, event="agent.ready" if live.status == "ready" else "agent.failed"
             )
     agent.refresh_from_db()
@@ -480,285 +472,12 @@ def agent_delete(*, account: SandboxAccount, code: str) -> None:
     selectors.agent_owned(account=account, code=code).delete()
 
 
-def _agent_ready(agent: SandboxAgent) -> None:
+def agent_ready_require(agent: SandboxAgent) -> None:
     state = agent_refresh(agent=agent)
     if state.status != "ready":
         raise SandboxError(
             409, "AGENT_NOT_READY", f"Agent {agent.code} is not ready (status: {state.status})"
         )
-
-
-# --- Rooms and tokens ---------------------------------------------------------------------------
-
-
-def model_family(name: str) -> str | None:
-    """Fold a model name or force-tier slug (`expression-2-gpu`) onto its family."""
-    for suffix in ("-gpu", "-cpu", "-ane"):
-        name = name.removesuffix(suffix)
-    if name.startswith("essence-2-light"):
-        return "essence-2"
-    return name if name in (*catalog.ENGINES, "essence-2-max") else None
-
-
-def _room_register(*, agent: SandboxAgent, name: str, kind: str, ttl: float) -> SandboxRoom:
-    """Open (or revive, or keep alive) a live room, within the plan's concurrency limit."""
-    now = timezone.now()
-    expires_at = now + timedelta(seconds=ttl)
-    live_rooms = SandboxRoom.objects.filter(ended_at__isnull=True, expires_at__gt=now)
-    if live_rooms.filter(agent=agent, name=name).update(last_seen_at=now, expires_at=expires_at):
-        return SandboxRoom.objects.get(agent=agent, name=name)
-    with transaction.atomic():
-        account = SandboxAccount.objects.select_for_update().get(pk=agent.account_id)
-        limit = catalog.CONCURRENCY[account.plan]
-        if live_rooms.filter(account=account).count() >= limit:
-            raise SandboxError(
-                403,
-                "CONCURRENCY_LIMIT_REACHED",
-                f"Concurrent session limit reached ({limit} on the {account.plan} plan)",
-            )
-        room, _ = SandboxRoom.objects.update_or_create(
-            agent=agent,
-            name=name,
-            defaults={
-                "account": account,
-                "kind": kind,
-                "last_seen_at": now,
-                "expires_at": expires_at,
-                "ended_at": None,
-            },
-        )
-    return room
-
-
-def embed_token_issue(*, account: SandboxAccount, data: schemas.EmbedTokenIn) -> dict[str, Any]:
-    agent = selectors.agent_owned(account=account, code=data.agent_id)
-    _agent_ready(agent)
-    supported = catalog.SUPPORTED_MODELS[agent.model]
-    if data.model is not None:
-        family = model_family(data.model)
-        if family is None:
-            names = ", ".join((*catalog.ENGINES, "essence-2-max"))
-            raise invalid(f"Invalid model '{data.model}'; must be one of: {names}")
-        if family not in supported:
-            raise SandboxError(
-                409,
-                "MODEL_NOT_GENERATED",
-                f"agent {agent.code}'s {family} model hasn't been generated yet",
-            )
-    sid = uuid.uuid4().hex
-    issued = int(time.time())
-    claims = {
-        "iss": "bithuman-sandbox",
-        "aud": "embed",
-        "sub": agent.code,
-        "acc": account.public_id.hex,
-        "sid": sid,
-        "fp": data.fingerprint,
-        "iat": issued,
-        "exp": issued + conf.embed_token_ttl(),
-    }
-    result: dict[str, Any] = {"sid": sid, "supported_models": supported}
-    if data.model is not None:
-        claims["model"] = data.model
-        result["model"] = data.model
-    result["token"] = tokens.token_encode(claims=claims)
-    return result
-
-
-def embed_room_touch(*, code: str, token: str) -> SandboxRoom:
-    """The live room of an open embed page (its heartbeat), from the page's token."""
-    claims = tokens.token_decode(token=token)
-    if claims is None or claims.get("aud") != "embed" or claims.get("sub") != code:
-        raise SandboxError(401, "UNAUTHORIZED", "Invalid or expired embed token")
-    agent = selectors.agent_by_code(code=code, account_public_id=str(claims.get("acc", "")))
-    if agent is None:
-        raise agent_not_found(code)
-    return _room_register(
-        agent=agent, name=f"embed-{claims['sid']}", kind=SandboxRoom.Kind.EMBED, ttl=conf.room_ttl()
-    )
-
-
-def runtime_token_issue(*, account: SandboxAccount, data: schemas.RuntimeTokenIn) -> dict[str, Any]:
-    """A runtime token; with an agent it also registers the LiveKit room the avatar joins."""
-    if account.credits <= 0:
-        raise SandboxError(402, "INSUFFICIENT_BALANCE", "Not enough credits to start a session")
-    transaction_id = str(uuid.uuid4())
-    room_name = data.room_name
-    if data.agent_code:
-        agent = selectors.agent_owned(account=account, code=data.agent_code)
-        _agent_ready(agent)
-        room_name = room_name or f"room-{secrets.token_hex(6)}"
-        _room_register(
-            agent=agent,
-            name=room_name,
-            kind=SandboxRoom.Kind.RUNTIME,
-            ttl=conf.runtime_room_ttl(),
-        )
-    issued = int(time.time())
-    claims = {
-        "iss": "bithuman-sandbox",
-        "aud": "runtime",
-        "sub": data.agent_code or "",
-        "acc": account.public_id.hex,
-        "room": room_name or "",
-        "txn": transaction_id,
-        "iat": issued,
-        "exp": issued + 3600,
-    }
-    return {"token": tokens.token_encode(claims=claims), "transaction_id": transaction_id}
-
-
-def room_end(*, account: SandboxAccount, room_id: str) -> int:
-    """End a live room now (what a LiveKit session ending does); return how many ended."""
-    return SandboxRoom.objects.filter(account=account, name=room_id, ended_at__isnull=True).update(
-        ended_at=timezone.now()
-    )
-
-
-def agent_message_deliver(
-    *, account: SandboxAccount, code: str, kind: str, text: str, room_id: str | None
-) -> int:
-    """Deliver speech or context to the agent's live rooms; return how many received it."""
-    agent = selectors.agent_owned(account=account, code=code)
-    rooms = list(selectors.rooms_live(agent=agent, name=room_id))
-    if not rooms:
-        raise no_active_rooms(agent.code)
-    SandboxRoomMessage.objects.bulk_create(
-        SandboxRoomMessage(room=room, kind=kind, text=text) for room in rooms
-    )
-    return len(rooms)
-
-
-# --- Webhooks -----------------------------------------------------------------------------------
-
-
-def _host_is_local(host: str) -> bool:
-    """Does the host name a loopback, private, link-local or otherwise non-public address?"""
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except (OSError, UnicodeError):
-        return False  # unresolvable: the delivery fails on its own
-    for address in addresses:
-        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
-        if not ip.is_global:
-            return True
-    return False
-
-
-def webhook_create(*, account: SandboxAccount, data: schemas.WebhookIn) -> SandboxWebhook:
-    if not conf.webhook_allow_local():
-        parts = urlsplit(data.url)
-        if parts.scheme != "https":
-            raise invalid("Field 'url' must be an HTTPS URL")
-        host = parts.hostname or ""
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-            raise invalid("Field 'url' must be a public HTTPS endpoint")
-        try:
-            if not ipaddress.ip_address(host).is_global:
-                raise invalid("Field 'url' must be a public HTTPS endpoint")
-        except ValueError:
-            pass  # a host name: checked again at delivery time
-    return SandboxWebhook.objects.create(
-        account=account,
-        url=data.url,
-        events=data.events,
-        description=data.description or "",
-        secret="whsec_" + secrets.token_hex(24),
-    )
-
-
-def webhook_delete(*, account: SandboxAccount, webhook_id: str) -> None:
-    selectors.webhook_owned(account=account, webhook_id=webhook_id).delete()
-
-
-def webhook_event_enqueue(*, agent: SandboxAgent, event: str) -> list[str]:
-    """Record one delivery per subscribed endpoint and send each after the commit."""
-    from sandbox import tasks  # tasks import this module
-
-    delivery_ids = []
-    for webhook in SandboxWebhook.objects.filter(account_id=agent.account_id, active=True):
-        if webhook.events and event not in webhook.events:
-            continue
-        event_id = "evt_" + secrets.token_hex(12)
-        body = json.dumps(
-            {
-                "id": event_id,
-                "event": event,
-                "created": int(time.time()),
-                "data": {"agent_id": agent.code, "code": agent.code},
-            }
-        )
-        delivery = SandboxWebhookDelivery.objects.create(
-            webhook=webhook, event_id=event_id, event_type=event, body=body
-        )
-        delivery_ids.append(str(delivery.id))
-    for delivery_id in delivery_ids:
-        transaction.on_commit(
-            functools.partial(tasks.sandbox_webhook_deliver.delay, delivery_id), robust=True
-        )
-    return delivery_ids
-
-
-def _webhook_post(
-    *, webhook: SandboxWebhook, delivery: SandboxWebhookDelivery
-) -> tuple[int | None, str]:
-    """One signed POST: (the endpoint's status or None, an error text)."""
-    raw = delivery.body.encode()
-    if not conf.webhook_allow_local() and _host_is_local(urlsplit(webhook.url).hostname or ""):
-        return None, "Blocked: the endpoint resolves to a non-public address"
-    headers = signing.delivery_headers(
-        secret=webhook.secret, raw_body=raw, event=delivery.event_type, event_id=delivery.event_id
-    )
-    headers |= {"Content-Type": "application/json", "User-Agent": "bitHuman-Webhooks/1 (sandbox)"}
-    try:
-        with httpx.Client(timeout=conf.webhook_timeout(), follow_redirects=False) as client:
-            response = client.post(webhook.url, content=raw, headers=headers)
-    except httpx.HTTPError as error:
-        return None, f"{type(error).__name__}: {error}"[:500]
-    ok = 200 <= response.status_code < 300
-    return response.status_code, "" if ok else f"HTTP {response.status_code}"
-
-
-def webhook_delivery_attempt(*, delivery_id: str) -> float | None:
-    """Make one attempt; return seconds until the next one, or None when there is none."""
-    delivery = (
-        SandboxWebhookDelivery.objects.select_related("webhook")
-        .filter(pk=delivery_id, delivered=False)
-        .first()
-    )
-    if delivery is None or not delivery.webhook.active:
-        return None
-    status_code, error = _webhook_post(webhook=delivery.webhook, delivery=delivery)
-    attempts = delivery.attempts + 1
-    delivered = status_code is not None and 200 <= status_code < 300
-    SandboxWebhookDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=attempts,
-        status_code=status_code,
-        delivered=delivered,
-        last_error=error,
-        updated_at=timezone.now(),
-    )
-    if delivered or attempts > conf.webhook_max_retries():
-        return None
-    return conf.webhook_backoff() * 2 ** (attempts - 1)
-
-
-def webhook_ping(*, account: SandboxAccount, webhook_id: str) -> SandboxWebhookDelivery:
-    """Send a one-off `ping` event now (one attempt) and return its delivery record."""
-    webhook = selectors.webhook_owned(account=account, webhook_id=webhook_id)
-    event_id = "evt_" + secrets.token_hex(12)
-    body = json.dumps({"id": event_id, "event": "ping", "created": int(time.time()), "data": {}})
-    delivery = SandboxWebhookDelivery.objects.create(
-        webhook=webhook, event_id=event_id, event_type="ping", body=body
-    )
-    status_code, error = _webhook_post(webhook=webhook, delivery=delivery)
-    delivery.attempts = 1
-    delivery.status_code = status_code
-    delivery.delivered = status_code is not None and 200 <= status_code < 300
-    delivery.last_error = error
-    delivery.updated_at = timezone.now()
-    delivery.save()
-    return delivery
 
 
 # --- Housekeeping -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from sandbox import services
+from sandbox import services, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 @shared_task
 def sandbox_webhook_deliver(delivery_id: str) -> None:
     """One attempt at a webhook delivery; schedules the next one with backoff if it failed."""
-    countdown = services.webhook_delivery_attempt(delivery_id=delivery_id)
+    countdown = webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
     if countdown is not None:
         sandbox_webhook_deliver.apply_async(args=[delivery_id], countdown=countdown)
 

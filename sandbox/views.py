@@ -18,7 +18,8 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from sandbox import catalog, conf, payloads, schemas, selectors, services
+from sandbox import catalog, conf, payloads, rooms, schemas, selectors, services
+from sandbox import webhooks as sandbox_webhooks
 from sandbox.catalog import BUCKET_GENERATE, BUCKET_READ, BUCKET_WRITE
 from sandbox.errors import SandboxError, agent_not_found
 from sandbox.fields import body_object, field_number, query_int
@@ -127,7 +128,7 @@ def agent_list(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
 
 
 def _deliver(account: SandboxAccount, code: str, message: schemas.MessageIn) -> JsonResponse:
-    count = services.agent_message_deliver(
+    count = rooms.agent_message_deliver(
         account=account,
         code=code,
         kind=message.context_type,
@@ -154,7 +155,7 @@ def agent_add_context(request: HttpRequest, account: SandboxAccount, code: str) 
 
 @api_endpoint(BUCKET_WRITE)
 def embed_token_request(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
-    data = services.embed_token_issue(
+    data = rooms.embed_token_issue(
         account=account, data=schemas.embed_token_in(body_object(request))
     )
     return JsonResponse({"status": "success", "status_code": 200, "data": data})
@@ -162,7 +163,7 @@ def embed_token_request(request: HttpRequest, account: SandboxAccount) -> HttpRe
 
 @api_endpoint(BUCKET_WRITE)
 def runtime_token_request(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
-    data = services.runtime_token_issue(
+    data = rooms.runtime_token_issue(
         account=account, data=schemas.runtime_token_in(body_object(request, required=False))
     )
     return JsonResponse({"data": data, "status": "success", "status_code": 200})
@@ -173,7 +174,7 @@ def runtime_token_request(request: HttpRequest, account: SandboxAccount) -> Http
 
 @api_endpoint(BUCKET_WRITE)
 def webhook_create(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
-    webhook = services.webhook_create(
+    webhook = sandbox_webhooks.webhook_create(
         account=account, data=schemas.webhook_in(body_object(request))
     )
     return JsonResponse({"success": True, "data": payloads.webhook_data(webhook, with_secret=True)})
@@ -193,13 +194,13 @@ def webhook_get(request: HttpRequest, account: SandboxAccount, webhook_id: str) 
 
 @api_endpoint(BUCKET_WRITE)
 def webhook_delete(request: HttpRequest, account: SandboxAccount, webhook_id: str) -> HttpResponse:
-    services.webhook_delete(account=account, webhook_id=webhook_id)
+    sandbox_webhooks.webhook_delete(account=account, webhook_id=webhook_id)
     return JsonResponse({"success": True, "deleted": True})
 
 
 @api_endpoint(BUCKET_WRITE)
 def webhook_test(request: HttpRequest, account: SandboxAccount, webhook_id: str) -> HttpResponse:
-    delivery = services.webhook_ping(account=account, webhook_id=webhook_id)
+    delivery = sandbox_webhooks.webhook_ping(account=account, webhook_id=webhook_id)
     data = {
         "delivered": delivery.delivered,
         "status_code": delivery.status_code,
@@ -255,7 +256,7 @@ def embed_page(request: HttpRequest, code: str) -> HttpResponse:
     try:
         if agent is None:
             raise agent_not_found(code)
-        services.embed_room_touch(code=code, token=token)
+        rooms.embed_room_touch(code=code, token=token)
     except SandboxError as error:
         context["problem"], status = error.message, error.status
     if agent is not None:
@@ -276,7 +277,7 @@ def embed_page(request: HttpRequest, code: str) -> HttpResponse:
 def embed_live(request: HttpRequest, code: str) -> HttpResponse:
     """The embed page's heartbeat and message poll: keeps its room live, returns new messages."""
     try:
-        room = services.embed_room_touch(code=code, token=request.GET.get("token", ""))
+        room = rooms.embed_room_touch(code=code, token=request.GET.get("token", ""))
         after = query_int(request, "after", default=0, minimum=0, maximum=2**62)
     except SandboxError as error:
         return error_response(error)
@@ -374,7 +375,7 @@ def control_rooms(request: HttpRequest, account: SandboxAccount) -> HttpResponse
 def control_room_end(request: HttpRequest, account: SandboxAccount, room_id: str) -> HttpResponse:
     if request.method != "POST":
         return method_not_allowed_response()
-    ended = services.room_end(account=account, room_id=room_id)
+    ended = rooms.room_end(account=account, room_id=room_id)
     if not ended:
         raise SandboxError(404, "NOT_FOUND", f"No active room {room_id}")
     return JsonResponse({"room_id": room_id, "ended": True})

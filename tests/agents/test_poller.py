@@ -33,6 +33,7 @@ from portal.tenancy import Role
 from sandbox import http as sandbox_http
 from sandbox import schemas as sandbox_schemas
 from sandbox import services as sandbox_services
+from sandbox import webhooks as sandbox_webhooks
 from sandbox.errors import SandboxError
 from sandbox.models import SandboxAccount
 from tests.factories import MembershipFactory
@@ -464,7 +465,7 @@ def test_accounts_are_named_by_a_hash_never_the_secret(sandbox: Upstream):
 def subscribe(owner: Tenant, live_server: Any) -> None:
     """Register the organization's receiver with its sandbox account, as Live mode does."""
     url = live_server.url + reverse("bithuman_webhook", args=[owner.connection.receiver_token])
-    webhook = sandbox_services.webhook_create(
+    webhook = sandbox_webhooks.webhook_create(
         account=owner.account,
         data=sandbox_schemas.webhook_in({"url": url, "events": ["agent.ready", "agent.failed"]}),
     )

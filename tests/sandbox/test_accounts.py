@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from sandbox import selectors, services
+from sandbox import selectors, services, webhooks
 from sandbox.errors import SandboxError
 from sandbox.models import SandboxAccount
 
@@ -145,7 +145,7 @@ def test_command_secret_works_over_http(live_server):
 def test_a_well_formed_secret_opens_an_account_on_first_use(anonymous, settings):
     settings.SANDBOX_DEFAULT_PLAN = "creator"
     settings.SANDBOX_DEFAULT_CREDITS = 321
-    secret = services.SECRET_PREFIX + secrets.token_urlsafe(30)
+    secret = webhooks.SECRET_PREFIX + secrets.token_urlsafe(30)
     assert services.secret_well_formed(secret)
     assert selectors.account_by_secret(secret=secret) is None
     headers = {"api-secret": secret}
@@ -181,7 +181,7 @@ def test_other_unknown_secrets_stay_unauthorized_and_open_nothing(anonymous, sec
 
 
 def test_account_for_secret_opens_once_and_keeps_issued_accounts():
-    secret = services.SECRET_PREFIX + secrets.token_urlsafe(30)
+    secret = webhooks.SECRET_PREFIX + secrets.token_urlsafe(30)
     opened = services.sandbox_account_for_secret(secret=secret)
     assert opened is not None and opened.label == "opened on first use"
     assert services.sandbox_account_for_secret(secret=secret) == opened

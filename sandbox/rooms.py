@@ -1,0 +1,172 @@
+"""Sandbox rooms: embed and runtime tokens, the rooms they open, and messages delivered to them
+(speak, add-context), as bitHuman documents them."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from sandbox import catalog, conf, schemas, selectors, tokens
+from sandbox.errors import SandboxError, agent_not_found, invalid, no_active_rooms
+from sandbox.models import (
+    SandboxAccount,
+    SandboxAgent,
+    SandboxRoom,
+    SandboxRoomMessage,
+)
+from sandbox.services import agent_ready_require
+
+SECRET_PREFIX = "sbx_"  # noqa: S105 (a prefix, not a secret)
+# A Test-mode secret: the prefix and 40 URL-safe characters (30 random bytes), the form both this
+# command and the portal issue. The portal mints its organizations' secrets itself and never calls
+# the sandbox: the sandbox opens an account the first time a secret of this form authenticates.
+SECRET_FORM = re.compile(r"sbx_[A-Za-z0-9_-]{40}")
+_random = secrets.SystemRandom()
+
+
+# --- Rooms and tokens ---------------------------------------------------------------------------
+
+
+def model_family(name: str) -> str | None:
+    """Fold a model name or force-tier slug (`expression-2-gpu`) onto its family."""
+    for suffix in ("-gpu", "-cpu", "-ane"):
+        name = name.removesuffix(suffix)
+    if name.startswith("essence-2-light"):
+        return "essence-2"
+    return name if name in (*catalog.ENGINES, "essence-2-max") else None
+
+
+def _room_register(*, agent: SandboxAgent, name: str, kind: str, ttl: float) -> SandboxRoom:
+    """Open (or revive, or keep alive) a live room, within the plan's concurrency limit."""
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=ttl)
+    live_rooms = SandboxRoom.objects.filter(ended_at__isnull=True, expires_at__gt=now)
+    if live_rooms.filter(agent=agent, name=name).update(last_seen_at=now, expires_at=expires_at):
+        return SandboxRoom.objects.get(agent=agent, name=name)
+    with transaction.atomic():
+        account = SandboxAccount.objects.select_for_update().get(pk=agent.account_id)
+        limit = catalog.CONCURRENCY[account.plan]
+        if live_rooms.filter(account=account).count() >= limit:
+            raise SandboxError(
+                403,
+                "CONCURRENCY_LIMIT_REACHED",
+                f"Concurrent session limit reached ({limit} on the {account.plan} plan)",
+            )
+        room, _ = SandboxRoom.objects.update_or_create(
+            agent=agent,
+            name=name,
+            defaults={
+                "account": account,
+                "kind": kind,
+                "last_seen_at": now,
+                "expires_at": expires_at,
+                "ended_at": None,
+            },
+        )
+    return room
+
+
+def embed_token_issue(*, account: SandboxAccount, data: schemas.EmbedTokenIn) -> dict[str, Any]:
+    agent = selectors.agent_owned(account=account, code=data.agent_id)
+    agent_ready_require(agent)
+    supported = catalog.SUPPORTED_MODELS[agent.model]
+    if data.model is not None:
+        family = model_family(data.model)
+        if family is None:
+            names = ", ".join((*catalog.ENGINES, "essence-2-max"))
+            raise invalid(f"Invalid model '{data.model}'; must be one of: {names}")
+        if family not in supported:
+            raise SandboxError(
+                409,
+                "MODEL_NOT_GENERATED",
+                f"agent {agent.code}'s {family} model hasn't been generated yet",
+            )
+    sid = uuid.uuid4().hex
+    issued = int(time.time())
+    claims = {
+        "iss": "bithuman-sandbox",
+        "aud": "embed",
+        "sub": agent.code,
+        "acc": account.public_id.hex,
+        "sid": sid,
+        "fp": data.fingerprint,
+        "iat": issued,
+        "exp": issued + conf.embed_token_ttl(),
+    }
+    result: dict[str, Any] = {"sid": sid, "supported_models": supported}
+    if data.model is not None:
+        claims["model"] = data.model
+        result["model"] = data.model
+    result["token"] = tokens.token_encode(claims=claims)
+    return result
+
+
+def embed_room_touch(*, code: str, token: str) -> SandboxRoom:
+    """The live room of an open embed page (its heartbeat), from the page's token."""
+    claims = tokens.token_decode(token=token)
+    if claims is None or claims.get("aud") != "embed" or claims.get("sub") != code:
+        raise SandboxError(401, "UNAUTHORIZED", "Invalid or expired embed token")
+    agent = selectors.agent_by_code(code=code, account_public_id=str(claims.get("acc", "")))
+    if agent is None:
+        raise agent_not_found(code)
+    return _room_register(
+        agent=agent, name=f"embed-{claims['sid']}", kind=SandboxRoom.Kind.EMBED, ttl=conf.room_ttl()
+    )
+
+
+def runtime_token_issue(*, account: SandboxAccount, data: schemas.RuntimeTokenIn) -> dict[str, Any]:
+    """A runtime token; with an agent it also registers the LiveKit room the avatar joins."""
+    if account.credits <= 0:
+        raise SandboxError(402, "INSUFFICIENT_BALANCE", "Not enough credits to start a session")
+    transaction_id = str(uuid.uuid4())
+    room_name = data.room_name
+    if data.agent_code:
+        agent = selectors.agent_owned(account=account, code=data.agent_code)
+        agent_ready_require(agent)
+        room_name = room_name or f"room-{secrets.token_hex(6)}"
+        _room_register(
+            agent=agent,
+            name=room_name,
+            kind=SandboxRoom.Kind.RUNTIME,
+            ttl=conf.runtime_room_ttl(),
+        )
+    issued = int(time.time())
+    claims = {
+        "iss": "bithuman-sandbox",
+        "aud": "runtime",
+        "sub": data.agent_code or "",
+        "acc": account.public_id.hex,
+        "room": room_name or "",
+        "txn": transaction_id,
+        "iat": issued,
+        "exp": issued + 3600,
+    }
+    return {"token": tokens.token_encode(claims=claims), "transaction_id": transaction_id}
+
+
+def room_end(*, account: SandboxAccount, room_id: str) -> int:
+    """End a live room now (what a LiveKit session ending does); return how many ended."""
+    return SandboxRoom.objects.filter(account=account, name=room_id, ended_at__isnull=True).update(
+        ended_at=timezone.now()
+    )
+
+
+def agent_message_deliver(
+    *, account: SandboxAccount, code: str, kind: str, text: str, room_id: str | None
+) -> int:
+    """Deliver speech or context to the agent's live rooms; return how many received it."""
+    agent = selectors.agent_owned(account=account, code=code)
+    rooms = list(selectors.rooms_live(agent=agent, name=room_id))
+    if not rooms:
+        raise no_active_rooms(agent.code)
+    SandboxRoomMessage.objects.bulk_create(
+        SandboxRoomMessage(room=room, kind=kind, text=text) for room in rooms
+    )
+    return len(rooms)
