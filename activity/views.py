@@ -1,5 +1,5 @@
 """Pages of the activity app: the audit log (admins), its CSV export, and webhook endpoints
-with their delivery logs. The dashboard is the organization home (organizations.views.org_home)."""
+with their delivery logs. The dashboard is the organization home (interfaces.views.org_home)."""
 
 from __future__ import annotations
 

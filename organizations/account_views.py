@@ -1,7 +1,7 @@
-"""Pages of the account's security: sign-up confirmation, two-factor sign-in, impersonation.
-
-Thin, like organizations/views.py: they call organizations.verification, organizations.twofactor and
-organizations.impersonation.
+"""A person's pages, outside any organization: the front page, sign-up and its confirmation,
+log-in with two-factor sign-in, the account page, a new organization, accepting an invitation,
+and the end of staff impersonation. Thin: they call the organizations layer's services,
+verification, twofactor and impersonation. (Pages inside an organization: views.py.)
 """
 
 from __future__ import annotations
@@ -14,21 +14,185 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from organizations import impersonation, twofactor, verification
-from organizations.forms import EmailForm, OtpForm
+from organizations import (
+    account_views,
+    impersonation,
+    invitations,
+    selectors,
+    services,
+    twofactor,
+    verification,
+)
+from organizations.forms import (
+    AccountForm,
+    EmailForm,
+    InvitationSignupForm,
+    LoginForm,
+    OrganizationForm,
+    OtpForm,
+    SignupForm,
+)
 from portal.errors import ApplicationError
 from portal.forms import error_show
 from portal.models import User
 
 AUTH_BACKEND = "portal.backends.EmailBackend"
 SIGNUP_EMAIL_SESSION = "signup_email"
+
+
+def base_url_of(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/")
+
+
+def _org_home(org_slug: str) -> str:
+    return reverse("org_home", kwargs={"org_slug": org_slug})
+
+
+# --- Entry, sign up, log in ---------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """Email and password; people with two-factor sign-in then give a code (login_otp) before
+    the session is theirs."""
+
+    form_class = LoginForm
+    redirect_authenticated_user = True
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        user = form.get_user()
+        if twofactor.enabled(user):
+            account_views.otp_pending_set(self.request, user, self.get_success_url())
+            return redirect("login_otp")
+        return super().form_valid(form)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def home(request: HttpRequest) -> HttpResponseBase:
+    """Anonymous visitors get the front page (what the portal does, with the login form); members
+    go to their last (or first) organization."""
+    if not request.user.is_authenticated:
+        return LoginView.as_view(template_name="portal/front.html")(request)
+    memberships = selectors.membership_list_for_user(user=request.user)
+    last = request.session.get("last_org")
+    chosen = memberships.filter(organization__slug=last).first() or memberships.first()
+    if chosen is None:
+        return redirect("organization_create")
+    return redirect(_org_home(chosen.organization.slug))
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    """The same answer for a free and a taken address: "check your email" (verification)."""
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            verification.signup(
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password"],
+                full_name=form.cleaned_data["full_name"],
+                organization_name=form.cleaned_data["organization_name"],
+                base_url=base_url_of(request),
+            )
+        except ApplicationError as error:
+            error_show(request, error, form=form)
+        else:
+            # Lets the confirmation link log in this browser (it knows the password).
+            request.session[SIGNUP_EMAIL_SESSION] = form.cleaned_data["email"]
+            return redirect("signup_sent")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def organization_create(request: HttpRequest) -> HttpResponse:
+    if not request.user.email_verified_at:  # type: ignore[union-attr]
+        return render(request, "portal/verify_pending.html", {"email": request.user.email})  # type: ignore[union-attr]
+    form = OrganizationForm(request.POST or None, initial={"name": request.GET.get("name", "")})
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = services.organization_create(name=form.cleaned_data["name"], owner=request.user)  # type: ignore[arg-type]
+        except ApplicationError as error:
+            error_show(request, error, form=form)
+        else:
+            messages.success(request, f"Created {org.name}.")
+            return redirect(_org_home(org.slug))
+    return render(request, "portal/organization_create.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    form = AccountForm(request.POST or None, instance=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Your account was updated.")
+        return redirect("account")
+    context = {"form": form, "two_factor_enabled": twofactor.enabled(request.user)}  # type: ignore[arg-type]
+    return render(request, "portal/account.html", context)
+
+
+# --- Invitations (the link in the email) --------------------------------------------------------
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = invitations.invitation_find(token=token)
+    problem = invitations.invitation_problem(invitation=invitation)
+    if problem or invitation is None:
+        status = 404 if invitation is None else 410
+        return render(
+            request, "portal/invitation_invalid.html", {"problem": problem}, status=status
+        )
+
+    context: dict[str, object] = {"invitation": invitation}
+    user = request.user
+    if user.is_authenticated:
+        if user.email != invitation.email:
+            context["problem"] = (
+                f"This invitation was sent to {invitation.email}, but you are logged in as "
+                f"{user.email}. Log out and open the link again."
+            )
+            return render(request, "portal/invitation_invalid.html", context, status=403)
+        if request.method == "POST":
+            try:
+                invitations.invitation_accept(invitation=invitation, user=user)
+            except ApplicationError as error:
+                context["problem"] = error.message
+                return render(request, "portal/invitation_invalid.html", context, status=410)
+            messages.success(request, f"You joined {invitation.organization.name}.")
+            return redirect(_org_home(invitation.organization.slug))
+        return render(request, "portal/invitation_accept.html", context)
+
+    if selectors.user_exists(email=invitation.email):
+        context["login_url"] = f"{reverse('login')}?next={request.path}"
+        return render(request, "portal/invitation_accept.html", context)
+
+    form = InvitationSignupForm(request.POST or None, fixed_email=invitation.email)
+    if request.method == "POST" and form.is_valid():
+        try:
+            new_user, _ = invitations.invitation_accept_with_signup(
+                invitation=invitation,
+                password=form.cleaned_data["password"],
+                full_name=form.cleaned_data["full_name"],
+            )
+        except ApplicationError as error:
+            error_show(request, error, form=form)
+        else:
+            login(request, new_user, backend=AUTH_BACKEND)
+            messages.success(request, f"Welcome! You joined {invitation.organization.name}.")
+            return redirect(_org_home(invitation.organization.slug))
+    context["form"] = form
+    return render(request, "portal/invitation_accept.html", context)
 
 
 def _base_url(request: HttpRequest) -> str:
