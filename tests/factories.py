@@ -83,7 +83,7 @@ class PromptRevisionFactory(factory.django.DjangoModelFactory):
 
 
 class ApiKeyFactory(factory.django.DjangoModelFactory):
-    """A key row; use organizations.services.api_key_create when the test needs the key itself."""
+    """A key row; use organizations.apikeys.api_key_create when the test needs the key itself."""
 
     class Meta:
         model = "portal.ApiKey"

@@ -97,3 +97,20 @@ def test_each_api_module_imports_first_in_a_fresh_process(module: str):
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_the_readme_tree_the_folders_and_the_contract_tell_the_same_story():
+    """The README's architecture tree lists the layers bottom to top, as the contract (top to
+    bottom) orders them, and every package the contract names is a folder of the repository."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("```", 2)[1]
+    folders = [line.split("/", 1)[0] for line in tree.splitlines() if line[:1].isalpha()]
+    assert [f for f in folders if f in layers] == list(reversed(layers))
+    for package in config["root_packages"]:
+        assert (ROOT / package / "__init__.py").is_file(), package
+        assert package in folders, f"{package}/ is missing from the README tree"
