@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
@@ -19,7 +18,6 @@ from portal.bithuman.core import (
     _Call,
     _ClientCore,
 )
-from portal.bithuman.errors import BithumanError
 from portal.bithuman.types import AgentStatus
 
 # --- Asynchronous client ------------------------------------------------------------------------
@@ -74,33 +72,22 @@ class AsyncBithumanClient:
         await self._http.aclose()
 
     async def _send[T](self, call: _Call[T]) -> T:
-        # Mirrors BithumanClient._send; every decision is in _ClientCore.
-        slept = 0.0
-        attempt = 0
-        while True:
-            started = time.monotonic()
-            error: BithumanError
-            try:
-                response = await self._http.send(self._core.request_build(self._http, call))
-            except httpx.RequestError as exc:
-                error = self._core.transport_error_wrap(exc)
-            else:
-                self._core.attempt_log(
-                    call=call, response=response, started=started, attempt=attempt
-                )
-                try:
-                    return self._core.response_map(call, response)
-                except BithumanError as exc:
-                    error = exc
-            delay = self._core.retry_delay_choose(
-                error=error, replay_safe=call.replay_safe, attempt=attempt, slept=slept
-            )
-            if delay is None:
-                raise error
-            self._core.retry_log(call=call, error=error, delay=delay, attempt=attempt)
-            await self._sleep(delay)
-            slept += delay
-            attempt += 1
+        """Drive `_ClientCore.exchange` (as BithumanClient._send does) with asyncio I/O."""
+        steps = self._core.exchange(self._http, call)
+        outcome: httpx.Response | httpx.RequestError | None = None
+        try:
+            while True:
+                step = steps.send(outcome)
+                if isinstance(step, httpx.Request):
+                    try:
+                        outcome = await self._http.send(step)
+                    except httpx.RequestError as exc:
+                        outcome = exc
+                else:
+                    await self._sleep(step)
+                    outcome = None
+        except StopIteration as done:
+            return done.value
 
     async def agent_status_get(self, *, agent_id: str) -> AgentStatus:
         """GET /v1/agent/status/{agent_id}."""

@@ -31,7 +31,6 @@ from portal.bithuman.core import (
 )
 from portal.bithuman.errors import (
     AuthenticationError,
-    BithumanError,
 )
 from portal.bithuman.types import (
     Account,
@@ -109,32 +108,22 @@ class BithumanClient:
         self._http.close()
 
     def _send[T](self, call: _Call[T]) -> T:
-        slept = 0.0
-        attempt = 0
-        while True:
-            started = time.monotonic()
-            error: BithumanError
-            try:
-                response = self._http.send(self._core.request_build(self._http, call))
-            except httpx.RequestError as exc:
-                error = self._core.transport_error_wrap(exc)
-            else:
-                self._core.attempt_log(
-                    call=call, response=response, started=started, attempt=attempt
-                )
-                try:
-                    return self._core.response_map(call, response)
-                except BithumanError as exc:
-                    error = exc
-            delay = self._core.retry_delay_choose(
-                error=error, replay_safe=call.replay_safe, attempt=attempt, slept=slept
-            )
-            if delay is None:
-                raise error
-            self._core.retry_log(call=call, error=error, delay=delay, attempt=attempt)
-            self._sleep(delay)
-            slept += delay
-            attempt += 1
+        """Drive `_ClientCore.exchange` (every decision is there) with blocking I/O."""
+        steps = self._core.exchange(self._http, call)
+        outcome: httpx.Response | httpx.RequestError | None = None
+        try:
+            while True:
+                step = steps.send(outcome)
+                if isinstance(step, httpx.Request):
+                    try:
+                        outcome = self._http.send(step)
+                    except httpx.RequestError as exc:
+                        outcome = exc
+                else:
+                    self._sleep(step)
+                    outcome = None
+        except StopIteration as done:
+            return done.value
 
     # Account and secret ---------------------------------------------------------------------
 

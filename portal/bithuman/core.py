@@ -17,11 +17,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import quote
 
 import httpx
@@ -327,6 +327,38 @@ class _ClientCore:
             self.max_retries,
             delay,
         )
+
+    def exchange[T](
+        self, http: httpx.Client | httpx.AsyncClient, call: _Call[T]
+    ) -> Generator[httpx.Request | float, httpx.Response | httpx.RequestError | None, T]:
+        """One call with its retries, without I/O: yields a request to send (send back the
+        response or the httpx.RequestError it raised) or a delay to sleep (send back None);
+        returns the parsed answer or raises the final BithumanError. The sync and async
+        clients only drive it."""
+        slept = 0.0
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            error: BithumanError
+            outcome = yield self.request_build(http, call)
+            if isinstance(outcome, httpx.RequestError):
+                error = self.transport_error_wrap(outcome)
+            else:
+                response = cast(httpx.Response, outcome)  # the driver sends back what it got
+                self.attempt_log(call=call, response=response, started=started, attempt=attempt)
+                try:
+                    return self.response_map(call, response)
+                except BithumanError as exc:
+                    error = exc
+            delay = self.retry_delay_choose(
+                error=error, replay_safe=call.replay_safe, attempt=attempt, slept=slept
+            )
+            if delay is None:
+                raise error
+            self.retry_log(call=call, error=error, delay=delay, attempt=attempt)
+            yield delay
+            slept += delay
+            attempt += 1
 
     def _malformed(self, response: httpx.Response, reason: str) -> MalformedResponseError:
         return self._scrubbed(
