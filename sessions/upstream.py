@@ -2,10 +2,10 @@
 
 - Linking: bitHuman lists every room of the account as a runtime session. A portal session is
   linked to its own (id and `room_name`) as soon as it shows up: a LiveKit session by its room
-  name (ours), a hosted one by the embed token's `sid` appearing in the room name, or, when the
-  pages give nothing to match on, by being the only unclaimed live session of the agent that
-  started since, while the portal has only one unlinked live session of that agent. Anything
-  less certain stays unlinked: a line is then sent to every live room, and the console says so.
+  name (ours), a hosted one by the embed token's `sid` appearing in the room name. Nothing less
+  certain links (e.g. "the only new session of the agent"): a wrong link would send an
+  operator's lines to, and End would terminate, a stranger's session. An unlinked session's
+  lines go to every live room of the agent, and the console says so.
 - Ending: a session that ends here (button, API, idle sweep, staff) terminates its runtime
   session and records bitHuman's answer; a failure is recorded and retried by a Celery task and
   the minute sweep until bitHuman answers (or MAX_END_ATTEMPTS).
@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.core.cache import cache
 from django.db import transaction
@@ -32,7 +31,6 @@ from sessions.models import (
     EventKind,
     EventOutcome,
     SessionEvent,
-    SessionKind,
     SessionStatus,
 )
 
@@ -41,7 +39,6 @@ logger = logging.getLogger(__name__)
 LINK_RETRY_SECONDS = 5  # a page or a message asks bitHuman at most this often per session
 AGENT_ROOMS_CACHE_SECONDS = 30
 LIST_LIMIT = 200  # the most GET .../runtime-sessions returns
-START_SKEW = timedelta(seconds=60)
 MAX_END_ATTEMPTS = 10
 END_RETRY_SECONDS = 30
 END_REASON = "ended in bitHuman Portal"
@@ -72,25 +69,26 @@ def _live_sessions(connection: BithumanConnection, client: BithumanClient) -> li
     return [s for s in page.sessions if s.is_live]
 
 
-def _match(
-    session: AgentSession, candidates: list[RuntimeSession], *, lone: bool
-) -> RuntimeSession | None:
-    own = [c for c in candidates if c.agent_code == session.agent.code]
-    if session.room_name:
-        for candidate in own:
-            if candidate.room_name and session.room_name in candidate.room_name:
-                return candidate
-    if session.kind == SessionKind.LIVEKIT or not lone:
+def _match(session: AgentSession, candidates: list[RuntimeSession]) -> RuntimeSession | None:
+    if not session.room_name:
         return None
-    since = session.started_at - START_SKEW
-    recent = [c for c in own if c.started is None or c.started >= since]
-    return recent[0] if len(recent) == 1 else None
+    for candidate in candidates:
+        if (
+            candidate.agent_code == session.agent.code
+            and candidate.room_name
+            and session.room_name in candidate.room_name
+        ):
+            return candidate
+    return None
 
 
 def sessions_link(*, org: Organization, sessions: Iterable[AgentSession]) -> int:
     """Link these sessions of `org` to their runtime sessions (one list call); return how many
     were linked. Also notes each agent's live room count. Raises BithumanError."""
     pending = [s for s in sessions if not s.is_linked]
+    for session in pending:  # another process may have linked it since it was read
+        session.refresh_from_db(fields=["upstream_session_id", "upstream_room_name"])
+    pending = [s for s in pending if not s.is_linked]
     if not pending:
         return 0
     connection = connections.connection_get(org=org)
@@ -105,13 +103,9 @@ def sessions_link(*, org: Organization, sessions: Iterable[AgentSession]) -> int
         count = sum(1 for c in listed if c.agent_code == agent_code)
         agent_id = next(s.agent_id for s in pending if s.agent.code == agent_code)
         cache.set(_agent_rooms_key(agent_id), count, AGENT_ROOMS_CACHE_SECONDS)
-    unlinked_per_agent: dict[int, int] = {}
-    for session in pending:
-        unlinked_per_agent[session.agent_id] = unlinked_per_agent.get(session.agent_id, 0) + 1
     linked = 0
     for session in pending:
-        free = [c for c in listed if c.id not in taken]
-        found = _match(session, free, lone=unlinked_per_agent[session.agent_id] == 1)
+        found = _match(session, [c for c in listed if c.id not in taken])
         if found is None:
             continue
         now = timezone.now()
@@ -137,6 +131,8 @@ def room_state(session: AgentSession) -> RoomState:
     """Where a line goes now; asks bitHuman (at most every LINK_RETRY_SECONDS) while the
     session is not linked. Never raises: bitHuman failing leaves it unlinked."""
     throttle = f"sessions:link-try:{session.pk}"
+    if not session.is_linked:  # the beat may have linked it since it was read
+        session.refresh_from_db(fields=["upstream_session_id", "upstream_room_name"])
     if not session.is_linked and session.is_live and cache.add(throttle, 1, LINK_RETRY_SECONDS):
         try:
             sessions_link(org=session.organization, sessions=[session])
