@@ -244,7 +244,7 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
     code = session.agent.code
     connection = connections.connection_get(org=actor.organization)
     # The session's own room once bitHuman lists it; until then every live room of the agent.
-    room_id = upstream.room_state(session).room_name or None
+    room_id = upstream.room_state(session, sending=True).room_name or None
     outcome: dict[str, Any]
     try:
         # No retries: a rate limit is shown at once ("retry in N s") rather than making the

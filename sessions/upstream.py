@@ -127,13 +127,18 @@ def sessions_link(*, org: Organization, sessions: Iterable[AgentSession]) -> int
     return linked
 
 
-def room_state(session: AgentSession) -> RoomState:
-    """Where a line goes now; asks bitHuman (at most every LINK_RETRY_SECONDS) while the
-    session is not linked. Never raises: bitHuman failing leaves it unlinked."""
+def room_state(session: AgentSession, *, sending: bool = False) -> RoomState:
+    """Where a line goes now; asks bitHuman while the session is not linked: at most every
+    LINK_RETRY_SECONDS for pages, before every line being sent (a line sent in the seconds after
+    the room opened must not go to every room). Never raises: a failure leaves it unlinked."""
     throttle = f"sessions:link-try:{session.pk}"
     if not session.is_linked:  # the beat may have linked it since it was read
         session.refresh_from_db(fields=["upstream_session_id", "upstream_room_name"])
-    if not session.is_linked and session.is_live and cache.add(throttle, 1, LINK_RETRY_SECONDS):
+    if (
+        not session.is_linked
+        and session.is_live
+        and (sending or cache.add(throttle, 1, LINK_RETRY_SECONDS))
+    ):
         try:
             sessions_link(org=session.organization, sessions=[session])
         except bh_errors.BithumanError as error:
