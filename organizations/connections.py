@@ -13,7 +13,7 @@ from django.core.cache import cache
 
 from activity import services as activity_services
 from portal.bithuman.client import BithumanClient
-from portal.bithuman.errors import BithumanError
+from portal.bithuman.errors import MALFORMED_RESPONSE, BithumanError, MalformedResponseError
 from portal.bithuman.types import Account, WebhookEvent, WebhookWithSecret
 from portal.errors import ApplicationError, upstream_failure
 from portal.models import (
@@ -80,6 +80,25 @@ def connection_account(*, connection: BithumanConnection) -> Account | None:
         return None
     cache.set(key, account.model_dump(mode="json"), ACCOUNT_CACHE_SECONDS)
     return account
+
+
+USER_ID_CACHE_SECONDS = 24 * 3600
+
+
+def connection_user_id(*, connection: BithumanConnection, client: BithumanClient) -> str:
+    """The account's `user_id` (GET /v1/me), which runtime-session paths carry
+    (`/v2/{user_id}/...`); cached per connection and mode. Raises BithumanError."""
+    key = f"bithuman:user_id:{connection.pk}:{connection.mode}:{connection.updated_at.timestamp()}"
+    cached = cache.get(key)
+    if cached:
+        return str(cached)
+    user_id = client.account_get().user_id
+    if not user_id:
+        raise MalformedResponseError(
+            code=MALFORMED_RESPONSE, message="bitHuman's /v1/me gave no user_id", http_status=200
+        )
+    cache.set(key, user_id, USER_ID_CACHE_SECONDS)
+    return user_id
 
 
 @dataclass(frozen=True)

@@ -512,6 +512,19 @@ CELERY_BEAT_SCHEDULE["sessions-end-idle"] = {
     "schedule": timedelta(minutes=1),
     "options": {"expires": 60},
 }
+# Link live sessions to the runtime sessions bitHuman lists (one Read call per organization
+# with unlinked live sessions), and retry terminates bitHuman has not confirmed.
+SESSION_LINK_SECONDS = env.int("SESSION_LINK_SECONDS", default=10)
+CELERY_BEAT_SCHEDULE["sessions-link-pending"] = {
+    "task": "sessions.tasks.sessions_link_pending",
+    "schedule": timedelta(seconds=SESSION_LINK_SECONDS),
+    "options": {"expires": SESSION_LINK_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["sessions-upstream-end-sweep"] = {
+    "task": "sessions.tasks.sessions_upstream_end_sweep",
+    "schedule": timedelta(minutes=1),
+    "options": {"expires": 60},
+}
 
 # --- Activity: outbound webhooks to customers' systems --------------------------------------------
 WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)  # seconds per delivery attempt

@@ -145,12 +145,19 @@ class SandboxRoom(models.Model):
 
     account = models.ForeignKey(SandboxAccount, on_delete=models.CASCADE)
     agent = models.ForeignKey(SandboxAgent, on_delete=models.CASCADE, related_name="rooms")
+    # The runtime session's id (GET /v2/{user_id}/runtime-sessions lists rooms as sessions).
+    session_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=Kind.choices)
+    # False: the avatar worker never joined, so speak/add-context skip it
+    # (`rooms_skipped_no_worker`); set through the control API.
+    has_worker = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    # Set by POST .../runtime-sessions/{id}/terminate: the reason it received.
+    terminated_reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
         constraints = [
@@ -162,7 +169,8 @@ class SandboxRoom(models.Model):
 
 
 class SandboxRoomMessage(models.Model):
-    """What speak / add-context delivered to a room; the embed page polls these."""
+    """What speak / add-context delivered to a room; the embed page polls these. Spoken lines
+    are the avatar's (`assistant`) lines of the session's transcript."""
 
     class Kind(models.TextChoices):
         SPEAK = "speak", "Speak"

@@ -160,13 +160,22 @@ def room_end(*, account: SandboxAccount, room_id: str) -> int:
 
 def agent_message_deliver(
     *, account: SandboxAccount, code: str, kind: str, text: str, room_id: str | None
-) -> int:
-    """Deliver speech or context to the agent's live rooms; return how many received it."""
+) -> tuple[int, int]:
+    """Deliver speech or context to the agent's live rooms (or the one named `room_id`).
+
+    Return (delivered, skipped): a room whose avatar worker never joined is skipped
+    (`rooms_skipped_no_worker`, api/agents.md); no live room at all is a 404."""
     agent = selectors.agent_owned(account=account, code=code)
     rooms = list(selectors.rooms_live(agent=agent, name=room_id))
     if not rooms:
         raise no_active_rooms(agent.code)
+    reached = [room for room in rooms if room.has_worker]
     SandboxRoomMessage.objects.bulk_create(
-        SandboxRoomMessage(room=room, kind=kind, text=text) for room in rooms
+        SandboxRoomMessage(room=room, kind=kind, text=text) for room in reached
     )
-    return len(rooms)
+    return len(reached), len(rooms) - len(reached)
+
+
+def room_worker_set(*, account: SandboxAccount, room_id: str, present: bool) -> int:
+    """Whether the avatar worker is in a live room (control API); return how many changed."""
+    return selectors.rooms_live(account=account, name=room_id).update(has_worker=present)

@@ -74,6 +74,14 @@ def rooms_live(
     return rooms.select_related("agent").order_by("created_at", "id")
 
 
+def rooms_of(*, account: SandboxAccount) -> QuerySet[SandboxRoom]:
+    return (
+        SandboxRoom.objects.filter(account=account)
+        .select_related("agent")
+        .order_by("created_at", "id")
+    )
+
+
 def room_messages(*, room: SandboxRoom, after: int) -> QuerySet[SandboxRoomMessage]:
     return SandboxRoomMessage.objects.filter(room=room, id__gt=after).order_by("id")
 

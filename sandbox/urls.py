@@ -29,6 +29,19 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="webhook_deliveries",
     ),
     re_path(r"^v1/(?P<path>.*)$", views.not_found, name="not_found"),
+    # Runtime sessions (api/runtime-sessions.md; not in openapi.yaml)
+    path("v2/<str:user_id>/runtime-sessions", views.runtime_sessions, name="runtime_sessions"),
+    path(
+        "v2/<str:user_id>/runtime-sessions/<str:session_id>/messages",
+        views.runtime_session_messages,
+        name="runtime_session_messages",
+    ),
+    path(
+        "v2/<str:user_id>/runtime-sessions/<str:session_id>/terminate",
+        views.runtime_session_terminate,
+        name="runtime_session_terminate",
+    ),
+    re_path(r"^v2/(?P<path>.*)$", views.not_found, name="not_found_v2"),
     # The hosted embed page and the files it and the API point at
     path("embed/<str:code>", views.embed_page, name="embed"),
     path("embed/<str:code>/live", views.embed_live, name="embed_live"),
@@ -39,4 +52,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("control/clock", views.control_clock, name="control_clock"),
     path("control/rooms", views.control_rooms, name="control_rooms"),
     path("control/rooms/<str:room_id>/end", views.control_room_end, name="control_room_end"),
+    path(
+        "control/rooms/<str:room_id>/worker", views.control_room_worker, name="control_room_worker"
+    ),
 ]

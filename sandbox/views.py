@@ -18,11 +18,11 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from sandbox import catalog, conf, payloads, rooms, schemas, selectors, services
+from sandbox import catalog, conf, payloads, rooms, runtime, schemas, selectors, services
 from sandbox import webhooks as sandbox_webhooks
 from sandbox.catalog import BUCKET_GENERATE, BUCKET_READ, BUCKET_WRITE
 from sandbox.errors import SandboxError, agent_not_found
-from sandbox.fields import body_object, field_number, query_int
+from sandbox.fields import body_object, field_bool, field_number, field_str, query_int
 from sandbox.http import (
     account_authenticate,
     api_endpoint,
@@ -128,16 +128,21 @@ def agent_list(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
 
 
 def _deliver(account: SandboxAccount, code: str, message: schemas.MessageIn) -> JsonResponse:
-    count = rooms.agent_message_deliver(
+    delivered, skipped = rooms.agent_message_deliver(
         account=account,
         code=code,
         kind=message.context_type,
         text=message.text,
         room_id=message.room_id,
     )
-    return JsonResponse(
-        {"agent_code": code, "context_type": message.context_type, "delivered_to_rooms": count}
-    )
+    answer: dict[str, object] = {
+        "agent_code": code,
+        "context_type": message.context_type,
+        "delivered_to_rooms": delivered,
+    }
+    if skipped:  # api/agents.md: a non-zero count means the message reached no one there
+        answer["rooms_skipped_no_worker"] = skipped
+    return JsonResponse(answer)
 
 
 @api_endpoint(BUCKET_WRITE)
@@ -167,6 +172,42 @@ def runtime_token_request(request: HttpRequest, account: SandboxAccount) -> Http
         account=account, data=schemas.runtime_token_in(body_object(request, required=False))
     )
     return JsonResponse({"data": data, "status": "success", "status_code": 200})
+
+
+# --- Runtime sessions (api/runtime-sessions.md) ---------------------------------------------------
+
+
+@api_endpoint(BUCKET_READ)
+def runtime_sessions(request: HttpRequest, account: SandboxAccount, user_id: str) -> HttpResponse:
+    runtime.user_check(account=account, user_id=user_id)
+    data = runtime.sessions_list(
+        account=account,
+        window=request.GET.get("window", "all"),
+        kind=request.GET.get("kind", "all"),
+        limit=query_int(request, "limit", default=50, minimum=1, maximum=200),
+    )
+    return JsonResponse({"success": True, "data": data})
+
+
+@api_endpoint(BUCKET_READ)
+def runtime_session_messages(
+    request: HttpRequest, account: SandboxAccount, user_id: str, session_id: str
+) -> HttpResponse:
+    runtime.user_check(account=account, user_id=user_id)
+    data = runtime.session_messages(account=account, session_id=session_id)
+    return JsonResponse({"success": True, "data": data})
+
+
+@api_endpoint(BUCKET_WRITE)
+def runtime_session_terminate(
+    request: HttpRequest, account: SandboxAccount, user_id: str, session_id: str
+) -> HttpResponse:
+    if request.method != "POST":
+        return method_not_allowed_response()
+    runtime.user_check(account=account, user_id=user_id)
+    reason = field_str(body_object(request, required=False), "reason")
+    data = runtime.session_terminate(account=account, session_id=session_id, reason=reason)
+    return JsonResponse({"success": True, "data": data})
 
 
 # --- Webhooks -----------------------------------------------------------------------------------
@@ -355,20 +396,44 @@ def control_clock(request: HttpRequest, account: SandboxAccount) -> HttpResponse
 def control_rooms(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
     if request.method != "GET":
         return method_not_allowed_response()
+    # ?all=1 adds rooms that ended, with how (the terminate reason the sandbox received).
+    every = request.GET.get("all") == "1"
+    found = (
+        selectors.rooms_of(account=account)
+        if every
+        else selectors.rooms_live(account=account, name=None)
+    )
     rooms = [
         {
             "room_id": room.name,
+            "session_id": str(room.session_id),
             "kind": room.kind,
             "agent_code": room.agent.code,
+            "has_worker": room.has_worker,
             "expires_at": payloads.iso(room.expires_at),
+            "ended_at": payloads.iso(room.ended_at) if room.ended_at else None,
+            "terminated_reason": room.terminated_reason,
             "messages": [
                 {"type": m.kind, "text": m.text}
                 for m in selectors.room_messages(room=room, after=0)
             ],
         }
-        for room in selectors.rooms_live(account=account, name=None)
+        for room in found
     ]
     return JsonResponse({"rooms": rooms})
+
+
+@api_endpoint(None, faults=False)
+def control_room_worker(
+    request: HttpRequest, account: SandboxAccount, room_id: str
+) -> HttpResponse:
+    """POST {"present": false}: the avatar worker left the room (speak skips it)."""
+    if request.method != "POST":
+        return method_not_allowed_response()
+    present = field_bool(body_object(request), "present", default=True)
+    if not rooms.room_worker_set(account=account, room_id=room_id, present=present):
+        raise SandboxError(404, "NOT_FOUND", f"No active room {room_id}")
+    return JsonResponse({"room_id": room_id, "has_worker": present})
 
 
 @api_endpoint(None, faults=False)

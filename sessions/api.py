@@ -46,6 +46,21 @@ class SessionOut(Schema):
     join_url: str = Field(description="Link to join the room and see the avatar.")
     started_at: Any = Field(description="When the session started.")
     ended_at: Any | None = Field(description="When the session ended; null while live.")
+    runtime_session_id: str | None = Field(
+        default=None,
+        description="bitHuman's runtime session for this room; null until bitHuman lists it "
+        "(until then speak and context go to every live room of the agent).",
+    )
+    runtime_room_name: str | None = Field(
+        default=None, description="The room bitHuman lists (speak and context target it)."
+    )
+    runtime_ended_at: Any | None = Field(
+        default=None, description="When bitHuman confirmed the runtime session ended."
+    )
+    runtime_end_error: str | None = Field(
+        default=None,
+        description="Why ending it at bitHuman failed so far (retried); null when it did not.",
+    )
 
 
 class SessionList(Schema):
@@ -84,9 +99,19 @@ class EventOut(Schema):
     id: int = Field(description="The event's number.")
     kind: str = Field(description="speak, context or system.")
     text: str = Field(description="What was sent or what happened.")
-    outcome: str = Field(description="delivered, no_live_room or error.")
+    outcome: str = Field(
+        description="delivered, reached_no_one (bitHuman answered 0 rooms, or rooms without an "
+        "avatar worker), no_live_room or error."
+    )
     delivered_to_rooms: int | None = Field(
         description="How many rooms received it; null when nothing was sent."
+    )
+    rooms_skipped_no_worker: int | None = Field(
+        default=None, description="Rooms bitHuman skipped for want of an avatar worker."
+    )
+    room_id: str | None = Field(
+        default=None,
+        description="The session's room it was sent to; null: every live room of the agent.",
     )
     created_at: Any = Field(description="When it happened.")
 
@@ -152,6 +177,13 @@ def _delivered(event: SessionEvent) -> JsonResponse:
     body = EventOut(**event_out(event)).model_dump(mode="json")
     if event.outcome == EventOutcome.DELIVERED:
         return JsonResponse(body, status=201)
+    if event.outcome == EventOutcome.REACHED_NO_ONE:
+        raise ApiError(
+            409,
+            "reached_no_one",
+            f"{event.outcome_label}. The event was recorded.",
+            details={"event_id": event.pk},
+        )
     if event.outcome == EventOutcome.NO_LIVE_ROOM:
         raise ApiError(
             409,

@@ -74,6 +74,18 @@ class AgentSession(OrgScopedModel):
     # The last start, speak or add-context attempt; the idle sweep ends sessions past
     # SESSION_IDLE_MINUTES of it.
     last_activity_at = models.DateTimeField(default=timezone.now)
+    # bitHuman's runtime session for this room (api/runtime-sessions.md), linked as soon as
+    # bitHuman lists it: its id (to terminate it, read its transcript) and its room name (the
+    # `room_id` speak and add-context target). Empty until then.
+    upstream_session_id = models.CharField(max_length=100, blank=True, db_index=True)
+    upstream_room_name = models.CharField(max_length=200, blank=True)
+    upstream_linked_at = models.DateTimeField(null=True, blank=True)
+    # Ending it upstream (terminate): when bitHuman confirmed, its answer, or the last failure
+    # while the retries go on.
+    upstream_ended_at = models.DateTimeField(null=True, blank=True)
+    upstream_end_note = models.TextField(blank=True)
+    upstream_end_error = models.TextField(blank=True)
+    upstream_end_attempts = models.PositiveSmallIntegerField(default=0)
 
     objects = AgentSessionQuerySet.as_manager()  # type: ignore[misc]
 
@@ -97,6 +109,16 @@ class AgentSession(OrgScopedModel):
         return (self.ended_at or timezone.now()) - self.started_at
 
     @property
+    def is_linked(self) -> bool:
+        """Whether bitHuman listed this session's room (so messages can target it)."""
+        return bool(self.upstream_session_id)
+
+    @property
+    def upstream_end_pending(self) -> bool:
+        """Ended here, not yet confirmed ended by bitHuman (a terminate is being retried)."""
+        return not self.is_live and self.is_linked and self.upstream_ended_at is None
+
+    @property
     def room_host(self) -> str:
         """Where the room link points (safe to show: no token)."""
         return urlsplit(self.room_url).netloc
@@ -110,6 +132,9 @@ class EventKind(models.TextChoices):
 
 class EventOutcome(models.TextChoices):
     DELIVERED = "delivered", "Delivered"
+    # bitHuman answered 200 but `delivered_to_rooms` was 0 or `rooms_skipped_no_worker` > 0:
+    # per api/agents.md the message reached no one.
+    REACHED_NO_ONE = "reached_no_one", "Reached no one"
     NO_LIVE_ROOM = "no_live_room", "No live room"
     ERROR = "error", "Error"
 
@@ -129,6 +154,10 @@ class SessionEvent(models.Model):
     )
     outcome = models.CharField(max_length=15, choices=EventOutcome.choices, blank=True)
     delivered_rooms = models.PositiveIntegerField(null=True, blank=True)
+    # rooms_skipped_no_worker of bitHuman's answer (rooms with no avatar worker in them).
+    skipped_rooms = models.PositiveIntegerField(null=True, blank=True)
+    # The room it was sent to (`room_id`); empty: every live room of the agent.
+    room_id = models.CharField(max_length=200, blank=True)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     retry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -148,9 +177,19 @@ class SessionEvent(models.Model):
     @property
     def outcome_label(self) -> str:
         """The outcome in words, as the console, the exports and the admin show it."""
+        rooms = self.delivered_rooms or 0
+        plural = "" if rooms == 1 else "s"
         if self.outcome == EventOutcome.DELIVERED:
-            rooms = self.delivered_rooms or 0
-            return f"delivered to {rooms} room{'' if rooms == 1 else 's'}"
+            if self.room_id:
+                return "delivered to this session's room"
+            return f"delivered to {rooms} room{plural} (every live room of the agent)"
+        if self.outcome == EventOutcome.REACHED_NO_ONE:
+            skipped = self.skipped_rooms or 0
+            if skipped:
+                reason = f"{skipped} room{'' if skipped == 1 else 's'} had no avatar worker"
+            else:
+                reason = "bitHuman delivered it to 0 rooms"
+            return f"Reached no one: {reason}"
         if self.outcome == EventOutcome.NO_LIVE_ROOM:
             return "No live room: open the room first"
         if self.outcome == EventOutcome.ERROR:

@@ -17,6 +17,10 @@ def session_out(session: AgentSession) -> dict[str, Any]:
         "join_url": session.room_url,
         "started_at": session.started_at,
         "ended_at": session.ended_at,
+        "runtime_session_id": session.upstream_session_id or None,
+        "runtime_room_name": session.upstream_room_name or None,
+        "runtime_ended_at": session.upstream_ended_at,
+        "runtime_end_error": session.upstream_end_error or None,
     }
 
 
@@ -27,5 +31,7 @@ def event_out(event: SessionEvent) -> dict[str, Any]:
         "text": event.text,
         "outcome": event.outcome,
         "delivered_to_rooms": event.delivered_rooms,
+        "rooms_skipped_no_worker": event.skipped_rooms,
+        "room_id": event.room_id or None,
         "created_at": event.created_at,
     }

@@ -32,7 +32,7 @@ from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError, Conflict, NotFound, upstream_failure
 from portal.models import BithumanConnection, User
 from portal.tenancy import Actor, Role, organization_active_require, role_require
-from sessions import events, livekit, selectors
+from sessions import events, livekit, selectors, upstream
 from sessions.models import (
     CONTEXT_MAX_CHARS,
     QUICK_REPLY_MAX_CHARS,
@@ -243,23 +243,29 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
         )
     code = session.agent.code
     connection = connections.connection_get(org=actor.organization)
+    # The session's own room once bitHuman lists it; until then every live room of the agent.
+    room_id = upstream.room_state(session, sending=True).room_name or None
     outcome: dict[str, Any]
     try:
         # No retries: a rate limit is shown at once ("retry in N s") rather than making the
         # operator wait, and the text stays in the box to send again.
         with connections.client_for(connection=connection, max_retries=0) as client:
             if kind == EventKind.SPEAK:
-                delivery = client.agent_speak(code=code, message=text)
+                delivery = client.agent_speak(code=code, message=text, room_id=room_id)
             else:
                 delivery = client.agent_context_add(
-                    code=code, context=text, context_type="add_context"
+                    code=code, context=text, context_type="add_context", room_id=room_id
                 )
     except bh_errors.BithumanError as error:
         outcome = _outcome_of(error, code)
     else:
         outcome = {
-            "outcome": EventOutcome.DELIVERED,
+            # api/agents.md: 0 rooms, or rooms skipped for want of a worker, reached no one.
+            "outcome": EventOutcome.REACHED_NO_ONE
+            if delivery.reached_no_one
+            else EventOutcome.DELIVERED,
             "delivered_rooms": delivery.delivered_to_rooms,
+            "skipped_rooms": delivery.rooms_skipped_no_worker,
         }
     now = timezone.now()
     with transaction.atomic():
@@ -269,12 +275,18 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
             text=text,
             author=_actor_user(actor),
             created_at=now,
+            room_id=room_id or "",
             **outcome,
         )
         AgentSession.objects.filter(pk=session.pk).update(last_activity_at=now)
         events.session_message_record(actor=actor, session=session, event=event)
     session.last_activity_at = now
     return event
+
+
+def room_state(*, session: AgentSession) -> upstream.RoomState:
+    """Where a line sent now goes: the session's own room, or every live room of the agent."""
+    return upstream.room_state(session)
 
 
 def session_speak(*, actor: Actor, session: AgentSession, text: str) -> SessionEvent:
@@ -364,6 +376,9 @@ def _end(
         text = f"Session ended by {user.get_short_name()}" if user else "Session ended"
     _system_event(session, text, author=user)
     events.session_ended_record(actor=user if staff else actor, session=session, staff=staff)
+    # The hosted room keeps running (and billing) in any tab with the join link until bitHuman
+    # terminates it; a failure is recorded and retried by a task, not forgotten.
+    upstream.upstream_end_or_retry(session)
     if session.kind == SessionKind.LIVEKIT:
         _livekit_room_close(session)
     return True

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from sessions import services
+from sessions import services, upstream
 
 logger = logging.getLogger(__name__)
 
@@ -16,3 +16,22 @@ def sessions_end_idle() -> int:
     if ended:
         logger.info("Ended %d idle sessions", ended)
     return ended
+
+
+@shared_task
+def session_upstream_end(session_pk: int) -> bool:
+    """Retry terminating an ended session's runtime session at bitHuman (the minute sweep
+    retries again if this one fails too)."""
+    return upstream.upstream_end_retry(session_pk=session_pk)
+
+
+@shared_task
+def sessions_upstream_end_sweep() -> int:
+    """Beat, every minute: retry terminates bitHuman has not confirmed."""
+    return upstream.upstream_ends_sweep()
+
+
+@shared_task
+def sessions_link_pending() -> int:
+    """Beat, every few seconds: link live sessions to the runtime sessions bitHuman lists."""
+    return upstream.pending_sessions_link()

@@ -175,6 +175,7 @@ def _console_context(
         "reply_form": QuickReplyForm(),
         "quick_replies": selectors.quick_reply_list(org=org),
         "idle_minutes": settings.SESSION_IDLE_MINUTES,
+        "room": services.room_state(session=session) if session.is_live else None,
     }
     context.update(overrides)
     return context
@@ -189,6 +190,7 @@ def session_console(request: HttpRequest, membership: Membership, session_id: UU
             "session": session,
             "events": selectors.timeline(session=session),
             "idle_minutes": settings.SESSION_IDLE_MINUTES,
+            "room": services.room_state(session=session) if session.is_live else None,
         }
         return render(request, "sessions/console.html#timeline", context)
     return render(request, "sessions/console.html", _console_context(request, membership, session))

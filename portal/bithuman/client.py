@@ -48,7 +48,13 @@ from portal.bithuman.types import (
     GenerationStarted,
     Pricing,
     PromptUpdated,
+    RevokeAll,
+    RuntimeSessionKind,
+    RuntimeSessionPage,
+    RuntimeSessionTerminated,
+    RuntimeSessionWindow,
     RuntimeToken,
+    Transcript,
     Webhook,
     WebhookDeleted,
     WebhookEvent,
@@ -324,6 +330,68 @@ class BithumanClient:
                 json=body,
                 parse=lambda payload: RuntimeToken.model_validate(_data_object(payload)),
                 replay_safe=False,  # a billing endpoint: a second session would be metered
+            )
+        )
+
+    # Runtime sessions (api/runtime-sessions.md; `user_id` is /v1/me's) ----------------------
+
+    def runtime_session_list(
+        self,
+        *,
+        user_id: str,
+        window: RuntimeSessionWindow | None = None,
+        kind: RuntimeSessionKind | None = None,
+        limit: int | None = None,
+    ) -> RuntimeSessionPage:
+        """GET /v2/{user_id}/runtime-sessions: sessions (`limit` 1..200) and account KPIs."""
+        params: dict[str, str | int] = {
+            name: value
+            for name, value in (("window", window), ("kind", kind), ("limit", limit))
+            if value is not None
+        }
+        return self._send(
+            _Call(
+                method="GET",
+                path=f"/v2/{_segment(user_id)}/runtime-sessions",
+                params=params or None,
+                parse=lambda payload: RuntimeSessionPage.model_validate(_data_object(payload)),
+            )
+        )
+
+    def runtime_session_messages(self, *, user_id: str, session_id: str) -> Transcript:
+        """GET /v2/{user_id}/runtime-sessions/{session_id}/messages: the transcript."""
+        return self._send(
+            _Call(
+                method="GET",
+                path=f"/v2/{_segment(user_id)}/runtime-sessions/{_segment(session_id)}/messages",
+                parse=lambda payload: Transcript.model_validate(_data_object(payload)),
+            )
+        )
+
+    def runtime_session_terminate(
+        self, *, user_id: str, session_id: str, reason: str | None = None
+    ) -> RuntimeSessionTerminated:
+        """POST /v2/{user_id}/runtime-sessions/{session_id}/terminate: stop one session.
+        Ending twice is harmless, so it is retried like a read; 404: no such session."""
+        return self._send(
+            _Call(
+                method="POST",
+                path=f"/v2/{_segment(user_id)}/runtime-sessions/{_segment(session_id)}/terminate",
+                json=_body(reason=reason),
+                parse=lambda payload: RuntimeSessionTerminated.model_validate(
+                    _data_object(payload)
+                ),
+            )
+        )
+
+    def runtime_revoke_all(self, *, user_id: str, reason: str | None = None) -> RevokeAll:
+        """POST /v2/{user_id}/runtime/revoke-all: suspend every runtime key (emergency)."""
+        return self._send(
+            _Call(
+                method="POST",
+                path=f"/v2/{_segment(user_id)}/runtime/revoke-all",
+                json=_body(reason=reason),
+                parse=lambda payload: RevokeAll.model_validate(_data_object(payload)),
             )
         )
 

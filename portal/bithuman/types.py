@@ -33,8 +33,16 @@ __all__ = [
     "Pagination",
     "Pricing",
     "PromptUpdated",
+    "RevokeAll",
+    "RuntimeSession",
+    "RuntimeSessionKind",
+    "RuntimeSessionPage",
+    "RuntimeSessionTerminated",
+    "RuntimeSessionWindow",
     "RuntimeToken",
     "TalkingVideoPricing",
+    "Transcript",
+    "TranscriptMessage",
     "Webhook",
     "WebhookDeleted",
     "WebhookEvent",
@@ -62,6 +70,9 @@ GenerateModel = Literal[
 GenerateVersion = Literal["v1", "v2"]
 ContextType = Literal["add_context", "speak"]
 WebhookEvent = Literal["agent.ready", "agent.failed"]
+# GET /v2/{user_id}/runtime-sessions filters (api/runtime-sessions.md).
+RuntimeSessionWindow = Literal["live", "recent", "all"]
+RuntimeSessionKind = Literal["conversations", "self_hosted", "all"]
 
 
 class _Result(BaseModel):
@@ -188,11 +199,19 @@ class AgentDeleted(_Result):
 
 
 class ContextDelivery(_Result):
-    """POST /v1/agent/{code}/speak and /add-context: how many live rooms got the message."""
+    """POST /v1/agent/{code}/speak and /add-context: how many live rooms got the message.
+
+    api/agents.md: `delivered_to_rooms: 0`, or a non-zero `rooms_skipped_no_worker`, means the
+    message reached no one (`reached_no_one`)."""
 
     delivered_to_rooms: int
+    rooms_skipped_no_worker: int | None = None
     agent_code: str | None = None
     context_type: str | None = None
+
+    @property
+    def reached_no_one(self) -> bool:
+        return self.delivered_to_rooms == 0 or bool(self.rooms_skipped_no_worker)
 
 
 class EmbedToken(_Result):
@@ -281,3 +300,74 @@ class WebhookDeleted(_Result):
 
     deleted: bool
     success: bool | None = None
+
+
+class RuntimeSession(_Result):
+    """One entry of `sessions` in GET /v2/{user_id}/runtime-sessions (api/runtime-sessions.md)."""
+
+    id: str
+    agent_code: str | None = None
+    agent_name: str | None = None
+    billing_type: str | None = None
+    key_alias: str | None = None
+    room_name: str | None = None
+    started: datetime | None = None
+    last_seen: datetime | None = None
+    minutes: float | None = None
+    credits: float | None = None
+    burn_rate_cr_per_min: float | None = None
+    status: str | None = None
+    has_transcript: bool | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return self.status == "live"
+
+
+class RuntimeSessionPage(_Result):
+    """`data` of GET /v2/{user_id}/runtime-sessions: the filtered sessions and account KPIs."""
+
+    sessions: tuple[RuntimeSession, ...] = ()
+    active_count: int | None = None
+    live_burn_rate_cr_per_min: float | None = None
+    credits_this_hour: float | None = None
+
+    _sessions_default = field_validator("sessions", mode="before")(_none_as_empty)
+
+
+class TranscriptMessage(_Result):
+    timestamp: datetime | None = None
+    role: str
+    message: str
+
+
+class Transcript(_Result):
+    """`data` of GET /v2/{user_id}/runtime-sessions/{id}/messages, oldest first."""
+
+    session_id: str | None = None
+    agent_code: str | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
+    live: bool | None = None
+    messages: tuple[TranscriptMessage, ...] = ()
+
+    _messages_default = field_validator("messages", mode="before")(_none_as_empty)
+
+
+class RuntimeSessionTerminated(_Result):
+    """`data` of POST /v2/{user_id}/runtime-sessions/{id}/terminate."""
+
+    session_id: str | None = None
+    closed: bool | None = None
+    ended: bool | None = None
+    self_hosted: bool | None = None
+    note: str | None = None
+
+
+class RevokeAll(_Result):
+    """`data` of POST /v2/{user_id}/runtime/revoke-all (the emergency stop)."""
+
+    revoked: bool | None = None
+    effective_in_seconds: int | None = None
+    runtime_suspended: bool | None = None
+    note: str | None = None

@@ -61,7 +61,7 @@ class SandboxClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self.http.request(method, path, **kwargs)
-        if path.startswith("/v1/"):
+        if path.startswith(("/v1/", "/v2/")):
             assert_valid(response)
         return response
 

@@ -32,6 +32,8 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 VENDORED_SPEC = Path(__file__).resolve().parents[2] / "vendor" / "bithuman" / "openapi.yaml"
+# What the markdown pages document beyond openapi.yaml (the pages win where they disagree).
+DOCS_SPEC = Path(__file__).resolve().parent / "docs_spec.yaml"
 SANDBOX_PREFIX = "/sandbox"
 _SKIP_KEYS = {"example", "examples", "description", "x-codeSamples"}
 
@@ -46,7 +48,17 @@ def spec_path() -> Path:
 @functools.cache
 def spec() -> dict[str, Any]:
     with spec_path().open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        document = yaml.safe_load(handle)
+    with DOCS_SPEC.open(encoding="utf-8") as handle:
+        docs = yaml.safe_load(handle)
+    for name, schema in docs["components"]["schemas"].items():
+        document["components"]["schemas"].setdefault(name, schema)
+    document["paths"].update(docs["paths"])
+    delivery = {"$ref": "#/components/schemas/ContextDelivery"}
+    for patch in docs["responses_patch"]:
+        response = document["paths"][patch["path"]][patch["method"]]["responses"][patch["status"]]
+        response["content"]["application/json"]["schema"] = delivery
+    return document
 
 
 def _pointer(root: dict[str, Any], ref: str) -> Any:

@@ -43,7 +43,7 @@ from portal import crypto, netsafe
 from portal.bithuman import errors as bh_errors
 from portal.bithuman import types as bh
 from portal.bithuman import webhooks
-from portal.bithuman.types import ContextDelivery
+from portal.bithuman.types import Account, ContextDelivery, RuntimeSessionPage
 from portal.models import Organization, User
 from tests.api.conftest import ApiClient, make_key
 from tests.factories import AgentFactory, AgentSessionFactory
@@ -222,6 +222,12 @@ class FakeBithuman:
         return ContextDelivery(delivered_to_rooms=1)
 
     agent_speak = agent_context_add = _deliver
+
+    def account_get(self) -> Account:
+        return Account(user_id="user-1")
+
+    def runtime_session_list(self, **query: object) -> RuntimeSessionPage:
+        return RuntimeSessionPage(sessions=())
 
 
 UPSTREAM = [

@@ -9,9 +9,10 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
+from sandbox import services as sandbox_services
 from sessions.models import AgentSession, SessionEvent
 from tests.factories import PASSWORD
-from tests.sessions.conftest import upstream_ready_agent
+from tests.sessions.conftest import org_sandbox_account, upstream_ready_agent
 
 # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are sync.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -68,10 +69,14 @@ def test_start_speak_add_context_lose_the_room_end_and_export(
     speak.press("Enter")
     expect(room.locator("#caption")).to_have_text("Hello there")
     timeline = page.locator("#timeline-items")
-    expect(timeline.locator(".event-speak").last).to_contain_text("delivered to 1 room")
+    # bitHuman lists the open page's room: the line went to this session's room only.
+    expect(timeline.locator(".event-speak").last).to_contain_text(
+        "delivered to this session's room"
+    )
     expect(page.get_by_label("Speak")).to_have_value("")
+    expect(page.get_by_test_id("room-state")).to_contain_text("Room connected")
 
-    # A double press sends once: the button is disabled while sending.
+    # A double press sends once: the first press takes the line out of the box.
     page.get_by_label("Speak").fill("Just once")
     page.get_by_role("button", name="Speak", exact=True).dblclick()
     expect(room.locator("#transcript li").last).to_have_text("Just once")
@@ -82,7 +87,7 @@ def test_start_speak_add_context_lose_the_room_end_and_export(
     page.get_by_label("Add context").fill("The visitor is called Ada")
     page.get_by_role("button", name="Add context").click()
     expect(room.locator("#context-notes li")).to_have_text(["The visitor is called Ada"])
-    expect(timeline.locator(".event-context")).to_contain_text("delivered to 1 room")
+    expect(timeline.locator(".event-context")).to_contain_text("delivered to this session's room")
 
     # A saved quick reply fills the Speak box.
     page.get_by_label("New quick reply").fill("Welcome to the museum!")
@@ -117,9 +122,81 @@ def test_start_speak_add_context_lose_the_room_end_and_export(
     with open(download.path(), encoding="utf-8") as exported:
         rows = list(csv.DictReader(io.StringIO(exported.read())))
     outcomes = [(row["kind"], row["text"], row["outcome_label"]) for row in rows]
-    assert ("speak", "Hello there", "delivered to 1 room") in outcomes
-    assert ("context", "The visitor is called Ada", "delivered to 1 room") in outcomes
+    mine = "delivered to this session's room"
+    assert ("speak", "Hello there", mine) in outcomes
+    assert ("context", "The visitor is called Ada", mine) in outcomes
     assert ("speak", "Still there?", "No live room: open the room first") in outcomes
-    assert outcomes[-1][0] == "system" and outcomes[-1][1].startswith("Session ended by")
+    assert outcomes[-2][0] == "system" and outcomes[-2][1].startswith("Session ended by")
+    assert outcomes[-1][1].startswith("bitHuman ended the room embed-")  # terminated upstream
 
+    assert problems == []
+
+
+def _console_open(page: Page, live_server, org, member, agent) -> AgentSession:
+    page.goto(f"{live_server.url}/login/")
+    page.locator("main").get_by_label("Email").fill(member.user.email)
+    page.locator("main").get_by_label("Password").fill(PASSWORD)
+    page.locator("main").get_by_role("button", name="Log in").click()
+    page.goto(f"{live_server.url}/o/{org.slug}/agents/{agent.public_id}/")
+    page.get_by_role("button", name="Start session").click()
+    session = AgentSession.objects.get()
+    expect(page.frame_locator("#room-frame").locator("#face")).to_be_visible()
+    return session
+
+
+def test_typing_while_sending_and_three_quick_lines_lose_nothing(
+    sandbox_api, live_server, settings, org, member, page: Page, problems
+):
+    settings.SANDBOX_EMBED_POLL_MS = 250
+    agent = upstream_ready_agent(org, name="Ava")
+    session = _console_open(page, live_server, org, member, agent)
+    # Every bitHuman answer now takes 0.8 s: lines are typed and sent while others travel.
+    sandbox_services.sandbox_account_configure(
+        account=org_sandbox_account(org), changes={"latency_ms": 800}
+    )
+    room = page.frame_locator("#room-frame")
+    timeline = page.locator("#timeline-items")
+    speak = page.get_by_label("Speak")
+
+    # Typing while a line is sending: the answer does not erase what was typed meanwhile.
+    speak.fill("Your order ships tomorrow.")
+    speak.press("Enter")
+    speak.press_sequentially("Second line right after.", delay=10)
+    expect(timeline.locator(".event-speak").last).to_contain_text("Your order ships tomorrow.")
+    expect(timeline.locator(".event-speak").last).to_contain_text("delivered")
+    expect(speak).to_have_value("Second line right after.")
+    speak.press("Enter")
+    expect(room.locator("#transcript li").last).to_have_text("Second line right after.")
+
+    # Three lines within a second: queued in order, each with its own outcome.
+    started = time.monotonic()
+    for line in ("One.", "Two.", "Three."):
+        speak.fill(line)
+        speak.press("Enter")
+    assert time.monotonic() - started < 1.0
+    expect(page.locator("#send-queue li")).not_to_have_count(0)  # shown while they travel
+    expect(room.locator("#transcript li")).to_have_text(
+        ["Your order ships tomorrow.", "Second line right after.", "One.", "Two.", "Three."]
+    )
+    expect(page.locator("#send-queue li")).to_have_count(0)
+    spoken = timeline.locator(".event-speak")
+    expect(spoken).to_have_count(5)
+    for index, line in enumerate(("One.", "Two.", "Three."), start=2):
+        expect(spoken.nth(index)).to_contain_text(line)
+        expect(spoken.nth(index).locator(".event-outcome")).to_have_text(
+            "delivered to this session's room"
+        )
+    texts = list(
+        SessionEvent.objects.filter(session=session, kind="speak")
+        .order_by("created_at", "id")
+        .values_list("text", flat=True)
+    )
+    assert texts == [
+        "Your order ships tomorrow.",
+        "Second line right after.",
+        "One.",
+        "Two.",
+        "Three.",
+    ]
+    expect(speak).to_have_value("")
     assert problems == []

@@ -17,7 +17,14 @@ from django.utils import timezone
 
 from organizations import connections
 from portal.bithuman import errors as bh_errors
-from portal.bithuman.types import ContextDelivery, EmbedToken
+from portal.bithuman.types import (
+    Account,
+    ContextDelivery,
+    EmbedToken,
+    RuntimeSession,
+    RuntimeSessionPage,
+    RuntimeSessionTerminated,
+)
 from sessions.models import AgentSession, EventOutcome, LiveKitConfig, QuickReply, SessionEvent
 from tests.conftest import client_for
 from tests.factories import (
@@ -42,6 +49,7 @@ class FakeBithuman:
         self.sent: list[tuple[str, dict]] = []
         self.rooms = 1
         self.error: bh_errors.BithumanError | None = None
+        self.runtime_sessions: tuple[RuntimeSession, ...] = ()
 
     def __enter__(self) -> FakeBithuman:
         return self
@@ -60,6 +68,16 @@ class FakeBithuman:
 
     def agent_context_add(self, **body: object) -> ContextDelivery:
         return self._deliver("context", **body)
+
+    def account_get(self) -> Account:
+        return Account(user_id="user-1")
+
+    def runtime_session_list(self, **query: object) -> RuntimeSessionPage:
+        return RuntimeSessionPage(sessions=self.runtime_sessions)
+
+    def runtime_session_terminate(self, **body: object) -> RuntimeSessionTerminated:
+        self.sent.append(("terminate", body))
+        return RuntimeSessionTerminated(session_id=str(body["session_id"]), ended=True)
 
     def embed_token_request(self, **body: object) -> EmbedToken:
         self.sent.append(("embed_token", body))
@@ -200,7 +218,9 @@ def test_speak_over_htmx_appends_the_event_and_clears_the_box(org, member, sessi
     assert "delivered to 1 room" in html
     assert 'id="speak-form"' in html and 'hx-swap-oob="true"' in html
     assert _textarea(html, "message") == ""
-    assert fake.sent == [("speak", {"code": session.agent.code, "message": "Hello there"})]
+    assert fake.sent == [
+        ("speak", {"code": session.agent.code, "message": "Hello there", "room_id": None})
+    ]
     assert session.events.get().outcome == EventOutcome.DELIVERED
 
 
@@ -214,7 +234,12 @@ def test_context_over_htmx_is_sent_as_add_context(org, member, session, fake):
     assert fake.sent == [
         (
             "context",
-            {"code": session.agent.code, "context": "Visitor: Ada", "context_type": "add_context"},
+            {
+                "code": session.agent.code,
+                "context": "Visitor: Ada",
+                "context_type": "add_context",
+                "room_id": None,
+            },
         )
     ]
 
@@ -406,7 +431,8 @@ def test_exports_have_every_event_with_its_outcome(org, viewer, session):
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [(r["kind"], r["text"], r["outcome_label"]) for r in rows] == [
         ("system", "Session started", ""),
-        ("speak", "'=HYPERLINK(1)", "delivered to 2 rooms"),  # no formula in a spreadsheet
+        # no formula in a spreadsheet
+        ("speak", "'=HYPERLINK(1)", "delivered to 2 rooms (every live room of the agent)"),
         ("context", "Ada", "No live room: open the room first"),
     ]
     data = json.loads(client.get(url("session_export_json", org, session.public_id)).content)
