@@ -110,6 +110,7 @@ def agent_create(
             return duplicate.get()
         raise Conflict("This form was already used. Reload the page and try again.") from None
     history_record(agent, from_status="", source=StatusSource.SUBMIT)
+    _first_revision_record(agent)
     _submit_enqueue(agent)
     activity_services.audit_record(
         org=actor.organization,
@@ -119,6 +120,18 @@ def agent_create(
         details={"model": agent.model},
     )
     return agent
+
+
+def _first_revision_record(agent: Agent) -> None:
+    """Revision 1 of the prompt history: the prompt the agent is created with."""
+    if agent.system_prompt:
+        PromptRevision.objects.create(
+            agent=agent,
+            text=agent.system_prompt,
+            author=agent.created_by,
+            accepted=True,
+            created_at=agent.created_at,
+        )
 
 
 def _submit_enqueue(agent: Agent) -> None:
@@ -354,6 +367,7 @@ def agent_retry(*, actor: Actor, agent: Agent) -> Agent:
             created_by=_actor_user(actor),
         )
         history_record(retry, from_status="", source=StatusSource.SUBMIT)
+        _first_revision_record(retry)
         _submit_enqueue(retry)
         activity_services.audit_record(
             org=agent.organization,
