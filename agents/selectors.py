@@ -161,7 +161,7 @@ def agent_progress(*, agent: Agent) -> Progress:
     end = agent.ready_at or agent.failed_at or timezone.now()
     elapsed = int((end - started).total_seconds())
     eta = None
-    if not agent.is_terminal:
+    if not agent.is_terminal and not agent.is_overdue:  # overdue: no honest estimate
         typical = TYPICAL_SECONDS.get(agent.model, 300)
         if agent.progress > 0.02:
             eta = max(0, int(elapsed / agent.progress - elapsed))
