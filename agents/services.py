@@ -229,6 +229,8 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
             request_id=error.request_id,
         )
         return agent
+    if agent.organization.bithuman_suspended_at is not None:
+        connections.suspension_clear(org=agent.organization)  # bitHuman took it: not suspended
     now = timezone.now()
     claimed = Agent.objects.filter(pk=agent.pk, status=AgentStatus.SUBMITTING).update(
         code=started.agent_id,
@@ -304,6 +306,8 @@ def agent_prompt_update(*, actor: Actor, agent: Agent, text: str) -> PromptRevis
         raise upstream_failure(
             error, f"bitHuman did not accept the prompt: {error.message}", field="system_prompt"
         ) from None
+    if actor.organization.bithuman_suspended_at is not None:
+        connections.suspension_clear(org=actor.organization)
     with transaction.atomic():
         revision = PromptRevision.objects.create(
             agent=agent, text=text, author=_actor_user(actor), accepted=True

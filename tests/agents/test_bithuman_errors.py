@@ -22,10 +22,10 @@ def _sandbox_account(org, **changes):
     return sandbox_services.sandbox_account_configure(account=account, changes=changes)
 
 
-def _create(member):
-    return services.agent_create(
+def _create(member, name="Bo"):
+    agent = services.agent_create(
         actor=member,
-        name="Bo",
+        name=name,
         system_prompt="A cheerful host",
         model="expression-1",
         aspect_ratio="16:9",
@@ -34,6 +34,8 @@ def _create(member):
         image=services.MediaSource(),
         audio=services.MediaSource(),
     )
+    agent.refresh_from_db()
+    return agent
 
 
 def test_a_suspended_account_fails_the_agent_as_such_and_marks_every_page(sandbox_api, org, member):
@@ -98,3 +100,14 @@ def test_a_refused_prompt_keeps_and_shows_the_request_id(sandbox_api, org, membe
     assert revision.error_request_id.startswith("req_")
     assert revision.error_request_id in response.content.decode()
     assert Agent.objects.count() == 1
+
+
+def test_a_generation_bithuman_takes_clears_the_suspension_mark(sandbox_api, org, member):
+    _sandbox_account(org, suspended=True)
+    _create(member, "Bo")
+    org.refresh_from_db()
+    assert org.bithuman_suspended_at is not None
+    _sandbox_account(org, suspended=False)
+    assert _create(member, "Cy").status == AgentStatus.PROCESSING
+    org.refresh_from_db()
+    assert org.bithuman_suspended_at is None and org.bithuman_suspended_request_id == ""
