@@ -27,6 +27,7 @@ class StatusFilter(admin.SimpleListFilter):
         "submitting": [AgentStatus.SUBMITTING],
         "processing": [AgentStatus.PROCESSING],
         "generating": [AgentStatus.GENERATING, AgentStatus.COMPLETED, AgentStatus.SUCCESS],
+        "overdue": [AgentStatus.OVERDUE],
         "ready": [AgentStatus.READY],
         "failed": [AgentStatus.FAILED],
     }
@@ -36,6 +37,7 @@ class StatusFilter(admin.SimpleListFilter):
             ("submitting", "Submitting"),
             ("processing", "Processing"),
             ("generating", "Generating"),
+            ("overdue", "Overdue"),
             ("ready", "Ready"),
             ("failed", "Failed"),
         ]

@@ -190,6 +190,18 @@ def agent_retry(request: HttpRequest, agent_id: str) -> tuple[int, dict[str, Any
     return 202, agent_out(retry)
 
 
+@router.post(
+    "/{agent_id}/give-up",
+    response=AgentOut,
+    summary="Give up on an overdue agent",
+    description="Fails an overdue agent for good. " + services.GIVE_UP_CONSEQUENCES,
+)
+def agent_give_up(request: HttpRequest, agent_id: str) -> dict[str, Any]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    agent = _agent_get(request, agent_id)
+    return agent_out(services.agent_give_up(actor=actor, agent=agent))
+
+
 @router.get("/{agent_id}/history", response=AgentHistory, summary="Status history")
 def agent_history(request: HttpRequest, agent_id: str) -> dict[str, Any]:
     scope_require(request, ApiScope.AGENTS_READ)

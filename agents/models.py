@@ -2,6 +2,7 @@
 
 An agent's status only moves forward: `ready` and `failed` absorb, and among the intermediate
 values (whose names do not sort: `completed` shows up at ~5 %) progress decides what is newer.
+`overdue` (ours: past the deadline) is kept by intermediate answers and left by ready or failed.
 Writes that race (poller vs webhook) are compare-and-set updates in agents.statuses.
 """
 
@@ -23,6 +24,9 @@ class AgentStatus(models.TextChoices):
     GENERATING = "generating", "Generating"
     COMPLETED = "completed", "Generating"  # intermediate upstream value, not an ending
     SUCCESS = "success", "Generating"  # intermediate upstream value, not an ending
+    # Ours, never upstream's: still unfinished long past its model's typical time. Polled at the
+    # slowest cadence; a later ready or failed still applies; "Give up" fails it for good.
+    OVERDUE = "overdue", "Overdue"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
 
@@ -99,6 +103,8 @@ class Agent(OrgScopedModel):
     current_step = models.CharField(max_length=30, blank=True)
     progress_message = models.CharField(max_length=300, blank=True)
     error_message = models.TextField(blank=True)
+    # bitHuman's X-Request-Id of the call that failed the agent (quote it to bitHuman support).
+    error_request_id = models.CharField(max_length=128, blank=True)
     supported_models = models.JSONField(default=list, blank=True)
 
     created_by = models.ForeignKey(
@@ -116,7 +122,11 @@ class Agent(OrgScopedModel):
     next_poll_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     consecutive_errors = models.PositiveIntegerField(default=0)
+    # Attempts that did not end in a 429 (agents.queue: a 429 is waiting one's turn).
     submit_attempts = models.PositiveIntegerField(default=0)
+    # Set when bitHuman's Generate rate limit answered 429: the submission waits until then
+    # ("queued" on the pages).
+    queued_until = models.DateTimeField(null=True, blank=True)
 
     objects = AgentQuerySet.as_manager()  # type: ignore[misc]
 
@@ -156,6 +166,15 @@ class Agent(OrgScopedModel):
     def is_failed(self) -> bool:
         return self.status == AgentStatus.FAILED
 
+    @property
+    def is_overdue(self) -> bool:
+        return self.status == AgentStatus.OVERDUE
+
+    @property
+    def is_queued(self) -> bool:
+        """Waiting its turn under bitHuman's Generate rate limit (agents.queue)."""
+        return self.status == AgentStatus.SUBMITTING and self.queued_until is not None
+
 
 class StatusSource(models.TextChoices):
     SUBMIT = "submit", "Submit"
@@ -171,6 +190,7 @@ class AgentStatusChange(models.Model):
     progress = models.FloatField(default=0.0)
     current_step = models.CharField(max_length=30, blank=True)
     message = models.CharField(max_length=300, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)  # bitHuman's, of a failed call
     source = models.CharField(max_length=10, choices=StatusSource.choices)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -189,6 +209,7 @@ class PromptRevision(models.Model):
     )
     accepted = models.BooleanField(default=False)
     error_message = models.TextField(blank=True)
+    error_request_id = models.CharField(max_length=128, blank=True)  # bitHuman's X-Request-Id
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

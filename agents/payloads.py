@@ -20,12 +20,14 @@ AGENT_OUT_COLUMNS = (
     "current_step",
     "progress_message",
     "error_message",
+    "error_request_id",
     "code",
     "model",
     "system_prompt",
     "created_at",
     "updated_at",
     "ready_at",
+    "queued_until",
 )
 
 
@@ -39,15 +41,19 @@ def agent_out_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["public_id"]),
         "name": row["name"],
-        "status": _PUBLIC_STATUS.get(row["status"], row["status"]),
+        "status": "queued"
+        if row["status"] == AgentStatus.SUBMITTING and row["queued_until"] is not None
+        else _PUBLIC_STATUS.get(row["status"], row["status"]),
         "progress": 1.0 if is_ready else row["progress"],
         "current_step": row["current_step"],
         "progress_message": row["progress_message"],
         "error_message": row["error_message"],
+        "error_request_id": row["error_request_id"],
         "agent_code": row["code"] if is_ready else None,
         "model": row["model"],
         "system_prompt": row["system_prompt"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "ready_at": row["ready_at"],
+        "queued_until": row["queued_until"],
     }

@@ -27,7 +27,9 @@ over the agents that are due, in batches:
    never fail an agent), the deferral after a 429. A time set by someone else meanwhile (a
    webhook asking for an immediate refresh) is kept.
 5. Deadline: an agent still unfinished long after its model's typical duration
-   (TYPICAL_SECONDS x AGENT_DEADLINE_FACTOR) fails with a reason that says so.
+   (TYPICAL_SECONDS x AGENT_DEADLINE_FACTOR) becomes `overdue`, not failed: polled at the
+   slowest cadence (AGENT_POLL_MAX_INTERVAL; a webhook still brings it in at once), and a
+   later ready or failed applies. Failing it for good is the user's "Give up".
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import ratelimit, services, statuses
-from agents.models import Agent, StatusSource
+from agents.models import Agent, AgentStatus, StatusSource
 from agents.statuses import Batch, agents_claim
 from organizations import connections as org_connections
 from portal.bithuman import aio
@@ -107,6 +109,8 @@ def cadence_seconds(*, agent: Agent, now: datetime) -> float:
     expression-2: 40-90 min) are polled every typical/60 seconds later in their run, at most
     AGENT_POLL_MAX_INTERVAL. A webhook still brings any of them in at once.
     """
+    if agent.status == AgentStatus.OVERDUE:
+        return _max_interval()  # past its deadline: the slowest cadence (a webhook still wins)
     interval = _interval()
     typical = _typical_seconds(agent)
     elapsed = (now - _started_at(agent)).total_seconds()
@@ -142,12 +146,13 @@ def _duration_words(seconds: float) -> str:
     return f"{seconds / 3600:.1f} hours"
 
 
-def _deadline_reason(agent: Agent, now: datetime) -> str:
+def _overdue_reason(agent: Agent, now: datetime) -> str:
     waited = (now - _started_at(agent)).total_seconds()
     return (
-        f"bitHuman did not finish this agent in time: {agent.model} usually takes about "
-        f"{_duration_words(_typical_seconds(agent))}, and it was still unfinished after "
-        f"{_duration_words(waited)}. Retry it to start a new generation."
+        f"Overdue: {agent.model} usually takes about "
+        f"{_duration_words(_typical_seconds(agent))} and this one is still unfinished after "
+        f"{_duration_words(waited)}. bitHuman may still finish it; it is checked every "
+        f"{_duration_words(_max_interval())}."
     )
 
 
@@ -187,6 +192,8 @@ class AccountGroup:
     base_url: str
     api_secret: str = field(repr=False)
     organization_ids: set[int] = field(default_factory=set)
+    # Organizations marked "bitHuman account suspended" (cleared by an answer).
+    suspended_organization_ids: set[int] = field(default_factory=set)
     agents: list[Agent] = field(default_factory=list)
 
 
@@ -194,7 +201,9 @@ def _groups(agents: Sequence[Agent]) -> list[AccountGroup]:
     org_ids = {agent.organization_id for agent in agents}
     connections = {
         connection.organization_id: connection
-        for connection in BithumanConnection.objects.filter(organization_id__in=org_ids)
+        for connection in BithumanConnection.objects.filter(
+            organization_id__in=org_ids
+        ).select_related("organization")
     }
     groups: dict[str, AccountGroup] = {}
     group_of: dict[int, AccountGroup] = {}  # organization -> its account's group
@@ -213,6 +222,8 @@ def _groups(agents: Sequence[Agent]) -> list[AccountGroup]:
                 ),
             )
             group.organization_ids.add(agent.organization_id)
+            if connection.organization.bithuman_suspended_at is not None:
+                group.suspended_organization_ids.add(agent.organization_id)
             group_of[agent.organization_id] = group
         group.agents.append(agent)
     return list(groups.values())
@@ -365,6 +376,10 @@ def _batch_process(batch: Batch, report: PollReport) -> BatchOutcome:
                 )
             outcomes.append((agent, result, deferred_for.get(group.key, 0.0)))
     asked = _results_apply(batch=batch, outcomes=outcomes, report=report)
+    org_connections.suspensions_record(
+        outcomes=[(agent.organization_id, result) for agent, result, _deferral in outcomes],
+        marked={org for group, _agents in plan for org in group.suspended_organization_ids},
+    )
     return BatchOutcome(exhausted=exhausted, asked=asked)
 
 
@@ -376,12 +391,13 @@ def _results_apply(
 ) -> set[int]:
     """Write a batch's answers in one transaction: one compare-and-set statement for every
     status (agents.statuses.agent_statuses_apply), one statement releasing the leases, and
-    per agent only the rare failures (deadline passed, unknown upstream). Returns the agents
+    per agent only the rare changes (overdue, unknown upstream). Returns the agents
     whose poll a webhook asked for meanwhile (every time released here is in the future)."""
     now = timezone.now()
     answers: list[tuple[Agent, bh.AgentStatus]] = []
     releases: list[statuses.LeaseRelease] = []
     failures: list[tuple[Agent, str]] = []
+    overdue: list[Agent] = []
     for agent, result, deferral in outcomes:
         if isinstance(result, aio.Unsent | bh_errors.RateLimitedError):
             # Not the agent's fault: no error counted; nothing goes to the account until then.
@@ -397,9 +413,7 @@ def _results_apply(
         report.errors += 1
         errors = agent.consecutive_errors + 1
         logger.info("Polling agent %s failed (%d in a row): %s", agent.pk, errors, result)
-        if now >= deadline_of(agent):
-            failures.append((agent, _deadline_reason(agent, now)))
-        elif isinstance(result, bh_errors.AgentNotFoundError) and errors >= NOT_FOUND_LIMIT:
+        if isinstance(result, bh_errors.AgentNotFoundError) and errors >= NOT_FOUND_LIMIT:
             failures.append(
                 (
                     agent,
@@ -408,6 +422,8 @@ def _results_apply(
                 )
             )
         else:
+            if now >= deadline_of(agent) and agent.status != AgentStatus.OVERDUE:
+                overdue.append(agent)
             releases.append(
                 statuses.LeaseRelease(
                     agent.pk, now + timedelta(seconds=_backoff_seconds(errors)), errors=1
@@ -419,15 +435,20 @@ def _results_apply(
         for agent, status in answers:
             if status.is_terminal:
                 continue  # the write above ended polling (or the agent had already ended)
-            if now >= deadline_of(agent):
-                failures.append((agent, _deadline_reason(agent, now)))
-                continue
+            if now >= deadline_of(agent) and agent.status != AgentStatus.OVERDUE:
+                overdue.append(agent)  # not failed: a later ready or failed still applies
             next_poll_at = next_poll_after_answer(agent=agent, now=now)
             releases.append(statuses.LeaseRelease(agent.pk, next_poll_at, errors=0))
         asked = _releases_write(batch=batch, releases=releases, now=now)
         for agent, reason in failures:
             if statuses.agent_fail(agent=agent, reason=reason, source=StatusSource.POLL):
                 report.failed += 1
+        for agent in overdue:
+            statuses.agent_overdue_mark(
+                agent=agent,
+                reason=_overdue_reason(agent, now),
+                next_poll_at=now + timedelta(seconds=_max_interval()),
+            )
     return asked
 
 

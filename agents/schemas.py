@@ -65,13 +65,22 @@ class AgentPatch(Schema):
 class AgentOut(Schema):
     id: str = Field(description="The agent's id in the portal (a UUID).")
     name: str = Field(description="Display name of the agent.")
-    status: Literal["submitting", "processing", "generating", "ready", "failed"] = Field(
-        description="Where generation stands: submitting, processing, generating, ready or failed."
+    status: Literal[
+        "submitting", "queued", "processing", "generating", "overdue", "ready", "failed"
+    ] = Field(
+        description="Where generation stands: submitting, queued (waiting its turn under "
+        "bitHuman's Generate rate limit; see queued_until), processing, generating, overdue "
+        "(unfinished long past the model's typical time: still followed, a late ready or failed "
+        "applies; POST .../give-up fails it for good), ready or failed."
     )
     progress: float = Field(description="Generation progress, from 0 to 1.")
     current_step: str = Field(description="The generation step bitHuman reports last.")
     progress_message: str = Field(description="bitHuman's latest progress message.")
     error_message: str = Field(description="Why generation failed; empty otherwise.")
+    error_request_id: str = Field(
+        description="bitHuman's X-Request-Id of the call that failed the agent (quote it to "
+        "bitHuman support); empty otherwise."
+    )
     agent_code: str | None = Field(
         description="The bitHuman agent code for your own apps; null until the agent is ready."
     )
@@ -80,6 +89,9 @@ class AgentOut(Schema):
     created_at: datetime = Field(description="When the agent was created.")
     updated_at: datetime = Field(description="When the agent last changed.")
     ready_at: datetime | None = Field(description="When generation finished; null until ready.")
+    queued_until: datetime | None = Field(
+        description="While queued: when the submission is sent to bitHuman again; null otherwise."
+    )
 
 
 class AgentList(Schema):
@@ -88,9 +100,9 @@ class AgentList(Schema):
 
 
 class AgentListQuery(Schema):
-    status: Literal["submitting", "processing", "generating", "ready", "failed"] | None = Field(
-        default=None, description="Only agents in this status."
-    )
+    status: (
+        Literal["submitting", "processing", "generating", "overdue", "ready", "failed"] | None
+    ) = Field(default=None, description="Only agents in this status.")
     search: Text | None = Field(
         default=None, description="Only agents whose name or code contains this text."
     )

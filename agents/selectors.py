@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -160,7 +161,7 @@ def agent_progress(*, agent: Agent) -> Progress:
     end = agent.ready_at or agent.failed_at or timezone.now()
     elapsed = int((end - started).total_seconds())
     eta = None
-    if not agent.is_terminal:
+    if not agent.is_terminal and not agent.is_overdue:  # overdue: no honest estimate
         typical = TYPICAL_SECONDS.get(agent.model, 300)
         if agent.progress > 0.02:
             eta = max(0, int(elapsed / agent.progress - elapsed))
@@ -194,21 +195,61 @@ def failure_fix(*, agent: Agent) -> str:
 @dataclass(frozen=True)
 class RevisionView:
     revision: PromptRevision
-    diff: list[tuple[str, str]]  # (kind, line) with kind in "add", "del", "same"
+    number: int  # 1 is the prompt the agent was created with
+    # (kind, text) with kind in "add", "del", "same": word by word, whitespace kept, so the page
+    # wraps it like prose and marks only what changed. Revision 1 is all "same" (nothing before).
+    diff: list[tuple[str, str]]
+
+
+_TOKENS = re.compile(r"\s+|[^\s]+")
+
+
+# An unchanged run this short (a word and its spaces) between two changes joins them: "cheerful
+# museum guide" -> "strict museum guard" reads as one change, not two.
+_JOIN_TOKENS = 3
+
+
+def prompt_diff(previous: str, text: str) -> list[tuple[str, str]]:
+    """`text` against `previous`, by word: runs of unchanged, removed and added text."""
+    before, after = _TOKENS.findall(previous), _TOKENS.findall(text)
+    opcodes = difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes()
+    # (changed, removed tokens, added tokens), short unchanged runs between changes joined in.
+    runs: list[tuple[bool, list[str], list[str]]] = []
+    for index, (op, a1, a2, b1, b2) in enumerate(opcodes):
+        changed = op != "equal"
+        between = 0 < index < len(opcodes) - 1
+        if not changed and between and a2 - a1 <= _JOIN_TOKENS:
+            changed = True
+        if runs and runs[-1][0] and changed:
+            runs[-1][1].extend(before[a1:a2])
+            runs[-1][2].extend(after[b1:b2])
+        else:
+            runs.append((changed, before[a1:a2], after[b1:b2]))
+    segments: list[tuple[str, str]] = []
+    for changed, removed, added in runs:
+        if not changed:
+            segments.append(("same", "".join(added)))
+            continue
+        if removed:
+            segments.append(("del", "".join(removed)))
+        if added:
+            segments.append(("add", "".join(added)))
+    return segments
 
 
 def revision_history(*, agent: Agent) -> list[RevisionView]:
+    """Newest first. Each accepted revision is compared with the accepted one before it (a
+    refused one never became the prompt); revision 1, the creation prompt, with nothing."""
     revisions = list(agent.prompt_revisions.select_related("author"))
     views = []
-    for i, revision in enumerate(revisions):
-        previous = revisions[i + 1].text if i + 1 < len(revisions) else ""
-        lines = []
-        for line in difflib.ndiff(previous.splitlines(), revision.text.splitlines()):
-            if line.startswith("? "):
-                continue
-            kind = {"+ ": "add", "- ": "del"}.get(line[:2], "same")
-            lines.append((kind, line[2:]))
-        views.append(RevisionView(revision=revision, diff=lines))
+    for index, revision in enumerate(revisions):
+        number = len(revisions) - index
+        earlier = [r for r in revisions[index + 1 :] if r.accepted]
+        if number == 1 or not earlier:
+            diff = [("same", revision.text)]
+        else:
+            diff = prompt_diff(earlier[0].text, revision.text)
+        views.append(RevisionView(revision=revision, number=number, diff=diff))
     return views
 
 

@@ -17,10 +17,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from activity import services as activity_services
+from agents import queue
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
@@ -108,6 +110,7 @@ def agent_create(
             return duplicate.get()
         raise Conflict("This form was already used. Reload the page and try again.") from None
     history_record(agent, from_status="", source=StatusSource.SUBMIT)
+    _first_revision_record(agent)
     _submit_enqueue(agent)
     activity_services.audit_record(
         org=actor.organization,
@@ -117,6 +120,18 @@ def agent_create(
         details={"model": agent.model},
     )
     return agent
+
+
+def _first_revision_record(agent: Agent) -> None:
+    """Revision 1 of the prompt history: the prompt the agent is created with."""
+    if agent.system_prompt:
+        PromptRevision.objects.create(
+            agent=agent,
+            text=agent.system_prompt,
+            author=agent.created_by,
+            accepted=True,
+            created_at=agent.created_at,
+        )
 
 
 def _submit_enqueue(agent: Agent) -> None:
@@ -146,8 +161,10 @@ _REFUSALS = (
     bh_errors.ValidationError,
     bh_errors.InsufficientCreditsError,
     bh_errors.AuthenticationError,
+    bh_errors.AccountSuspendedError,
     bh_errors.PermissionDeniedError,
     bh_errors.ConcurrencyLimitError,
+    bh_errors.SessionLimitError,
     bh_errors.ConflictError,
     bh_errors.MalformedResponseError,
 )
@@ -161,13 +178,27 @@ def _refusal_message(error: bh_errors.BithumanError) -> str:
         )
     if isinstance(error, bh_errors.AuthenticationError):
         return "bitHuman rejected the organization's API secret. An admin can fix it in Settings."
+    if isinstance(error, bh_errors.AccountSuspendedError):
+        return (
+            "The organization's bitHuman account is suspended (its balance is below bitHuman's "
+            "suspension floor). Top up the bitHuman account, then retry this agent."
+        )
     return f"bitHuman refused the request: {error.message}"
+
+
+class SubmitQueued(Exception):
+    """bitHuman's Generate rate limit answered 429: the agent waits `seconds` for its turn."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"queued for {seconds:.0f} s")
+        self.seconds = seconds
 
 
 def agent_submit(*, agent_pk: int) -> Agent | None:
     """Send the generate request for an agent still `submitting` (safe to repeat).
 
-    Transient errors (429, 5xx, network) are raised for the task to retry; refusals fail the agent.
+    A 429 queues the agent (SubmitQueued, agents.queue: not a failed attempt); other transient
+    errors (5xx, network) are raised for the task to retry; refusals fail the agent.
     """
     agent = Agent.objects.select_related("organization").filter(pk=agent_pk).first()
     if agent is None or agent.status != AgentStatus.SUBMITTING:
@@ -186,9 +217,20 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
                 model=agent.model,  # type: ignore[arg-type]
                 idempotency_key=str(agent.public_id),
             )
+    except bh_errors.RateLimitedError as error:
+        # Not a failed attempt: the submission waits its turn (agents.queue).
+        raise SubmitQueued(queue.submission_queue(agent=agent, error=error)) from None
     except _REFUSALS as error:
-        agent_fail(agent=agent, reason=_refusal_message(error), source=StatusSource.SUBMIT)
+        connections.connection_outcome_record(connection=connection, error=error)
+        agent_fail(
+            agent=agent,
+            reason=_refusal_message(error),
+            source=StatusSource.SUBMIT,
+            request_id=error.request_id,
+        )
         return agent
+    if agent.organization.bithuman_suspended_at is not None:
+        connections.suspension_clear(org=agent.organization)  # bitHuman took it: not suspended
     now = timezone.now()
     claimed = Agent.objects.filter(pk=agent.pk, status=AgentStatus.SUBMITTING).update(
         code=started.agent_id,
@@ -198,6 +240,7 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
         next_poll_at=now + timedelta(seconds=settings.AGENT_POLL_INTERVAL),
         lease_until=None,
         consecutive_errors=0,
+        queued_until=None,
     )
     agent.refresh_from_db()
     if claimed:
@@ -208,9 +251,12 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
 def agents_submit_sweep(*, older_than: timedelta | None = None) -> list[int]:
     """Re-queue rows stuck in `submitting` (a worker died, a lost message): the key replays."""
     cutoff = timezone.now() - (older_than or timedelta(seconds=60))
+    now = timezone.now()
     stuck = list(
         Agent.objects.filter(status=AgentStatus.SUBMITTING, created_at__lt=cutoff)
         .filter(submit_attempts__lt=settings.AGENT_SUBMIT_MAX_ATTEMPTS)
+        # A queued agent waits for its turn (agents.queue), then is sent like any other.
+        .filter(Q(queued_until__isnull=True) | Q(queued_until__lte=now))
         .values_list("pk", flat=True)[:500]
     )
     from agents import tasks
@@ -254,10 +300,14 @@ def agent_prompt_update(*, actor: Actor, agent: Agent, text: str) -> PromptRevis
             author=_actor_user(actor),
             accepted=False,
             error_message=error.message,
+            error_request_id=error.request_id or "",
         )
+        connections.connection_outcome_record(connection=connection, error=error)
         raise upstream_failure(
             error, f"bitHuman did not accept the prompt: {error.message}", field="system_prompt"
         ) from None
+    if actor.organization.bithuman_suspended_at is not None:
+        connections.suspension_clear(org=actor.organization)
     with transaction.atomic():
         revision = PromptRevision.objects.create(
             agent=agent, text=text, author=_actor_user(actor), accepted=True
@@ -321,6 +371,7 @@ def agent_retry(*, actor: Actor, agent: Agent) -> Agent:
             created_by=_actor_user(actor),
         )
         history_record(retry, from_status="", source=StatusSource.SUBMIT)
+        _first_revision_record(retry)
         _submit_enqueue(retry)
         activity_services.audit_record(
             org=agent.organization,
@@ -330,6 +381,34 @@ def agent_retry(*, actor: Actor, agent: Agent) -> Agent:
             details={"retry_of": str(agent.public_id)},
         )
     return retry
+
+
+GIVE_UP_CONSEQUENCES = (
+    "The portal stops following it and shows it as failed for good. This does not cancel the "
+    "generation at bitHuman nor refund its credits: bitHuman may still finish it and charge for "
+    "it (250 to 2000 credits, depending on the model), and the portal will not bring it back. "
+    "Retry starts a new generation, charged again."
+)
+
+
+def agent_give_up(*, actor: Actor, agent: Agent) -> Agent:
+    """Fail an overdue agent for good: the user's choice (the deadline only makes it overdue)."""
+    role_require(actor, Role.MEMBER, "give up on agents")
+    if not agent.is_overdue:
+        raise Conflict("Only an overdue agent can be given up on.", code="agent_not_overdue")
+    failed = agent_fail(
+        agent=agent,
+        reason="Given up while overdue: bitHuman had not finished it. "
+        "It may still have been charged there.",
+        source=StatusSource.MANUAL,
+    )
+    if not failed:  # it ended meanwhile (ready or failed): that outcome stands
+        agent.refresh_from_db()
+        raise Conflict(f"The agent is {agent.status} now.", code="agent_not_overdue")
+    activity_services.audit_record(
+        org=agent.organization, actor=actor, action="agent.given_up", target=agent
+    )
+    return agent
 
 
 def organization_agent_counts(*, org: Organization) -> dict[str, int]:

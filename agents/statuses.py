@@ -54,12 +54,14 @@ def history_row(agent: Agent, *, from_status: str, source: str) -> AgentStatusCh
         progress=agent.progress,
         current_step=agent.current_step,
         message=(agent.error_message or agent.progress_message)[:300],
+        request_id=agent.error_request_id if agent.status == AgentStatus.FAILED else "",
         source=source,
     )
 
 
-def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
-    """Fail a non-terminal agent (compare-and-set). Returns whether it changed."""
+def agent_fail(*, agent: Agent, reason: str, source: str, request_id: str | None = None) -> bool:
+    """Fail a non-terminal agent (compare-and-set). Returns whether it changed. `request_id`:
+    bitHuman's X-Request-Id of the call that failed it, kept for its support."""
     previous = agent.status
     now = timezone.now()
     changed = (
@@ -68,6 +70,7 @@ def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
         .update(
             status=AgentStatus.FAILED,
             error_message=reason,
+            error_request_id=request_id or "",
             failed_at=now,
             updated_at=now,
             lease_until=None,
@@ -78,6 +81,27 @@ def agent_fail(*, agent: Agent, reason: str, source: str) -> bool:
         agent.refresh_from_db()
         history_record(agent, from_status=previous, source=source)
         events.agent_outcome_record(agent=agent, previous=previous)
+    return bool(changed)
+
+
+def agent_overdue_mark(*, agent: Agent, reason: str, next_poll_at: datetime) -> bool:
+    """An unfinished agent past its deadline becomes `overdue` (compare-and-set from any
+    intermediate status): not failed, polled at `next_poll_at`. Returns whether it changed."""
+    previous = agent.status
+    now = timezone.now()
+    changed = (
+        Agent.objects.filter(pk=agent.pk)
+        .exclude(status__in=[*TERMINAL_STATUSES, AgentStatus.OVERDUE, AgentStatus.SUBMITTING])
+        .update(
+            status=AgentStatus.OVERDUE,
+            progress_message=reason[:300],
+            updated_at=now,
+            next_poll_at=next_poll_at,
+        )
+    )
+    if changed:
+        agent.refresh_from_db()
+        history_record(agent, from_status=previous, source=StatusSource.POLL)
     return bool(changed)
 
 
@@ -102,7 +126,7 @@ class _StatusWrite:
 
 def _status_write(*, agent: Agent, status: bh.AgentStatus) -> _StatusWrite | None:
     new_status = status.status if status.status in AgentStatus.values else None
-    if new_status is None or new_status == AgentStatus.SUBMITTING:
+    if new_status is None or new_status in (AgentStatus.SUBMITTING, AgentStatus.OVERDUE):
         logger.warning("Ignoring unknown upstream status %r for agent %s", status.status, agent.pk)
         return None
     return _StatusWrite(
@@ -207,12 +231,14 @@ _TERMINAL_SQL = ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES))
 
 # The compare-and-set of `agent_status_apply`, for many rows in one statement: a row changes
 # only when it is not terminal, the answer is not behind it (terminal answers always apply) and
-# something visible differs. RETURNING names the rows that changed.
+# something visible differs. An overdue row keeps `overdue` through intermediate answers (their
+# progress still shows) and takes ready or failed. RETURNING names the rows that changed.
 _STATUSES_SQL = """
 WITH v (agent_id, status, progress, current_step, progress_message, supported_models,
         error_message) AS (VALUES {rows})
 UPDATE {table} AS a SET
-    status = v.status,
+    status = CASE WHEN a.status = 'overdue' AND v.status NOT IN ({terminal}) THEN a.status
+                  ELSE v.status END,
     progress = v.progress,
     current_step = v.current_step,
     progress_message = v.progress_message,
@@ -228,7 +254,8 @@ FROM v
 WHERE a.id = v.agent_id
     AND a.status NOT IN ({terminal})
     AND (v.status IN ({terminal}) OR a.progress <= v.progress)
-    AND (a.status <> v.status OR a.progress <> v.progress
+    AND ((a.status <> v.status AND (a.status <> 'overdue' OR v.status IN ({terminal})))
+         OR a.progress <> v.progress
          OR a.current_step <> v.current_step OR a.progress_message <> v.progress_message)
 RETURNING id
 """
@@ -299,7 +326,10 @@ def agent_statuses_apply(
             if agent.pk not in changed:
                 continue
             previous = agent.status
-            for name, value in _status_fields(write, now).items():
+            fields = _status_fields(write, now)
+            if previous == AgentStatus.OVERDUE and not write.is_terminal:
+                fields["status"] = AgentStatus.OVERDUE  # as the statement kept it
+            for name, value in fields.items():
                 setattr(agent, name, value)
             if _needs_history(agent=agent, previous=previous, source=source):
                 history.append(history_row(agent, from_status=previous, source=source))

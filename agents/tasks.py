@@ -19,6 +19,13 @@ def agent_submit(self: Task, agent_pk: int) -> None:
     does an unreachable database; the same Idempotency-Key makes every re-send safe."""
     try:
         services.agent_submit(agent_pk=agent_pk)
+    except services.SubmitQueued as queued:
+        # Waiting for bitHuman's Generate budget is no failure: a new message for its turn, so
+        # no retry limit applies. Run eagerly (tests, no broker) it would not wait: the sweeper
+        # sends it when its turn comes.
+        logger.info("agent %s submit queued for %.0f s", agent_pk, queued.seconds)
+        if not self.request.is_eager:
+            agent_submit.apply_async(args=[agent_pk], countdown=queued.seconds)
     except (bh_errors.RateLimitedError, bh_errors.UpstreamError, bh_errors.TransportError) as error:
         countdown = error.retry_after or min(2 ** (self.request.retries + 1), 60)
         logger.info("agent %s submit deferred %ss: %s", agent_pk, countdown, error.code)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from agents import selectors, services, tasks, uploads, webhooks
+from agents import queue, selectors, services, tasks, uploads, webhooks
 from agents.forms import AgentDeleteForm, AgentForm, PromptForm
 from agents.models import Agent, AgentModel, AgentStatus, PendingUpload, PromptRevision
 from agents.preflight import (
@@ -214,6 +214,7 @@ def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
         "voice_src": _media_src(agent, "voice"),
         "progress": selectors.agent_progress(agent=agent),
         "fix": selectors.failure_fix(agent=agent) if agent.is_failed else "",
+        "queue_position": queue.queue_position(agent),
         "can_operate": role_at_least(membership.role, Role.MEMBER),
     }
 
@@ -323,6 +324,27 @@ def agent_retry(request: HttpRequest, membership: Membership, agent_id: UUID) ->
         return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
     messages.success(request, f"Retrying {agent.name} with the same inputs.")
     return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=retry.public_id)
+
+
+@org_view({"POST": Role.MEMBER})
+def agent_give_up(request: HttpRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    agent = _agent_get(membership, agent_id)
+    detail = reverse("agent_detail", args=[membership.organization.slug, agent.public_id])
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Give up on {agent.name}?",
+            message=services.GIVE_UP_CONSEQUENCES,
+            button="Give up",
+            cancel_url=detail,
+        )
+    try:
+        services.agent_give_up(actor=membership, agent=agent)
+    except ApplicationError as error:
+        error_show(request, error)
+    else:
+        messages.success(request, f"Gave up on {agent.name}.")
+    return redirect(detail)
 
 
 # The only way uploaded media is served: to members of the agent's organization, while the

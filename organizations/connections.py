@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
+from pydantic import BaseModel
 
 from activity import services as activity_services
 from portal.bithuman.client import BithumanClient
-from portal.bithuman.errors import MALFORMED_RESPONSE, BithumanError, MalformedResponseError
+from portal.bithuman.errors import (
+    MALFORMED_RESPONSE,
+    AccountSuspendedError,
+    BithumanError,
+    MalformedResponseError,
+)
 from portal.bithuman.types import Account, WebhookEvent, WebhookWithSecret
 from portal.errors import ApplicationError, upstream_failure
 from portal.models import (
@@ -65,6 +73,61 @@ def client_for(
     )
 
 
+def connection_outcome_record(
+    *, connection: BithumanConnection, error: BithumanError | None = None
+) -> None:
+    """What a call's outcome says about the account: ACCOUNT_SUSPENDED marks the organization
+    (the banner on its pages), an answered call (`error` None, or any error bitHuman answered
+    other than the suspension) clears the mark. Writes only when the mark changes."""
+    org = connection.organization
+    if isinstance(error, AccountSuspendedError):
+        if org.bithuman_suspended_at is None:
+            org.bithuman_suspended_at = timezone.now()
+            org.bithuman_suspended_request_id = error.request_id or ""
+            Organization.objects.filter(pk=org.pk).update(
+                bithuman_suspended_at=org.bithuman_suspended_at,
+                bithuman_suspended_request_id=org.bithuman_suspended_request_id,
+            )
+        return
+    answered = error is None or error.http_status is not None
+    if answered and org.bithuman_suspended_at is not None:
+        suspension_clear(org=org)
+
+
+def suspensions_record(*, outcomes: Iterable[tuple[int, object]], marked: set[int]) -> None:
+    """connection_outcome_record for many organizations at once (the poller): `outcomes` pairs
+    an organization with a call's result (an answer, a BithumanError, or something else: not
+    sent), `marked` names those already marked. No statement unless a mark changes."""
+    suspended: dict[int, str] = {}
+    answered: set[int] = set()
+    for org_id, result in outcomes:
+        if isinstance(result, AccountSuspendedError):
+            suspended.setdefault(org_id, result.request_id or "")
+        elif isinstance(result, BaseModel) or (
+            isinstance(result, BithumanError) and result.http_status is not None
+        ):
+            answered.add(org_id)
+    now = timezone.now()
+    for org_id, request_id in suspended.items():
+        if org_id not in marked:
+            Organization.objects.filter(pk=org_id, bithuman_suspended_at__isnull=True).update(
+                bithuman_suspended_at=now, bithuman_suspended_request_id=request_id
+            )
+    cleared = (answered - set(suspended)) & marked
+    if cleared:
+        Organization.objects.filter(pk__in=cleared).update(
+            bithuman_suspended_at=None, bithuman_suspended_request_id=""
+        )
+
+
+def suspension_clear(*, org: Organization) -> None:
+    org.bithuman_suspended_at = None
+    org.bithuman_suspended_request_id = ""
+    Organization.objects.filter(pk=org.pk).update(
+        bithuman_suspended_at=None, bithuman_suspended_request_id=""
+    )
+
+
 def connection_account(*, connection: BithumanConnection) -> Account | None:
     """Plan and credit balance from /v1/me, cached briefly; None when bitHuman cannot say."""
     key = f"bithuman:account:{connection.pk}:{connection.mode}:{connection.updated_at.timestamp()}"
@@ -77,7 +140,9 @@ def connection_account(*, connection: BithumanConnection) -> Account | None:
             account = client.account_get()
     except BithumanError as error:
         logger.warning("bitHuman /v1/me failed for org %s: %s", connection.organization_id, error)
+        connection_outcome_record(connection=connection, error=error)
         return None
+    connection_outcome_record(connection=connection)
     cache.set(key, account.model_dump(mode="json"), ACCOUNT_CACHE_SECONDS)
     return account
 
@@ -130,6 +195,14 @@ def connection_live_save(
                     webhook = client.webhook_create(url=receiver_url, events=WEBHOOK_EVENTS)
                 except BithumanError as error:
                     webhook_problem = error.message
+    except AccountSuspendedError as error:
+        raise upstream_failure(
+            error,
+            "bitHuman knows this secret, but its account is suspended (the balance is below "
+            "bitHuman's suspension floor). Top up the bitHuman account, then save it again. "
+            "Nothing was saved.",
+            field="api_secret",
+        ) from None
     except BithumanError as error:
         raise upstream_failure(
             error,
@@ -149,6 +222,7 @@ def connection_live_save(
     connection.webhook_secret = webhook.secret if webhook else ""
     connection.updated_by = actor.user
     connection.save()
+    suspension_clear(org=actor.organization)  # another secret, perhaps another account
     activity_services.audit_record(
         org=actor.organization,
         actor=actor,
@@ -182,6 +256,7 @@ def connection_test_use(*, actor: Membership) -> BithumanConnection:
     connection.mode = ConnectionMode.TEST
     connection.updated_by = actor.user
     connection.save(update_fields=["mode", "updated_by", "updated_at"])
+    suspension_clear(org=actor.organization)
     activity_services.audit_record(
         org=actor.organization,
         actor=actor,

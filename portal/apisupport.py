@@ -285,9 +285,14 @@ def api_error_for(error: ApplicationError) -> ApiError:
         from_upstream = "upstream_status" in error.extra
         limited = rate_limited(retry_after, "" if from_upstream else error.message)
         limited.code = error.code
+        if error.extra.get("upstream_request_id"):
+            limited.details["upstream_request_id"] = error.extra["upstream_request_id"]
         return limited
     if kind in (ErrorKind.UPSTREAM_REFUSED, ErrorKind.UPSTREAM_FAILED):
         details = {"upstream_status": error.extra.get("upstream_status"), **details}
+        if error.extra.get("upstream_request_id"):
+            # bitHuman's X-Request-Id: quote it to bitHuman support.
+            details["upstream_request_id"] = error.extra["upstream_request_id"]
     return ApiError(_KIND_STATUS[kind], error.code, error.message, details=details)
 
 

@@ -113,13 +113,31 @@ class UpstreamFailed(ApplicationError):
 def upstream_failure(
     error: Any, message: str, *, field: str | None = None
 ) -> RateLimited | UpstreamRefused | UpstreamFailed:
-    """A bitHuman error (portal.bithuman.errors.BithumanError: `http_status`, `retry_after`)
-    as the domain error of its kind: 429 rate limited, other 4xx refused, the rest failed."""
+    """A bitHuman error (portal.bithuman.errors.BithumanError: `http_status`, `retry_after`,
+    `code`, `request_id`) as the domain error of its kind: 429 RATE_LIMITED rate limited, other
+    4xx refused (a 429 SESSION_LIMIT too: waiting does not help, a session ending does; a
+    suspended account as `bithuman_account_suspended`), the rest failed. bitHuman's request id
+    rides along in `extra` (`upstream_request_id`) for its support."""
     status = getattr(error, "http_status", None)
     retry_after = getattr(error, "retry_after", None)
-    extra = {"upstream_status": status}
+    upstream_code = getattr(error, "code", None)
+    extra: dict[str, Any] = {"upstream_status": status}
+    request_id = getattr(error, "request_id", None)
+    if request_id:
+        extra["upstream_request_id"] = request_id
+    if upstream_code in UPSTREAM_CODES:
+        return UpstreamRefused(
+            message, field=field, code=UPSTREAM_CODES[upstream_code], extra=extra
+        )
     if status == 429:
         return RateLimited(message, field=field, retry_after=retry_after, extra=extra)
     if isinstance(status, int) and 400 <= status < 500:
         return UpstreamRefused(message, field=field, extra=extra)
     return UpstreamFailed(message, field=field, extra=extra)
+
+
+# bitHuman codes that keep their own API code (a refusal, whatever their HTTP status).
+UPSTREAM_CODES = {
+    "SESSION_LIMIT": "session_limit",
+    "ACCOUNT_SUSPENDED": "bithuman_account_suspended",
+}

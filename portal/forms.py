@@ -26,10 +26,15 @@ def error_show(
     a message for the page the view redirects to. The view keeps its own status and redirect."""
     if error.kind == ErrorKind.NOT_FOUND:
         raise error
+    message = error.message
+    request_id = error.extra.get("upstream_request_id")
+    if request_id:
+        # bitHuman's X-Request-Id of the refused call, beside the error.
+        message += f" (bitHuman request id {request_id}: quote this to bitHuman support.)"
     if form is not None:
-        apply_error(form, error)
+        form.add_error(error.field if error.field in form.fields else None, message)
     else:
-        messages.error(request, error.message)
+        messages.error(request, message)
 
 
 def single_line(value: str) -> None:

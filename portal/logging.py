@@ -138,7 +138,9 @@ class RequestContextMiddleware:
         started = time.monotonic()
         try:
             response = self.get_response(request)
-            response["X-Request-ID"] = request_id
+            # A response that names its own request (the sandbox imitating bitHuman's
+            # X-Request-Id) keeps it.
+            response.setdefault("X-Request-ID", request_id)
             level = logging.ERROR if response.status_code >= 500 else logging.INFO
             logger.log(
                 level,

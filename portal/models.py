@@ -96,6 +96,12 @@ class Organization(models.Model):
     suspended_reason = models.CharField(max_length=300, blank=True, editable=False)
     # Members must sign in with a second factor (organizations.twofactor) to see the organization.
     require_two_factor = models.BooleanField(default=False)
+    # bitHuman answered ACCOUNT_SUSPENDED to the connection's secret (its account is below the
+    # suspension floor): every page shows it; the next successful call or a connection change
+    # clears it (organizations.connections.connection_outcome_record). Kept here, not on the
+    # connection, so the banner costs no query.
+    bithuman_suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    bithuman_suspended_request_id = models.CharField(max_length=128, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

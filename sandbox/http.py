@@ -1,9 +1,10 @@
 """The HTTP edge of the sandbox API: envelopes, the request pipeline and body parsing.
 
-Every bitHuman endpoint goes through `api_endpoint`, in this order: authentication (401),
-simulated latency, forced 429s, the account's token bucket (429), injected errors (503), the
-handler. A `SandboxError` from anywhere becomes bitHuman's error envelope; nothing leaks a 500
-page.
+Every bitHuman endpoint goes through `api_endpoint`, in this order: authentication (401, and
+ACCOUNT_SUSPENDED), simulated latency, forced 429s, the account's token bucket (429), injected
+errors (503), a session start's SESSION_LIMIT (429), the handler. Every answer carries an
+`X-Request-Id`. A `SandboxError` from anywhere becomes bitHuman's error envelope; nothing leaks
+a 500 page.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -65,11 +67,19 @@ def account_authenticate(request: HttpRequest) -> SandboxAccount:
     return account
 
 
-def api_endpoint(bucket: str | None, *, faults: bool = True) -> Callable[[Handler], Handler]:
+def request_id_new() -> str:
+    """The X-Request-Id of one answer (api/rate-limits.md: "include it in support reports")."""
+    return "req_" + uuid.uuid4().hex
+
+
+def api_endpoint(
+    bucket: str | None, *, faults: bool = True, session_start: bool = False
+) -> Callable[[Handler], Handler]:
     """Wrap a handler `(request, account, **url_kwargs)`.
 
     `bucket` None skips rate limiting; `faults=False` (the sandbox's control API) also skips
-    latency and injected errors.
+    latency and injected errors; `session_start` answers 429 SESSION_LIMIT while the account's
+    `session_limit` knob is on. Every answer carries an X-Request-Id.
     """
 
     def decorator(handler: Handler) -> Handler:
@@ -88,6 +98,14 @@ def api_endpoint(bucket: str | None, *, faults: bool = True) -> Callable[[Handle
                     limit_headers = limit.headers() if limit else {}
                 if faults:
                     services.fault_error_check(account=account)
+                if session_start and account.session_limit:
+                    # Capacity in use: no Retry-After, since no clock frees a session.
+                    raise SandboxError(
+                        429,
+                        "SESSION_LIMIT",
+                        "Concurrent session limit reached for this account. Wait for an "
+                        "active session to end, then retry.",
+                    )
                 response = handler(request, account, **kwargs)
             except SandboxError as error:
                 response = error_response(error)
@@ -99,6 +117,7 @@ def api_endpoint(bucket: str | None, *, faults: bool = True) -> Callable[[Handle
                 )
             for name, value in limit_headers.items():
                 response.setdefault(name, value)
+            response["X-Request-Id"] = request_id_new()
             return response
 
         return csrf_exempt(view)

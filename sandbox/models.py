@@ -41,6 +41,10 @@ class SandboxAccount(models.Model):
     force_429_rate = models.FloatField(
         null=True, blank=True, help_text="Share of API requests answered 429 (0..1)."
     )
+    session_limit = models.BooleanField(
+        default=False,
+        help_text="Answer 429 SESSION_LIMIT when a session starts (embed tokens): capacity in use.",
+    )
     time_scale = models.FloatField(
         null=True, blank=True, help_text="Generation speed-up; 0 freezes the clock."
     )

@@ -114,6 +114,7 @@ def account_knobs(account: SandboxAccount) -> dict[str, Any]:
         "plan": account.plan,
         "credits": account.credits,
         "suspended": account.suspended,
+        "session_limit": account.session_limit,
         "latency_ms": account.latency_ms,
         "error_rate": account.error_rate,
         "force_429_rate": account.force_429_rate,

@@ -111,7 +111,7 @@ def sandbox_account_configure(
 ) -> SandboxAccount:
     """Change an account's plan, credits, suspension or knobs (null resets a knob to settings)."""
     allowed = {"plan", "credits", "suspended", "latency_ms", "error_rate", "force_429_rate"}
-    allowed |= {"time_scale"}
+    allowed |= {"time_scale", "session_limit"}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise invalid(f"Unknown field '{unknown[0]}'; must be one of: {', '.join(sorted(allowed))}")
@@ -128,6 +128,10 @@ def sandbox_account_configure(
         if not isinstance(changes["suspended"], bool):
             raise invalid("Field 'suspended' must be a boolean")
         account.suspended = changes["suspended"]
+    if "session_limit" in changes:
+        if not isinstance(changes["session_limit"], bool):
+            raise invalid("Field 'session_limit' must be a boolean")
+        account.session_limit = changes["session_limit"]
     if "latency_ms" in changes:
         latency = _optional_number(changes["latency_ms"], "latency_ms", maximum=60_000)
         account.latency_ms = None if latency is None else int(latency)

@@ -30,6 +30,7 @@ from sandbox.http import (
     method_not_allowed_response,
     method_router,
     not_found_response,
+    request_id_new,
 )
 from sandbox.models import SandboxAccount
 
@@ -44,8 +45,11 @@ def validate(request: HttpRequest) -> HttpResponse:
     try:
         account_authenticate(request)
     except SandboxError:
-        return JsonResponse({"valid": False})
-    return JsonResponse({"valid": True})
+        response = JsonResponse({"valid": False})
+    else:
+        response = JsonResponse({"valid": True})
+    response["X-Request-Id"] = request_id_new()
+    return response
 
 
 @api_endpoint(BUCKET_READ)
@@ -158,7 +162,7 @@ def agent_add_context(request: HttpRequest, account: SandboxAccount, code: str) 
 # --- Tokens -------------------------------------------------------------------------------------
 
 
-@api_endpoint(BUCKET_WRITE)
+@api_endpoint(BUCKET_WRITE, session_start=True)
 def embed_token_request(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
     data = rooms.embed_token_issue(
         account=account, data=schemas.embed_token_in(body_object(request))

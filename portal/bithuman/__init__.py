@@ -16,6 +16,7 @@ statuses at once over pooled connections, for the poller; running coroutines fro
 from portal.bithuman.async_client import AsyncBithumanClient
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import (
+    AccountSuspendedError,
     AgentNotFoundError,
     AuthenticationError,
     BithumanError,
@@ -27,6 +28,7 @@ from portal.bithuman.errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    SessionLimitError,
     TransportError,
     UpstreamError,
     ValidationError,
@@ -36,6 +38,7 @@ from portal.bithuman.types import AGENT_STATUSES, TERMINAL_STATUSES, AgentStatus
 __all__ = [
     "AGENT_STATUSES",
     "TERMINAL_STATUSES",
+    "AccountSuspendedError",
     "AgentNotFoundError",
     "AgentStatus",
     "AsyncBithumanClient",
@@ -50,6 +53,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "SessionLimitError",
     "TransportError",
     "UpstreamError",
     "ValidationError",

@@ -4,7 +4,8 @@ owns configuration, response mapping and retry decisions. `BithumanClient` (clie
 `AsyncBithumanClient` (async_client.py) only differ in how they send a request and how they
 sleep.
 
-Retries: 429 always (the request was refused before any work), 5xx and network failures with
+Retries: 429 RATE_LIMITED always (the request was refused before any work; a 429 SESSION_LIMIT
+never: only a session ending frees capacity), 5xx and network failures with
 exponential backoff and jitter, honouring Retry-After, within `max_retries` and a total sleep
 budget. A call that is not safe to replay (speak, add-context, webhook creation, runtime tokens)
 is retried only when the server provably did nothing: 429, 503, or a connection never established.
@@ -184,7 +185,33 @@ def _retry_after_parse(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+_REQUEST_ID_MAX = 128
+
+
+def request_id_of(response: httpx.Response) -> str | None:
+    """bitHuman's correlation id of an answer (kept with every failure for its support), or
+    None. Only printable ASCII and bounded: it is shown on pages and stored."""
+    value = response.headers.get(REQUEST_ID_HEADER, "").strip()
+    if not value or len(value) > _REQUEST_ID_MAX or not value.isascii() or not value.isprintable():
+        return None
+    return value
+
+
+def _header_number(response: httpx.Response, name: str, *, integer: bool = False) -> Any:
+    """A numeric rate-limit header, or None when absent or not a finite number."""
+    try:
+        value = float(response.headers.get(name, ""))
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return int(value) if integer else value
+
+
 def _is_retryable(error: BithumanError, *, replay_safe: bool) -> bool:
+    # SESSION_LIMIT is a 429 too, but not a RateLimitedError: only a session ending frees one,
+    # so retrying after a Retry-After would be blind (api/errors.md).
     if isinstance(error, RateLimitedError):
         return True
     if isinstance(error, UpstreamError):
@@ -274,7 +301,11 @@ class _ClientCore:
             body=body,
             body_text=response.text,
             retry_after=_retry_after_parse(response.headers.get("Retry-After")),
+            request_id=request_id_of(response),
         )
+        if isinstance(error, RateLimitedError):
+            error.limit = _header_number(response, "X-RateLimit-Limit", integer=True)
+            error.reset_at = _header_number(response, "X-RateLimit-Reset")
         raise self._scrubbed(error)
 
     def transport_error_wrap(self, exc: httpx.RequestError) -> TransportError:
@@ -367,6 +398,7 @@ class _ClientCore:
                 message=f"unexpected bitHuman answer to {response.request.method} "
                 f"{response.request.url.path}: {reason}",
                 http_status=response.status_code,
+                request_id=request_id_of(response),
             )
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccountSuspendedError",
     "AgentNotFoundError",
     "AuthenticationError",
     "BithumanError",
@@ -21,6 +22,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "SessionLimitError",
     "TransportError",
     "UpstreamError",
     "ValidationError",
@@ -35,6 +37,7 @@ class BithumanError(Exception):
     message: str
     http_status: int | None
     retry_after: float | None
+    request_id: str | None
 
     def __init__(
         self,
@@ -43,12 +46,15 @@ class BithumanError(Exception):
         message: str,
         http_status: int | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.code = code
         self.message = message
         self.http_status = http_status
         # Seconds the server asked us to wait (Retry-After), when it said.
         self.retry_after = retry_after
+        # bitHuman's X-Request-Id of the failed answer: its support asks for it.
+        self.request_id = request_id
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -74,7 +80,13 @@ def _error_rebuild(error_class: type[BithumanError], state: dict[str, Any]) -> B
 
 
 class AuthenticationError(BithumanError):
-    """401: the secret is missing (MISSING_AUTH), wrong (UNAUTHORIZED) or its account suspended."""
+    """401: the secret is missing (MISSING_AUTH) or wrong (UNAUTHORIZED)."""
+
+
+class AccountSuspendedError(BithumanError):
+    """401/403 ACCOUNT_SUSPENDED: the secret is fine, its account is below the suspension floor.
+
+    Not an AuthenticationError: replacing the secret does not help, topping up does."""
 
 
 class InsufficientCreditsError(BithumanError):
@@ -82,7 +94,7 @@ class InsufficientCreditsError(BithumanError):
 
 
 class PermissionDeniedError(BithumanError):
-    """403 other than the concurrency limit: key revoked or account suspended."""
+    """403 other than the concurrency limit and a suspended account: e.g. a key revoked."""
 
 
 class ConcurrencyLimitError(BithumanError):
@@ -110,7 +122,19 @@ class ValidationError(BithumanError):
 
 
 class RateLimitedError(BithumanError):
-    """429 RATE_LIMITED: `retry_after` says how many seconds to wait, when the server said."""
+    """429 RATE_LIMITED: `retry_after` says how many seconds to wait, when the server said;
+    `limit` (X-RateLimit-Limit, per minute) and `reset_at` (X-RateLimit-Reset, unix seconds)
+    when the answer carried them (api/rate-limits.md: coverage is uneven)."""
+
+    limit: int | None = None
+    reset_at: float | None = None
+
+
+class SessionLimitError(BithumanError):
+    """429 SESSION_LIMIT: the account's concurrent-session capacity is in use.
+
+    Not a RateLimitedError: waiting out a Retry-After does not free a session, only a session
+    ending does, so the client does not retry it."""
 
 
 class UpstreamError(BithumanError):
@@ -178,6 +202,10 @@ def _error_class_choose(*, http_status: int, code: str, message: str) -> type[Bi
         return UpstreamError
     if code == "CONCURRENCY_LIMIT_REACHED":
         return ConcurrencyLimitError
+    if code == "ACCOUNT_SUSPENDED":
+        return AccountSuspendedError
+    if code == "SESSION_LIMIT":
+        return SessionLimitError
     if http_status == 404:
         lowered = message.strip().lower()
         if lowered.startswith(_NO_ACTIVE_ROOMS_PREFIX):
@@ -188,7 +216,12 @@ def _error_class_choose(*, http_status: int, code: str, message: str) -> type[Bi
 
 
 def error_from_response(
-    *, http_status: int, body: Any, body_text: str, retry_after: float | None
+    *,
+    http_status: int,
+    body: Any,
+    body_text: str,
+    retry_after: float | None,
+    request_id: str | None = None,
 ) -> BithumanError:
     """The exception for a non-2xx answer. `body` is the decoded JSON, or None if it was not JSON.
 
@@ -201,7 +234,11 @@ def error_from_response(
         code, message = envelope
         error_class = _error_class_choose(http_status=http_status, code=code, message=message)
         return error_class(
-            code=code, message=message, http_status=http_status, retry_after=retry_after
+            code=code,
+            message=message,
+            http_status=http_status,
+            retry_after=retry_after,
+            request_id=request_id,
         )
     snippet = body_text[:120]
     if http_status >= 500:
@@ -210,6 +247,7 @@ def error_from_response(
             message=f"bitHuman failed without an error envelope: {snippet!r}",
             http_status=http_status,
             retry_after=retry_after,
+            request_id=request_id,
         )
     if http_status == 429:
         return RateLimitedError(
@@ -217,12 +255,14 @@ def error_from_response(
             message="bitHuman rate limit reached",
             http_status=http_status,
             retry_after=retry_after,
+            request_id=request_id,
         )
     hint = " (an unknown route: is the base URL right?)" if _is_unknown_route(body) else ""
     return MalformedResponseError(
         code=MALFORMED_RESPONSE,
         message=f"HTTP {http_status} without bitHuman's error envelope{hint}: {snippet!r}",
         http_status=http_status,
+        request_id=request_id,
     )
 
 

@@ -596,19 +596,42 @@ def test_transient_5xx_never_fails_an_agent(sandbox: Upstream):
 
 
 @integration
-def test_deadline_fails_a_too_old_agent_with_a_clear_reason(sandbox: Upstream, settings: Any):
+def test_past_its_deadline_an_agent_is_overdue_not_failed_and_a_late_ready_counts(
+    sandbox: Upstream, settings: Any
+):
     settings.AGENT_DEADLINE_FACTOR = 6  # expression-1: 2 min typical, 12 min deadline
+    settings.AGENT_POLL_MAX_INTERVAL = 60
     owner = tenant()
     too_old = agent_in_flight(owner, age=13 * 60)
     slow_but_fine = agent_in_flight(owner, age=10 * 60)
+    started = timezone.now()
     poller.tick()
     too_old, slow_but_fine = fresh(too_old), fresh(slow_but_fine)
-    assert too_old.status == AgentStatus.FAILED
-    assert "did not finish" in too_old.error_message
-    assert "expression-1 usually takes about 2 minutes" in too_old.error_message
-    assert "Retry" in too_old.error_message
-    assert too_old.next_poll_at is None and too_old.lease_until is None
+    assert too_old.status == AgentStatus.OVERDUE and too_old.error_message == ""
+    assert "expression-1 usually takes about 2 minutes" in too_old.progress_message
+    assert "may still finish" in too_old.progress_message
+    # The slowest cadence, not the 5 s one.
+    assert too_old.next_poll_at >= started + timedelta(seconds=59)
     assert slow_but_fine.status == AgentStatus.PROCESSING and slow_but_fine.next_poll_at
+    history = list(
+        AgentStatusChange.objects.filter(agent=too_old).values_list("to_status", flat=True)
+    )
+    assert history[-1] == AgentStatus.OVERDUE
+
+    # An intermediate answer keeps it overdue (nothing moves backwards)...
+    Agent.objects.filter(pk=too_old.pk).update(next_poll_at=timezone.now())
+    owner.advance(30)
+    poller.tick()
+    assert fresh(too_old).status == AgentStatus.OVERDUE
+    # ...and bitHuman finishing late still counts.
+    Agent.objects.filter(pk=too_old.pk).update(next_poll_at=timezone.now())
+    owner.advance(600)
+    poller.tick()
+    too_old = fresh(too_old)
+    assert too_old.status == AgentStatus.READY and too_old.next_poll_at is None
+    assert AgentStatusChange.objects.filter(
+        agent=too_old, from_status=AgentStatus.OVERDUE, to_status=AgentStatus.READY
+    ).exists()
 
 
 @integration

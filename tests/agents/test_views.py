@@ -197,8 +197,9 @@ def test_prompt_edit_diff_and_restore(ready_agent, org, member):
     page = client.get(
         reverse("agent_detail", args=[org.slug, ready_agent.public_id])
     ).content.decode()
-    assert 'class="diff-add">+ A strict tutor.' in page
-    assert 'class="diff-del">- Speaks slowly.' in page
+    # By word, the change marked (and the unchanged words around it plain).
+    assert '<del class="diff-del">patient tutor.\nSpeaks slowly.</del>' in page
+    assert '<ins class="diff-add">strict tutor.</ins>' in page
     older = revisions[-1]
     client.post(
         reverse("agent_prompt_restore", args=[org.slug, ready_agent.public_id, older.pk]),
@@ -265,3 +266,32 @@ def test_notices_tell_the_creator_when_an_agent_finishes(org, member):
     assert client.get(url).content.strip() == b""  # shown once
     other = MembershipFactory(organization=org, role=Role.MEMBER)
     assert client_for(other).get(url).content.strip() == b""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_creation_prompt_is_revision_1_and_can_be_restored(sandbox_api, org, member):
+    client = client_for(member)
+    client.post(
+        reverse("agent_new", args=[org.slug]),
+        _form(system_prompt="You are Ava, a calm museum guide. She knows every painting."),
+    )
+    agent = Agent.objects.get()
+    first = PromptRevision.objects.get(agent=agent)
+    assert first.accepted and first.author == member.user
+    Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.READY)
+    url = reverse("agent_prompt", args=[org.slug, agent.public_id])
+    client.post(
+        url, {"system_prompt": "You are Ava, a loud museum guide. She knows every painting."}
+    )
+    page = client.get(reverse("agent_detail", args=[org.slug, agent.public_id])).content.decode()
+    assert "Revision 1 (the prompt it was created with)" in page and "Revision 2" in page
+    assert '<del class="diff-del">calm</del><ins class="diff-add">loud</ins>' in page
+    assert "Restore revision 1" in page
+
+    client.post(
+        reverse("agent_prompt_restore", args=[org.slug, agent.public_id, first.pk]),
+        {"confirmed": "yes"},
+    )
+    agent.refresh_from_db()
+    assert agent.system_prompt == "You are Ava, a calm museum guide. She knows every painting."
+    assert PromptRevision.objects.filter(agent=agent, accepted=True).count() == 3

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from portal.bithuman import (
+    AccountSuspendedError,
     AgentNotFoundError,
     AuthenticationError,
     BithumanError,
@@ -17,6 +18,7 @@ from portal.bithuman import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    SessionLimitError,
     UpstreamError,
     ValidationError,
 )
@@ -29,7 +31,8 @@ ERROR_CASES = [
     (400, "VIDEO_INPUT_NOT_SUPPORTED", "Agent creation is image-only.", ValidationError),
     (401, "UNAUTHORIZED", "Invalid API secret", AuthenticationError),
     (401, "MISSING_AUTH", "Missing api-secret header", AuthenticationError),
-    (401, "ACCOUNT_SUSPENDED", "Account suspended", AuthenticationError),
+    (401, "ACCOUNT_SUSPENDED", "Account suspended", AccountSuspendedError),
+    (403, "ACCOUNT_SUSPENDED", "Account suspended", AccountSuspendedError),
     (402, "INSUFFICIENT_BALANCE", "Not enough credits", InsufficientCreditsError),
     (403, "CONCURRENCY_LIMIT_REACHED", "3 of 3 sessions in use", ConcurrencyLimitError),
     (403, "KEY_REVOKED", "This API secret was revoked", PermissionDeniedError),
@@ -40,6 +43,7 @@ ERROR_CASES = [
     (415, "UNSUPPORTED_TYPE", "Use JPEG, PNG or WebP", ValidationError),
     (422, "MODEL_SUBJECT_MISMATCH", "essence-2 requires a photorealistic human", ValidationError),
     (429, "RATE_LIMITED", "Too many requests", RateLimitedError),
+    (429, "SESSION_LIMIT", "Concurrent session limit reached", SessionLimitError),
     (500, "INTERNAL_ERROR", "Internal error", UpstreamError),
     (503, "NO_AVAILABLE_WORKERS", "No workers available", UpstreamError),
     (503, "MODEL_NOT_YET_AVAILABLE", "expression-2 isn't available yet", UpstreamError),
@@ -191,3 +195,42 @@ def test_errors_survive_pickling_for_celery():
         3.0,
     )
     assert str(copy) == str(error)
+
+
+def test_every_failed_answer_keeps_bithumans_request_id(api, make_client):
+    client = make_client(max_retries=0)
+    api.get("/v1/me").mock(
+        return_value=envelope(
+            402, "INSUFFICIENT_BALANCE", "Top up", headers={"X-Request-Id": "req_abc123"}
+        )
+    )
+    api.post("/v1/agent/generate").mock(
+        return_value=httpx.Response(200, json=[], headers={"X-Request-Id": "req_malformed"})
+    )
+
+    with pytest.raises(InsufficientCreditsError) as caught:
+        client.account_get()
+    with pytest.raises(MalformedResponseError) as malformed:
+        client.agent_generate(prompt="x")
+
+    assert caught.value.request_id == "req_abc123"
+    assert malformed.value.request_id == "req_malformed"
+    assert pickle.loads(pickle.dumps(caught.value)).request_id == "req_abc123"  # noqa: S301 - our own bytes
+
+
+def test_an_unprintable_request_id_is_not_kept(api, make_client):
+    client = make_client(max_retries=0)
+    api.get("/v1/me").mock(
+        return_value=envelope(500, "INTERNAL_ERROR", "x", headers={"X-Request-Id": "a" * 500})
+    )
+
+    with pytest.raises(UpstreamError) as caught:
+        client.account_get()
+
+    assert caught.value.request_id is None
+
+
+def test_session_limit_and_suspension_are_not_their_lookalikes():
+    # SESSION_LIMIT is a 429 but no rate limit; a suspended account is no bad secret.
+    assert not issubclass(SessionLimitError, RateLimitedError)
+    assert not issubclass(AccountSuspendedError, AuthenticationError)

@@ -9,6 +9,7 @@ import pytest
 from portal.bithuman import (
     BithumanError,
     RateLimitedError,
+    SessionLimitError,
     TransportError,
     UpstreamError,
 )
@@ -205,3 +206,19 @@ def test_retry_after_may_be_an_http_date(api, client, sleeps):
 
     assert len(sleeps) == 1
     assert 3.0 <= sleeps[0] <= 5.0
+
+
+def test_session_limit_is_not_retried_even_with_retry_after(api, client, sleeps):
+    # Concurrency, not a rate: only a session ending frees capacity, so waiting blindly and
+    # sending again would only be refused again (api/errors.md).
+    route = api.get("/v1/me").mock(
+        return_value=envelope(
+            429, "SESSION_LIMIT", "Concurrent session limit", headers={"Retry-After": "1"}
+        )
+    )
+
+    with pytest.raises(SessionLimitError):
+        client.account_get()
+
+    assert route.call_count == 1
+    assert sleeps == []

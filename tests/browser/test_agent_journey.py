@@ -110,5 +110,6 @@ def test_generate_watch_live_to_ready_then_edit_diff_restore(
     expect(page.get_by_role("status").first).to_contain_text("restored")
     agent.refresh_from_db()
     assert agent.system_prompt == "You are Ava, a cheerful museum guide."
-    assert PromptRevision.objects.filter(agent=agent, accepted=True).count() == 3
+    # Revision 1 (the creation prompt), two edits, the restore.
+    assert PromptRevision.objects.filter(agent=agent, accepted=True).count() == 4
     assert csp_violations == []

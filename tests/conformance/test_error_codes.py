@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from portal.bithuman import (
+    AccountSuspendedError,
     AgentNotFoundError,
     AuthenticationError,
     BithumanClient,
@@ -27,6 +28,7 @@ from portal.bithuman import (
     InsufficientCreditsError,
     NoActiveRoomsError,
     RateLimitedError,
+    SessionLimitError,
     UpstreamError,
     ValidationError,
 )
@@ -95,7 +97,28 @@ def test_401_unauthorized(harness: Harness):
 
 def test_401_account_suspended(tenant: Tenant, client: BithumanClient):
     tenant.configure(suspended=True)
-    assert_error(raised(client.account_get), AuthenticationError, 401, "ACCOUNT_SUSPENDED")
+    error = raised(client.account_get)
+    assert_error(error, AccountSuspendedError, 401, "ACCOUNT_SUSPENDED")
+    assert error.request_id and error.request_id.startswith("req_")
+
+
+def test_429_session_limit_at_session_start(tenant: Tenant, client: BithumanClient):
+    code = agent_ready(client, tenant)
+    tenant.configure(session_limit=True)
+    error = raised(lambda: client.embed_token_request(agent_id=code, fingerprint="abc123"))
+    assert_error(error, SessionLimitError, 429, "SESSION_LIMIT")
+    assert error.retry_after is None
+    assert client.agent_get(code=code).agent_id == code  # other calls are not limited
+    tenant.configure(session_limit=False)
+    assert client.embed_token_request(agent_id=code, fingerprint="abc123").token
+
+
+def test_every_answer_carries_a_request_id(harness: Harness, client: BithumanClient):
+    client.account_get()
+    error = raised(lambda: client.agent_get(code=UNKNOWN_CODE))
+    ids = [e.response_headers.get("X-Request-Id") for e in harness.exchanges]
+    assert all(ids) and len(set(ids)) == len(ids), ids
+    assert error.request_id == ids[-1]
 
 
 # --- 402 --------------------------------------------------------------------------------------

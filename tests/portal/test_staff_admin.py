@@ -75,6 +75,7 @@ def test_the_status_filter_lists_generating_once_and_finds_all_three(staff, org)
         "submitting",
         "processing",
         "generating",
+        "overdue",
         "ready",
         "failed",
     }
