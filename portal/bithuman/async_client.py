@@ -17,13 +17,14 @@ from portal.bithuman.core import (
     _agent_status_call,
     _Call,
     _ClientCore,
+    _ClientFace,
 )
 from portal.bithuman.types import AgentStatus
 
 # --- Asynchronous client ------------------------------------------------------------------------
 
 
-class AsyncBithumanClient:
+class AsyncBithumanClient(_ClientFace):
     """The asynchronous client, for fetching many statuses concurrently (the poller).
 
     Use as `async with AsyncBithumanClient(...) as client:` (or `await client.aclose()`).
@@ -50,12 +51,6 @@ class AsyncBithumanClient:
         )
         self._sleep = sleep or asyncio.sleep
         self._http = httpx.AsyncClient(transport=transport, **self._core.http_options())
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(base_url={self._core.base_url!r}, "
-            f"api_secret={self._core.secret_masked!r})"
-        )
 
     async def __aenter__(self) -> Self:
         return self

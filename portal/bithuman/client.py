@@ -23,6 +23,7 @@ from portal.bithuman.core import (
     _body,
     _Call,
     _ClientCore,
+    _ClientFace,
     _data_object,
     _object,
     _segment,
@@ -64,7 +65,7 @@ from portal.bithuman.types import (
 # --- Synchronous client -------------------------------------------------------------------------
 
 
-class BithumanClient:
+class BithumanClient(_ClientFace):
     """bitHuman's REST API for one API secret, over a pooled httpx.Client.
 
     Use as a context manager (or call `close()`): `with BithumanClient(...) as client: ...`.
@@ -92,12 +93,6 @@ class BithumanClient:
         )
         self._sleep = sleep or time.sleep
         self._http = httpx.Client(transport=transport, **self._core.http_options())
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(base_url={self._core.base_url!r}, "
-            f"api_secret={self._core.secret_masked!r})"
-        )
 
     def __enter__(self) -> Self:
         return self

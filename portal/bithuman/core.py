@@ -222,6 +222,18 @@ def _is_retryable(error: BithumanError, *, replay_safe: bool) -> bool:
     return False
 
 
+class _ClientFace:
+    """What both clients show of themselves: never the secret (only its masked form)."""
+
+    _core: _ClientCore
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._core.base_url!r}, "
+            f"api_secret={self._core.secret_masked!r})"
+        )
+
+
 class _ClientCore:
     """Everything the sync and async clients share except sending and sleeping."""
 
