@@ -1,7 +1,11 @@
 """The status poller: brings in-flight agents up to date with bitHuman.
 
-One tick (beat runs one every AGENT_POLL_INTERVAL seconds, never two at once) makes one pass
-over the agents that are due, in batches:
+Beat runs `agents.tasks.agents_poll_tick` every AGENT_POLL_TICK seconds. It counts the agents
+due (up to what AGENT_POLL_FANOUT drains would take) and queues that many drains
+(`agents_poll_drain`), which any worker process, on any machine, runs at the same time: adding
+worker processes adds polling capacity. There is no global lock: the leases below make
+concurrent drains safe (no agent is held by two, none is polled twice within its cadence). One
+drain (`tick`) makes one pass over the agents that are due, in batches:
 
 1. Claim (`agents.statuses.agents_claim`): in a short transaction, `SELECT ... FOR UPDATE
    SKIP LOCKED` the due agents (in flight, next poll time passed, no live lease), stamp a lease
@@ -13,10 +17,10 @@ over the agents that are due, in batches:
    until its Retry-After has passed; otherwise the shared token bucket (agents.ratelimit)
    grants at most the plan's Read budget, and agents beyond it keep their place in line for
    the next tick.
-3. Fetch (`portal.bithuman.aio.statuses_fetch`): outside any transaction, one event loop fetches
-   every granted status concurrently (AGENT_POLL_CONCURRENCY at most) over one set of
-   connections for the whole batch, with the async client's own retries off: the next poll is
-   the retry. The first 429 of an account stops its remaining requests.
+3. Fetch (`portal.bithuman.aio.statuses_fetch`): outside any transaction, the process's
+   background event loop fetches every granted status concurrently (AGENT_POLL_CONCURRENCY at
+   most) over connections kept open from batch to batch, without retries: the next poll is the
+   retry. The first 429 of an account stops its remaining requests.
 4. Apply, in one transaction and a constant number of statements whatever the batch's size:
    `agents.statuses.agent_statuses_apply` (one compare-and-set UPDATE for every answer:
    forward only, terminal absorbs, duplicates write nothing; one INSERT of the history rows;
@@ -35,6 +39,7 @@ over the agents that are due, in batches:
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -86,9 +91,31 @@ def _fetch_deadline() -> float:
 
 
 def tick_worst_case_seconds() -> float:
-    """How long a tick can run: it stops claiming after one fetch deadline, and the batch it
+    """How long a drain can run: it stops claiming after one fetch deadline, and the batch it
     started then may spend one more learning plans and one more fetching (plus database time)."""
     return 3 * _fetch_deadline() + 2.0
+
+
+def _fanout() -> int:
+    return max(1, int(getattr(settings, "AGENT_POLL_FANOUT", 4)))
+
+
+def _batch_size() -> int:
+    return max(1, int(settings.AGENT_POLL_BATCH))
+
+
+def drains_wanted(*, now: datetime | None = None) -> int:
+    """How many drains the agents due now need: one per batch, at most AGENT_POLL_FANOUT (one
+    indexed count, bounded by what that many batches would claim)."""
+    most = _fanout() * _batch_size()
+    due = statuses.agents_due_count(now=now or timezone.now(), limit=most)
+    return min(_fanout(), math.ceil(due / _batch_size()))
+
+
+def drain_expires_seconds() -> float:
+    """A queued drain not started within this long is dropped: the next tick queues fresh ones
+    (a backlog of drains must not outlive the backlog of agents)."""
+    return 2 * float(getattr(settings, "AGENT_POLL_TICK", 1.0)) + 1.0
 
 
 # --- Cadence and deadline -----------------------------------------------------------------------
@@ -272,7 +299,7 @@ def _read_limits(groups: Sequence[AccountGroup], *, look_up_until: float) -> dic
 type FetchResult = aio.StatusResult
 
 
-async def _statuses_fetch(
+def _statuses_fetch(
     plan: Sequence[tuple[AccountGroup, Sequence[Agent]]],
 ) -> tuple[dict[int, FetchResult], dict[str, float]]:
     """Every planned status, concurrently (`portal.bithuman.aio.statuses_fetch`); and the
@@ -290,7 +317,7 @@ async def _statuses_fetch(
         for group, agents in plan
         for agent in agents
     ]
-    fetched = await aio.statuses_fetch(
+    fetched = aio.statuses_fetch_sync(
         requests,
         concurrency=max(1, int(settings.AGENT_POLL_CONCURRENCY)),
         deadline=deadline,
@@ -360,7 +387,7 @@ def _batch_process(batch: Batch, report: PollReport) -> BatchOutcome:
         return BatchOutcome(exhausted=exhausted)
 
     # No transaction and no row lock is held here: only the leases, which are committed.
-    results, limited = aio.run(_statuses_fetch(plan))
+    results, limited = _statuses_fetch(plan)
     deferred_for = {
         key: ratelimit.account_defer(key=key, seconds=seconds) for key, seconds in limited.items()
     }
@@ -456,11 +483,12 @@ def _results_apply(
 
 
 def tick() -> PollReport:
-    """One pass over the due agents, batch after batch (call under the task's lock)."""
+    """One drain: a pass over the due agents, batch after batch, until none is due or the fetch
+    deadline has passed. Any number may run at once (each batch holds its agents' leases)."""
     started = time.monotonic()
     # Agents rescheduled during this pass are due after `now`, so no agent is polled twice.
     now = timezone.now()
-    batch_size = max(1, int(settings.AGENT_POLL_BATCH))
+    batch_size = _batch_size()
     report = PollReport()
     skipped_organizations: set[int] = set()
     asked: set[int] = set()

@@ -359,6 +359,13 @@ class Batch:
     due_at: dict[int, datetime]
 
 
+def agents_due_count(*, now: datetime, limit: int) -> int:
+    """How many agents are due for a poll (what `agents_claim` would find), counting at most
+    `limit`."""
+    due = Agent.objects.due_for_poll(now).exclude(code="")
+    return len(due.order_by().values_list("pk", flat=True)[:limit])
+
+
 def agents_claim(
     *,
     limit: int,

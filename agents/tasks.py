@@ -39,25 +39,28 @@ def agents_submit_sweep() -> int:
 
 # --- The status poller --------------------------------------------------------------------------
 
-_POLL_TICK_LOCK = "agents-poll-tick"
-
 
 @shared_task
 def agents_poll_tick() -> int:
-    """One poller pass (beat, every AGENT_POLL_INTERVAL). A tick still running elsewhere makes
-    this one a no-op; a backlog of ticks expires in the queue (the beat entry's `expires`)."""
-    from agents import poller, ratelimit
+    """Beat, every AGENT_POLL_TICK: queue as many drains as the due agents need (at most
+    AGENT_POLL_FANOUT), for any worker process to run. No lock: drains claim agents with
+    leases (`SELECT ... FOR UPDATE SKIP LOCKED`), so any number can run at once, on any
+    machine; a drain still queued when the next tick comes expires (`agents.poller`)."""
+    from agents import poller
 
-    token = ratelimit.lock_acquire(
-        name=_POLL_TICK_LOCK, seconds=poller.tick_worst_case_seconds() + 1
-    )
-    if token is None:
-        logger.debug("Poller tick skipped: another tick is running")
-        return 0
-    try:
-        return poller.tick().requested
-    finally:
-        ratelimit.lock_release(name=_POLL_TICK_LOCK, token=token)
+    wanted = poller.drains_wanted()
+    for _ in range(wanted):
+        agents_poll_drain.apply_async(expires=poller.drain_expires_seconds())
+    return wanted
+
+
+@shared_task
+def agents_poll_drain() -> int:
+    """Claim and poll due agents, batch after batch, until none is due or the drain's time is
+    up (`agents.poller.tick`)."""
+    from agents import poller
+
+    return poller.tick().requested
 
 
 @shared_task(**outage.TASK_RETRY)

@@ -132,3 +132,42 @@ def owner_session(*, org: Organization) -> tuple[str, str]:
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
     return settings.SESSION_COOKIE_NAME, session.session_key or ""
+
+
+# --- Live-mode tenants on the stand-in (bench/standin.py) ----------------------------------------
+
+
+def standin_tenant_create(*, prefix: str = "standin") -> Organization:
+    """An organization in Live mode with its own secret: the processes that poll it are started
+    with BITHUMAN_API_URL pointing at the stand-in. Enterprise plan, known to the poller."""
+    from portal.models import ConnectionMode
+
+    n = next(_serial)
+    org = Organization.objects.create(
+        name=f"{prefix} {n}", slug=f"{prefix}-{n}-{uuid.uuid4().hex[:6]}"
+    )
+    connection = connections.connection_get(org=org)
+    connection.mode = ConnectionMode.LIVE
+    connection.live_secret = f"standin-{n}-{uuid.uuid4().hex}"
+    connection.save(update_fields=["mode", "live_secret"])
+    ratelimit.plan_remember(key=ratelimit.account_key(connection.live_secret), plan="enterprise")
+    return org
+
+
+def standin_agents_create(*, org: Organization, count: int) -> list[Agent]:
+    """`count` generating agents of `org`, due now (the stand-in answers any code)."""
+    now = timezone.now()
+    return Agent.objects.bulk_create(
+        Agent(
+            organization=org,
+            name=f"Bench {code}",
+            model="essence-1",
+            code=code,
+            status=AgentStatus.PROCESSING,
+            submitted_at=now,
+            created_at=now,
+            updated_at=now,
+            next_poll_at=now,
+        )
+        for code in (f"S{uuid.uuid4().hex[:9].upper()}" for _ in range(count))
+    )

@@ -52,7 +52,7 @@ def bench_env() -> dict[str, str]:
         "PORTAL_SITE_URL": BASE,
         "SANDBOX_ENABLED": "true",
         "SANDBOX_BASE_URL": f"{BASE}/sandbox",
-        "BITHUMAN_API_URL": f"{BASE}/sandbox",
+        "BITHUMAN_API_URL": os.environ.get("BENCH_BITHUMAN_API_URL", f"{BASE}/sandbox"),
         "SANDBOX_LATENCY_MS": os.environ.get("BENCH_SANDBOX_LATENCY_MS", "50"),
         "SANDBOX_WEBHOOK_BACKOFF": "1",
         "API_RATE_LIMIT_PER_MINUTE": "100000000",

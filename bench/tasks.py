@@ -40,15 +40,16 @@ def _log_request(method: str, path: str, status: int) -> None:
 
 def _instrument() -> None:
     """Log every answer bitHuman gives the worker: `attempt_log` sees each HTTP response of
-    both clients (retries included)."""
+    both clients and of the poller's
+    batch fetch (retries included)."""
     core = bh_core._ClientCore
     if getattr(core, "_bench_wrapped", False):
         return
     original = core.attempt_log
 
-    def attempt_log(self: Any, *, call: Any, response: Any, **kwargs: Any) -> None:
-        _log_request(call.method, call.path, response.status_code)
-        original(self, call=call, response=response, **kwargs)
+    def attempt_log(self: Any, *, call: Any, status: int, **kwargs: Any) -> None:
+        _log_request(call.method, call.path, status)
+        original(self, call=call, status=status, **kwargs)
 
     core.attempt_log = attempt_log  # type: ignore[method-assign]
     core._bench_wrapped = True  # type: ignore[attr-defined]

@@ -469,7 +469,10 @@ AGENT_POLL_TICK = min(env.float("AGENT_POLL_TICK", default=1.0), AGENT_POLL_INTE
 # The agent list API's count above 1,000 matches is cached this many seconds (agents/selectors.py).
 AGENT_LIST_COUNT_CACHE_SECONDS = env.int("AGENT_LIST_COUNT_CACHE_SECONDS", default=10)
 AGENT_POLL_BATCH = env.int("AGENT_POLL_BATCH", default=200)  # agents claimed per batch
-AGENT_POLL_CONCURRENCY = env.int("AGENT_POLL_CONCURRENCY", default=16)  # HTTP requests in flight
+# HTTP requests in flight per batch (cheap on aiohttp; bitHuman's Read budget is the real bound).
+AGENT_POLL_CONCURRENCY = env.int("AGENT_POLL_CONCURRENCY", default=100)
+# Drains a tick may queue at once (agents_poll_drain): worker processes poll in parallel up to it.
+AGENT_POLL_FANOUT = env.int("AGENT_POLL_FANOUT", default=4)
 AGENT_POLL_LEASE = env.float("AGENT_POLL_LEASE", default=60.0)  # seconds a claim lasts
 # The slowest cadence (long models late in their run), also the cap of the error backoff.
 AGENT_POLL_MAX_INTERVAL = env.float("AGENT_POLL_MAX_INTERVAL", default=60.0)

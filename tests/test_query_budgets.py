@@ -178,7 +178,7 @@ def _tick_queries(
     secret = connections.connection_get(org=org).api_secret
     ratelimit.plan_remember(key=ratelimit.account_key(secret), plan="enterprise")
 
-    async def fetch(plan):
+    def fetch(plan):
         results = {
             agent.pk: bh.AgentStatus(status=answer, progress=0.5, current_step="lip_sync")
             for _group, agents in plan

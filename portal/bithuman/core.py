@@ -345,15 +345,13 @@ class _ClientCore:
         delay = backoff / 2 + random.uniform(0, backoff / 2)  # noqa: S311
         return min(delay, remaining)
 
-    def attempt_log(
-        self, *, call: _Call[Any], response: httpx.Response, started: float, attempt: int
-    ) -> None:
+    def attempt_log(self, *, call: _Call[Any], status: int, started: float, attempt: int) -> None:
         # Method, path and status only: never headers (the secret) nor bodies (tokens, prompts).
         logger.debug(
             "bitHuman %s %s -> %s in %.0f ms (attempt %d)",
             call.method,
             call.path,
-            response.status_code,
+            status,
             (time.monotonic() - started) * 1000,
             attempt + 1,
         )
@@ -388,7 +386,9 @@ class _ClientCore:
                 error = self.transport_error_wrap(outcome)
             else:
                 response = cast(httpx.Response, outcome)  # the driver sends back what it got
-                self.attempt_log(call=call, response=response, started=started, attempt=attempt)
+                self.attempt_log(
+                    call=call, status=response.status_code, started=started, attempt=attempt
+                )
                 try:
                     return self.response_map(call, response)
                 except BithumanError as exc:

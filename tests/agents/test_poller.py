@@ -334,18 +334,38 @@ def test_a_tick_releases_only_its_own_leases(sandbox: Upstream):
 
 
 @integration
-def test_a_tick_holding_the_lock_makes_the_next_one_a_no_op(sandbox: Upstream):
+def test_a_tick_queues_one_drain_per_batch_of_due_agents_up_to_the_fanout(
+    sandbox: Upstream, settings: Any
+):
+    settings.AGENT_POLL_BATCH = 2
+    settings.AGENT_POLL_FANOUT = 3
+    settings.AGENT_POLL_INTERVAL = 60  # a polled agent is not due again during this test
     owner = tenant()
-    agent_in_flight(owner)
-    token = ratelimit.lock_acquire(name="agents-poll-tick", seconds=30)
-    assert token is not None
-    try:
-        assert tasks.agents_poll_tick() == 0
-        assert sandbox.statuses(owner.key) == []
-    finally:
-        ratelimit.lock_release(name="agents-poll-tick", token=token)
-    assert tasks.agents_poll_tick() == 1
-    assert ratelimit.lock_acquire(name="agents-poll-tick", seconds=1)  # released in finally
+    assert poller.drains_wanted() == 0
+    agents = [agent_in_flight(owner) for _ in range(3)]
+    assert poller.drains_wanted() == 2  # 3 due agents: two batches
+    agents += [agent_in_flight(owner) for _ in range(4)]
+    assert poller.drains_wanted() == 3  # 7 due: four batches, capped at the fan-out
+    leased = statuses.agents_claim(limit=6)
+    assert leased is not None
+    assert poller.drains_wanted() == 1  # leased agents are not due
+    statuses.agent_leases_release(
+        lease=leased.lease,
+        releases=[statuses.LeaseRelease(a.pk, timezone.now()) for a in leased.agents],
+    )
+
+    # Eager here, so the queued drains run in turn: the first polls everything, once.
+    assert tasks.agents_poll_tick() == 3
+    polled = sorted(seen.path.rsplit("/", 1)[-1] for seen in sandbox.statuses(owner.key))
+    assert polled == sorted(agent.code for agent in agents)
+    assert poller.drains_wanted() == 0
+    assert tasks.agents_poll_tick() == 0  # nothing due: nothing queued, nothing sent
+    assert len(sandbox.statuses(owner.key)) == len(agents)
+
+
+def test_a_queued_drain_expires_before_the_tick_after_next():
+    tick = float(django_settings.AGENT_POLL_TICK)
+    assert tick < poller.drain_expires_seconds() <= 2 * tick + 1.0
 
 
 # --- Rate limits --------------------------------------------------------------------------------
@@ -561,17 +581,17 @@ def test_webhook_during_a_tick_is_polled_again_by_that_tick(
     owner = tenant()
     agent = agent_in_flight(owner)
     other = agent_in_flight(owner)
-    run = poller.aio.run
+    fetch = poller._statuses_fetch
     webhooks_sent: list[int] = []
 
-    def fetch_then_webhook(coroutine: Any) -> Any:
-        answers = run(coroutine)
+    def fetch_then_webhook(plan: Any) -> Any:
+        answers = fetch(plan)
         if not webhooks_sent:  # agent.ready arrives while the tick holds the agent
             webhooks_sent.append(agent.pk)
             services.agent_refresh_now(agent=fresh(agent))
         return answers
 
-    monkeypatch.setattr(poller.aio, "run", fetch_then_webhook)
+    monkeypatch.setattr(poller, "_statuses_fetch", fetch_then_webhook)
     report = poller.tick()
     assert len(sandbox.statuses(owner.key, code=agent.code)) == 2  # at once, not a tick later
     assert len(sandbox.statuses(owner.key, code=other.code)) == 1

@@ -340,21 +340,12 @@ def test_async_client_fetches_many_statuses(harness: Harness, tenant: Tenant, cl
     ready = agent_ready(client, tenant)
     pending = client.agent_generate(prompt="A patient tutor").agent_id
 
-    transport = harness.async_transport()
+    # The poller's fetch (aiohttp, the process's pooled connections) against the sandbox.
     account = aio.StatusAccount(key="tenant", base_url=harness.api_url, api_secret=tenant.secret)
     codes = [ready, pending, UNKNOWN_CODE]
     requests = [aio.StatusRequest(key=code, account=account, agent_id=code) for code in codes]
 
-    async def fetch() -> dict:
-        try:
-            fetched = await aio.statuses_fetch(
-                requests, concurrency=2, deadline=10.0, timeout=5.0, transport=transport
-            )
-        finally:
-            await transport.aclose()
-        return fetched.results
-
-    results = aio.run(fetch())
+    results = aio.statuses_fetch_sync(requests, concurrency=2, deadline=10.0, timeout=5.0).results
     assert list(sorted(results)) == sorted(codes)
     assert isinstance(results[ready], AgentStatus) and results[ready].is_ready
     assert isinstance(results[pending], AgentStatus) and results[pending].status == "processing"
