@@ -1,4 +1,5 @@
-"""Benchmark 1: poller throughput against the sandbox, and the naive baseline."""
+"""Benchmark 1b: the poller end to end against the sandbox (a full Django app on the same cores),
+and the naive baseline against it. The poller's own figures: bench/standin_poller.py."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def bench_poller(
         )
     cpu_per_poll = float(rows[-1][6].split("(")[1].split()[0]) if rows else float("nan")
     report.table(
-        "1. Poller throughput (one tick, 50 agents per sandbox account)",
+        "1b. Poller end to end against the sandbox (one drain, 50 agents per sandbox account)",
         [
             "N in flight",
             "polled in the tick",

@@ -21,6 +21,13 @@ from bench import stack
 class Report:
     def __init__(self) -> None:
         self.sections: list[tuple[str, list[str], list[list[str]], list[str]]] = []
+        # (figure, goal, measured, met): the table results.md opens with.
+        self.goals: list[tuple[str, str, str, str]] = []
+
+    def goal(self, figure: str, goal: str, measured: str, met: bool | None) -> None:
+        verdict = "-" if met is None else ("yes" if met else "**no**")
+        self.goals.append((figure, goal, measured, verdict))
+        print(f"GOAL {figure}: {goal} | measured {measured} | met: {verdict}")
 
     def table(self, title: str, header: list[str], rows: list[list[Any]], notes: list[str]) -> None:
         self.sections.append((title, header, [[str(c) for c in r] for r in rows], notes))
@@ -71,12 +78,16 @@ class Report:
             "prefork, concurrency 2; DJANGO_DEBUG=false (production-like), plain HTTP on loopback",
             f"- Sandbox latency {stack.bench_env()['SANDBOX_LATENCY_MS']} ms per request; "
             f"AGENT_POLL_BATCH=200, AGENT_POLL_CONCURRENCY={stack.POLL_CONCURRENCY}, "
-            "AGENT_POLL_INTERVAL=5",
+            "AGENT_POLL_FANOUT=4, AGENT_POLL_INTERVAL=5",
             "",
             "The load generator, the portal, the sandbox, PostgreSQL and Redis all share this "
             "machine's cores: every figure is a floor for a deployment that separates them.",
             "",
         ]
+        if self.goals:  # first, after the title: every goal and what was measured
+            goals = ["## Goals", "", "| figure | goal | measured | met |", "|---|---|---|---|"]
+            goals += [f"| {' | '.join(goal)} |" for goal in self.goals]
+            lines[4:4] = [*goals, ""]
         for title, header, rows, notes in self.sections:
             lines += [f"## {title}", ""]
             if header:

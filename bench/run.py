@@ -24,9 +24,10 @@ from bench.poller import bench_poller
 from bench.propagation import bench_propagation
 from bench.ratelimit import bench_ratelimit
 from bench.report import Report
+from bench.standin_poller import bench_poller_standin
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
-ALL = ("poller", "ratelimit", "propagation", "api", "pages", "dashboard")
+ALL = ("poller", "poller-sandbox", "ratelimit", "propagation", "api", "pages", "dashboard")
 
 
 # --- Main -----------------------------------------------------------------------------------------
@@ -54,10 +55,23 @@ def main() -> None:
     stack.database_reset()
     stack.django_setup()
     report = Report()
+    if "poller" in only:
+        # First, alone on the machine: its own workers, beat and stand-in (no gunicorn, no
+        # other worker to take its tasks).
+        print(f"\n=== poller against the stand-in ({time.monotonic() - started:.0f} s so far)")
+        try:
+            bench_poller_standin(
+                report,
+                [5000] if args.quick else [5000, 10000],
+                sustained_seconds=10 if args.quick else 20,
+            )
+        except Exception as error:  # report it, run the others
+            traceback.print_exc()
+            report.table("poller: FAILED", [], [], [f"{type(error).__name__}: {error}"])
     gunicorn = stack.gunicorn_start()
     worker = stack.worker_start()
     benchmarks: list[tuple[str, Callable[[], None]]] = [
-        ("poller", lambda: bench_poller(report, sizes, gunicorn, worker)),
+        ("poller-sandbox", lambda: bench_poller(report, sizes, gunicorn, worker)),
         ("ratelimit", lambda: bench_ratelimit(report, 65 if args.quick else 130)),
         ("propagation", lambda: bench_propagation(report, 100)),
         ("api", lambda: bench_api(report, 8 if args.quick else 15, 10_000, gunicorn)),

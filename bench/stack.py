@@ -28,7 +28,7 @@ REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/11")
 # gunicorn: one process per core, threads so the sandbox's 50 ms sleeps overlap.
 GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "2"))
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "20"))
-POLL_CONCURRENCY = int(os.environ.get("BENCH_POLL_CONCURRENCY", "40"))
+POLL_CONCURRENCY = int(os.environ.get("BENCH_POLL_CONCURRENCY", "100"))  # the default
 
 
 def bench_env() -> dict[str, str]:
@@ -91,13 +91,13 @@ def database_reset() -> None:
 class Process:
     """A child process in its own process group, stopped (with its children) by `stop`."""
 
-    def __init__(self, name: str, args: list[str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
         self.log = (VAR / f"{name}.log").open("w")
         self.popen = subprocess.Popen(
             args,
             cwd=ROOT,
-            env=bench_env(),
+            env={**bench_env(), **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -187,9 +187,11 @@ def gunicorn_start() -> Process:
     raise RuntimeError(f"gunicorn did not start: see {VAR / 'gunicorn.log'}")
 
 
-def worker_start(concurrency: int = 2) -> Process:
+def worker_start(
+    concurrency: int = 2, *, name: str = "worker", env: dict[str, str] | None = None
+) -> Process:
     process = Process(
-        "worker",
+        name,
         [
             str(ROOT / ".venv" / "bin" / "celery"),
             "-A",
@@ -204,14 +206,15 @@ def worker_start(concurrency: int = 2) -> Process:
             "--without-gossip",
             "--without-mingle",
         ],
+        env,
     )
     time.sleep(4)
     return process
 
 
-def beat_start() -> Process:
+def beat_start(*, name: str = "beat", env: dict[str, str] | None = None) -> Process:
     return Process(
-        "beat",
+        name,
         [
             str(ROOT / ".venv" / "bin" / "celery"),
             "-A",
@@ -220,8 +223,9 @@ def beat_start() -> Process:
             "--loglevel",
             "WARNING",
             "--schedule",
-            str(VAR / "celerybeat-schedule"),
+            str(VAR / f"{name}-schedule"),
         ],
+        env,
     )
 
 

@@ -8,7 +8,7 @@ One asyncio process, raw HTTP/1.1 with keep-alive, answers from memory:
   (bitHuman's documented shape, api/agents.md "Poll status"), after `--latency-ms`;
 - `GET /v1/me`: an Enterprise account (so the poller's Read budget is not what is measured);
 - `GET /_standin/stats`: requests answered so far (total, statuses, distinct agents, the shortest
-  interval between two polls of one agent) and the server's own CPU seconds;
+  and longest interval between two polls of one agent) and the server's own CPU seconds;
   `POST /_standin/reset` zeroes them.
 
 It shares nothing with the portal (no Django, no client code): a few tens of microseconds of CPU
@@ -35,6 +35,7 @@ class Stats:
         self.statuses = 0
         self.last_poll: dict[bytes, float] = {}
         self.min_interval = float("inf")
+        self.max_interval = 0.0
         self.first = 0.0
         self.last = 0.0
 
@@ -47,6 +48,7 @@ class Stats:
         previous = self.last_poll.get(agent_id)
         if previous is not None:
             self.min_interval = min(self.min_interval, now - previous)
+            self.max_interval = max(self.max_interval, now - previous)
         self.last_poll[agent_id] = now
 
     def as_json(self) -> bytes:
@@ -57,6 +59,7 @@ class Stats:
                 "statuses": self.statuses,
                 "agents": len(self.last_poll),
                 "min_interval": None if self.min_interval == float("inf") else self.min_interval,
+                "max_interval": self.max_interval or None,
                 "first": self.first,
                 "last": self.last,
                 "cpu": usage.ru_utime + usage.ru_stime,

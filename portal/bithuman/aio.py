@@ -119,6 +119,9 @@ class _Background:
 
 _background: _Background | None = None
 _background_lock = threading.Lock()
+# A forked child's copy of its parent's loop and session: never used, never closed, but kept
+# referenced so that collecting them does not log "Unclosed client session".
+_inherited: list[_Background] = []
 
 
 @atexit.register
@@ -131,6 +134,8 @@ def _background_get() -> _Background:
     global _background
     with _background_lock:
         if _background is None or _background.pid != os.getpid():
+            if _background is not None:
+                _inherited.append(_background)
             _background = _Background()  # first use, or a forked child (its own loop)
         return _background
 
@@ -139,7 +144,12 @@ def background_run[T](coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine` on this process's background loop and wait for its result (from any
     thread, also one that runs its own event loop)."""
     background = _background_get()
-    return asyncio.run_coroutine_threadsafe(coroutine, background.loop).result()
+    future = asyncio.run_coroutine_threadsafe(coroutine, background.loop)
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()  # e.g. a task's soft time limit: stop the requests too
+        raise
 
 
 # --- Many statuses ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import threading
 import time
 from datetime import timedelta
@@ -227,10 +228,12 @@ def test_two_beats_never_poll_an_agent_twice_in_one_interval(
     sandbox: Upstream, stack: Stack, figures: Figures
 ):
     owner = tenant(time_scale=12)  # 7.5 s
-    agents = [agent_in_flight(owner) for _ in range(8)]
     stack.start_worker("beat-a")
     stack.start_worker("beat-b")
     figures.faults += 1
+    # The agents start once both workers are up (however long that takes on a busy machine).
+    stack.wait(lambda: all(" ready." in w.log_text() for w in stack.workers), timeout=60)
+    agents = [agent_in_flight(owner) for _ in range(8)]
     stack.wait(lambda: _ready(agents), timeout=40)
     assert "Scheduler: Sending due task agents-poll" in stack.workers[0].log_text()
     assert "Scheduler: Sending due task agents-poll" in stack.workers[1].log_text()
@@ -240,6 +243,49 @@ def test_two_beats_never_poll_an_agent_twice_in_one_interval(
         gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
         assert min(gaps) >= POLL_INTERVAL * 0.95, f"polled twice in one interval: {gaps}"
     figures.messages = len(sandbox.statuses(owner.key))
+    _finish(figures, agents)
+
+
+# --- 4b. Two worker processes draining at once ---------------------------------------------------
+
+_DRAIN = re.compile(r"agents\.tasks\.agents_poll_drain\[[-\w]+\] succeeded in [\d.]+s: (\d+)")
+
+
+@pytest.mark.fault_case("4b two workers polling at once")
+def test_two_worker_processes_drain_together_no_agent_twice_in_an_interval_none_starved(
+    sandbox: Upstream, stack: Stack, figures: Figures
+):
+    # 12 agents every 0.5 s stay within the Enterprise Read budget (2,304 a minute), so every
+    # wait measured is the poller's own.
+    owner = tenant(plan="enterprise", time_scale=10)  # expression-1's 90 s take 9 s
+    # Small batches: each tick queues several drains (AGENT_POLL_FANOUT, 4), which the two
+    # workers (two processes each) run at the same time.
+    small = {"AGENT_POLL_BATCH": "3"}
+    stack.start_worker("poller-a", env=small)
+    stack.start_worker("poller-b", beat=False, env=small)
+    figures.faults += 1  # a second worker process polling the same agents
+    stack.wait(lambda: all(" ready." in w.log_text() for w in stack.workers), timeout=60)
+    agents = [agent_in_flight(owner) for _ in range(12)]
+    stack.wait(lambda: _ready(agents), timeout=45)
+
+    polled_by = {
+        worker.name: [int(n) for n in _DRAIN.findall(worker.log_text())] for worker in stack.workers
+    }
+    assert all(sum(counts) > 0 for counts in polled_by.values()), polled_by  # both polled
+    worst_gap = 0.0
+    for agent in agents:
+        arrivals = sorted(s.at for s in sandbox.statuses(owner.key, code=fresh(agent).code))
+        assert len(arrivals) >= 2, "an agent was starved"
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        assert min(gaps) >= POLL_INTERVAL * 0.95, f"polled twice in one interval: {gaps}"
+        worst_gap = max(worst_gap, *gaps)
+    # None starved: every agent came back within its interval plus a few ticks.
+    assert worst_gap <= POLL_INTERVAL + 2.0, f"an agent waited {worst_gap:.2f} s"
+    figures.messages = len(sandbox.statuses(owner.key))
+    figures.notes.append(
+        "drains polled " + ", ".join(f"{name}: {sum(c)}" for name, c in polled_by.items())
+    )
+    figures.notes.append(f"longest wait between polls {worst_gap:.2f} s")
     _finish(figures, agents)
 
 
