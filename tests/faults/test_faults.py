@@ -246,12 +246,12 @@ def test_two_beats_never_poll_an_agent_twice_in_one_interval(
     _finish(figures, agents)
 
 
-# --- 4b. Two worker processes draining at once ---------------------------------------------------
+# --- 10. Two worker processes draining at once ---------------------------------------------------
 
 _DRAIN = re.compile(r"agents\.tasks\.agents_poll_drain\[[-\w]+\] succeeded in [\d.]+s: (\d+)")
 
 
-@pytest.mark.fault_case("4b two workers polling at once")
+@pytest.mark.fault_case("10 two workers polling")
 def test_two_worker_processes_drain_together_no_agent_twice_in_an_interval_none_starved(
     sandbox: Upstream, stack: Stack, figures: Figures
 ):
