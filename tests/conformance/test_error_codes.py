@@ -221,7 +221,7 @@ def test_an_embed_token_for_an_agent_still_generating_is_minted_for_no_model(
     # the token is minted and the agent can be launched as nothing yet.
     code = client.agent_generate(prompt="A coach").agent_id
     token = client.embed_token_request(agent_id=code, fingerprint="abc123")
-    assert token.token and token.supported_models == []
+    assert token.token and token.supported_models == ()
     error = raised(
         lambda: client.embed_token_request(agent_id=code, fingerprint="abc123", model="essence-1")
     )
