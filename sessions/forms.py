@@ -103,9 +103,10 @@ class LiveKitConfigForm(forms.Form):
     agent_name = forms.CharField(
         label="Agent name",
         max_length=128,
+        required=False,
         initial=DEFAULT_LIVEKIT_AGENT_NAME,
         help_text=(
             "The agent_name your LiveKit worker registers with; the portal dispatches it into "
-            "each room (examples/livekit_worker registers as bithuman-avatar)."
+            "each room. Empty: bithuman-avatar, what examples/livekit_worker registers as."
         ),
     )

@@ -519,7 +519,7 @@ def livekit_config_save(
     url = _livekit_url_clean(url)
     api_key = api_key.strip()
     api_secret = api_secret.strip()
-    agent_name = agent_name.strip()
+    agent_name = agent_name.strip() or DEFAULT_LIVEKIT_AGENT_NAME
     if not api_key:
         raise ApplicationError("Paste the LiveKit API key.", field="api_key")
     if not LIVEKIT_AGENT_NAME_RE.fullmatch(agent_name):
