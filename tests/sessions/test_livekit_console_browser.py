@@ -82,3 +82,23 @@ def test_livekit_console_at_phone_width_in_dark_mode(
     # gone (404 from its poll): that is the room saying so, not a fault.
     assert not [p for p in problems if "favicon" not in p and "/meet/live" not in p], problems
     context.close()
+
+
+def test_livekit_settings_explain_both_paths_at_phone_width_in_dark_mode(
+    live_server, org, admin, livekit_config, browser
+):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    page = context.new_page()
+    page.goto(f"{live_server.url}/login/")
+    page.locator("main").get_by_label("Email").fill(admin.user.email)
+    page.locator("main").get_by_label("Password").fill(PASSWORD)
+    page.locator("main").get_by_role("button", name="Log in").click()
+    page.goto(f"{live_server.url}/o/{org.slug}/settings/#livekit")
+    section = page.locator("#livekit")
+    expect(section.get_by_test_id("delivery-paths")).to_contain_text("Hosted embed")
+    expect(section.get_by_test_id("delivery-paths")).to_contain_text("Your own LiveKit worker")
+    expect(section.get_by_label("Agent name")).to_have_value("bithuman-avatar")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    if SCREENSHOT:
+        section.screenshot(path=SCREENSHOT.replace(".png", "-settings.png"))
+    context.close()
