@@ -74,6 +74,10 @@ class SandboxAgent(models.Model):
     system_prompt = models.TextField(blank=True)
     model = models.CharField(max_length=20, help_text="The resolved engine, e.g. expression-1.")
     image_url = models.TextField(blank=True, help_text="The input image, when it was a URL.")
+    # The input image when it was uploaded as base64 (JPEG, PNG or WebP): the agent's own face,
+    # shown by the hosted room and served at embed/<code>/face.
+    image_data = models.BinaryField(blank=True, default=b"", editable=False)
+    image_type = models.CharField(max_length=20, blank=True)
     audio_url = models.TextField(blank=True)
     aspect_ratio = models.CharField(max_length=8, default="16:9")
     framing = models.CharField(max_length=12, default="portrait")
@@ -221,3 +225,41 @@ class SandboxWebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class SandboxLiveKitRoom(models.Model):
+    """A room of the account's stand-in LiveKit project (RoomService.CreateRoom), until
+    RoomService.DeleteRoom. The avatar's bitHuman runtime session is a `SandboxRoom` of the same
+    name, registered when the stand-in worker takes a dispatch."""
+
+    account = models.ForeignKey(SandboxAccount, on_delete=models.CASCADE)
+    sid = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    metadata = models.TextField(blank=True)
+    empty_timeout = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "name"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sid})"
+
+
+class SandboxLiveKitDispatch(models.Model):
+    """An explicit agent dispatch (AgentDispatchService.CreateDispatch) and what the stand-in
+    worker made of it: `joined`, or `failed` with why (e.g. an agent that is not ready)."""
+
+    room = models.ForeignKey(
+        SandboxLiveKitRoom, on_delete=models.CASCADE, related_name="dispatches"
+    )
+    dispatch_id = models.CharField(max_length=40, unique=True)
+    agent_name = models.CharField(max_length=200)
+    metadata = models.TextField(blank=True)
+    state = models.CharField(max_length=10, default="pending")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.agent_name} → {self.room.name} ({self.state})"

@@ -23,8 +23,11 @@ def iso(moment: datetime) -> str:
 
 
 def _image_url(request: HttpRequest, agent: SandboxAgent) -> str:
-    """The input image when it was a URL; otherwise the sandbox's generated face."""
-    return agent.image_url or request.build_absolute_uri(reverse("sandbox:face", args=[agent.code]))
+    """The input image: its URL, or the uploaded one; otherwise the sandbox's generated face."""
+    if agent.image_url:
+        return agent.image_url
+    name = "sandbox:agent_face" if agent.image_type else "sandbox:face"
+    return request.build_absolute_uri(reverse(name, args=[agent.code]))
 
 
 def _common(request: HttpRequest, agent: SandboxAgent, state: AgentState) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sandbox.models import (
     SandboxRoom,
     SandboxRoomMessage,
 )
-from sandbox.services import agent_ready_require
+from sandbox.services import agent_is_ready, agent_ready_require
 
 SECRET_PREFIX = "sbx_"  # noqa: S105 (a prefix, not a secret)
 # A Test-mode secret: the prefix and 40 URL-safe characters (30 random bytes), the form both this
@@ -75,8 +75,10 @@ def _room_register(*, agent: SandboxAgent, name: str, kind: str, ttl: float) -> 
 
 def embed_token_issue(*, account: SandboxAccount, data: schemas.EmbedTokenIn) -> dict[str, Any]:
     agent = selectors.agent_owned(account=account, code=data.agent_id)
-    agent_ready_require(agent)
-    supported = catalog.SUPPORTED_MODELS[agent.model]
+    # api/embedding.md lists no error for an agent still generating: the token is minted, and
+    # `supported_models` (what it can be launched as right now) is empty until it is ready; its
+    # room does not open until then (the embed page says so).
+    supported = catalog.SUPPORTED_MODELS[agent.model] if agent_is_ready(agent) else []
     if data.model is not None:
         family = model_family(data.model)
         if family is None:
@@ -116,27 +118,26 @@ def embed_room_touch(*, code: str, token: str) -> SandboxRoom:
     agent = selectors.agent_by_code(code=code, account_public_id=str(claims.get("acc", "")))
     if agent is None:
         raise agent_not_found(code)
+    agent_ready_require(agent)
     return _room_register(
         agent=agent, name=f"embed-{claims['sid']}", kind=SandboxRoom.Kind.EMBED, ttl=conf.room_ttl()
     )
 
 
 def runtime_token_issue(*, account: SandboxAccount, data: schemas.RuntimeTokenIn) -> dict[str, Any]:
-    """A runtime token; with an agent it also registers the LiveKit room the avatar joins."""
+    """A runtime token (account-scoped, api/authentication.md); with a ready agent it also
+    registers the room the avatar joins. An agent that is not ready opens no room: the avatar
+    cannot launch, so speak and add-context find no active room (the openapi lists no error
+    for it here)."""
     if account.credits <= 0:
         raise SandboxError(402, "INSUFFICIENT_BALANCE", "Not enough credits to start a session")
     transaction_id = str(uuid.uuid4())
     room_name = data.room_name
     if data.agent_code:
         agent = selectors.agent_owned(account=account, code=data.agent_code)
-        agent_ready_require(agent)
         room_name = room_name or f"room-{secrets.token_hex(6)}"
-        _room_register(
-            agent=agent,
-            name=room_name,
-            kind=SandboxRoom.Kind.RUNTIME,
-            ttl=conf.runtime_room_ttl(),
-        )
+        if agent_is_ready(agent):
+            avatar_join(agent=agent, room_name=room_name)
     issued = int(time.time())
     claims = {
         "iss": "bithuman-sandbox",
@@ -149,6 +150,13 @@ def runtime_token_issue(*, account: SandboxAccount, data: schemas.RuntimeTokenIn
         "exp": issued + 3600,
     }
     return {"token": tokens.token_encode(claims=claims), "transaction_id": transaction_id}
+
+
+def avatar_join(*, agent: SandboxAgent, room_name: str) -> SandboxRoom:
+    """The avatar joins a LiveKit room: its runtime session (api/runtime-sessions.md) opens."""
+    return _room_register(
+        agent=agent, name=room_name, kind=SandboxRoom.Kind.RUNTIME, ttl=conf.runtime_room_ttl()
+    )
 
 
 def room_end(*, account: SandboxAccount, room_id: str) -> int:

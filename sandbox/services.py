@@ -7,6 +7,7 @@ exactly one reader refunds a failure and fires the webhooks.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -287,6 +288,24 @@ def model_resolve(*, model: str | None, version: str | None, subject: str) -> st
     return family
 
 
+_IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+
+
+def _uploaded_image(image: str | None) -> dict[str, object]:
+    """An uploaded (base64) JPEG, PNG or WebP face, kept so the hosted room shows it."""
+    if not image or schemas.is_url(image):
+        return {}
+    encoded = image.split(",", 1)[1] if image.startswith("data:") else image
+    raw = base64.b64decode("".join(encoded.split()))
+    kind = next((k for magic, k in _IMAGE_MAGIC if raw.startswith(magic)), "")
+    if not kind and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        kind = "image/webp"
+    return {"image_data": raw, "image_type": kind} if kind else {}
+
+
 def scenario_detect(*, data: schemas.GenerateIn) -> tuple[str, str]:
     """The documented failure triggers: (scenario, the error_message the agent will fail with)."""
     for kind, media in (("Image", data.image), ("Audio", data.audio)):
@@ -362,6 +381,7 @@ def agent_generate(
             system_prompt=data.prompt or "",
             model=engine,
             image_url=image_url,
+            **_uploaded_image(data.image),
             audio_url=data.audio if data.audio and schemas.is_url(data.audio) else "",
             aspect_ratio=data.aspect_ratio,
             framing=data.framing,
@@ -476,11 +496,20 @@ def agent_delete(*, account: SandboxAccount, code: str) -> None:
     selectors.agent_owned(account=account, code=code).delete()
 
 
+def agent_is_ready(agent: SandboxAgent) -> bool:
+    return agent_refresh(agent=agent).status == "ready"
+
+
 def agent_ready_require(agent: SandboxAgent) -> None:
+    """The hosted room of an agent that is not ready does not open (its page says so).
+    `AGENT_NOT_READY` is bitHuman's documented code for an agent still generating or failed."""
     state = agent_refresh(agent=agent)
     if state.status != "ready":
         raise SandboxError(
-            409, "AGENT_NOT_READY", f"Agent {agent.code} is not ready (status: {state.status})"
+            409,
+            "AGENT_NOT_READY",
+            f"Agent {agent.code} is not ready yet (status: {state.status}): its room opens once "
+            "its generation has finished",
         )
 
 

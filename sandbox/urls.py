@@ -3,7 +3,7 @@ sandbox's own control API (knobs, test clock, rooms)."""
 
 from django.urls import URLPattern, URLResolver, path, re_path
 
-from sandbox import views
+from sandbox import livekit_views, views
 
 app_name = "sandbox"
 
@@ -46,9 +46,21 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("embed/<str:code>", views.embed_page, name="embed"),
     path("embed/<str:code>/live", views.embed_live, name="embed_live"),
     path("embed/<str:code>/face.svg", views.face, name="face"),
+    path("embed/<str:code>/face", views.agent_face, name="agent_face"),
     path("files/<str:code>.imx", views.model_file, name="model_file"),
+    # A stand-in for the customer's LiveKit project (sandbox/livekit.py): LiveKit's server API
+    # (Twirp) and the page a room link opens
+    path("livekit/", views.not_found, name="livekit_root"),
+    re_path(
+        r"^livekit/twirp/livekit\.(?P<service>\w+)/(?P<method>\w+)$",
+        livekit_views.twirp,
+        name="livekit_twirp",
+    ),
+    path("livekit/meet", livekit_views.meet, name="livekit_meet"),
+    path("livekit/meet/live", livekit_views.meet_live, name="livekit_meet_live"),
     # The sandbox's own control API (api-secret auth; not part of bitHuman's API)
     path("control/account", views.control_account, name="control_account"),
+    path("control/livekit", livekit_views.control_livekit, name="control_livekit"),
     path("control/clock", views.control_clock, name="control_clock"),
     path("control/rooms", views.control_rooms, name="control_rooms"),
     path("control/rooms/<str:room_id>/end", views.control_room_end, name="control_room_end"),

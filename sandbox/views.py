@@ -32,7 +32,7 @@ from sandbox.http import (
     not_found_response,
     request_id_new,
 )
-from sandbox.models import SandboxAccount
+from sandbox.models import SandboxAccount, SandboxAgent
 
 # --- Authentication and account -----------------------------------------------------------------
 
@@ -306,7 +306,7 @@ def embed_page(request: HttpRequest, code: str) -> HttpResponse:
         context["problem"], status = error.message, error.status
     if agent is not None:
         context |= {
-            "face_url": agent.image_url or reverse("sandbox:face", args=[code]),
+            "face_url": face_url(agent),
             "fallback_url": reverse("sandbox:face", args=[code]),
             "live_url": reverse("sandbox:embed_live", args=[code]),
             "poll_ms": conf.embed_poll_ms(),
@@ -336,6 +336,25 @@ def embed_live(request: HttpRequest, code: str) -> HttpResponse:
         for message in selectors.room_messages(room=room, after=after)
     ]
     return JsonResponse({"room_id": room.name, "messages": messages})
+
+
+def face_url(agent: SandboxAgent) -> str:
+    """The agent's own face: the image it was made from (its URL, or the uploaded file)."""
+    if agent.image_url:
+        return agent.image_url
+    return reverse("sandbox:agent_face" if agent.image_type else "sandbox:face", args=[agent.code])
+
+
+@require_GET
+def agent_face(request: HttpRequest, code: str) -> HttpResponse:
+    """The image the agent was made from, when it was uploaded (else the generated face)."""
+    agent = selectors.agent_public(code=code)
+    if agent is None or not agent.image_type:
+        return face(request, code)
+    response = HttpResponse(bytes(agent.image_data), content_type=agent.image_type)
+    response["Cache-Control"] = "public, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 _FACE_COLOURS = ("#3b5bdb", "#0c8599", "#2b8a3e", "#e67700", "#c2255c", "#5f3dc4")

@@ -110,10 +110,11 @@ class QuickReplyAdmin(admin.ModelAdmin):
 
 @admin.register(LiveKitConfig)
 class LiveKitConfigAdmin(admin.ModelAdmin):
-    list_display = ["organization", "url", "api_key", "updated_at"]
+    list_display = ["organization", "url", "api_key", "agent_name", "updated_at"]
     fields = readonly_fields = (
         "organization",
         "url",
+        "agent_name",
         "api_key",
         "api_secret_masked",
         "updated_at",

@@ -8,6 +8,7 @@ from django import forms
 
 from sessions.models import (
     CONTEXT_MAX_CHARS,
+    DEFAULT_LIVEKIT_AGENT_NAME,
     QUICK_REPLY_MAX_CHARS,
     SPEAK_MAX_CHARS,
     SessionKind,
@@ -98,4 +99,14 @@ class LiveKitConfigForm(forms.Form):
         strip=True,
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
         help_text="Stored encrypted. Leave empty to keep the saved secret.",
+    )
+    agent_name = forms.CharField(
+        label="Agent name",
+        max_length=128,
+        required=False,
+        initial=DEFAULT_LIVEKIT_AGENT_NAME,
+        help_text=(
+            "The agent_name your LiveKit worker registers with; the portal dispatches it into "
+            "each room. Empty: bithuman-avatar, what examples/livekit_worker registers as."
+        ),
     )

@@ -22,6 +22,8 @@ from portal.scoping import OrgScopedModel, OrgScopedQuerySet
 SPEAK_MAX_CHARS = 2000
 CONTEXT_MAX_CHARS = 10_000
 QUICK_REPLY_MAX_CHARS = 500
+# What examples/livekit_worker registers as unless LIVEKIT_AGENT_NAME says otherwise.
+DEFAULT_LIVEKIT_AGENT_NAME = "bithuman-avatar"
 
 
 class SessionKind(models.TextChoices):
@@ -231,6 +233,14 @@ class LiveKitConfig(models.Model):
     )
     api_key = models.CharField("API key", max_length=200)
     api_secret = EncryptedTextField("API secret")
+    # The dispatch name of the organization's LiveKit Agents worker (the one that runs
+    # livekit-plugins-bithuman's AvatarSession): the portal dispatches it into each room.
+    agent_name = models.CharField(
+        "Agent name",
+        max_length=128,
+        default=DEFAULT_LIVEKIT_AGENT_NAME,
+        help_text="The agent_name your LiveKit worker registers with (explicit dispatch).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

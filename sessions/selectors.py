@@ -10,6 +10,7 @@ from uuid import UUID
 from django.db.models import Count, Q, QuerySet
 
 from agents.models import Agent
+from organizations import connections
 from portal.models import Organization, User
 from portal.tenancy import tenant_get
 from sessions import livekit
@@ -75,6 +76,26 @@ def livekit_config_get(*, org: Organization) -> LiveKitConfig | None:
     return LiveKitConfig.objects.filter(organization=org).first()
 
 
+def livekit_project(*, org: Organization, sandbox: bool) -> livekit.Project | None:
+    """The LiveKit project a session of `org` runs in: the one in its settings, or in Test mode
+    (`sandbox`) the sandbox's stand-in, with the settings' agent name. None without settings;
+    LiveKitError when the sandbox does not answer."""
+    config = livekit_config_get(org=org)
+    if config is None:
+        return None
+    if sandbox:
+        connection = connections.connection_get(org=org)
+        return livekit.sandbox_project(
+            sandbox_secret=connection.sandbox_secret, agent_name=config.agent_name
+        )
+    return livekit.Project(
+        url=config.url,
+        api_key=config.api_key,
+        api_secret=config.api_secret,
+        agent_name=config.agent_name,
+    )
+
+
 def quick_reply_list(*, org: Organization) -> QuerySet[QuickReply]:
     return QuickReply.objects.for_org(org).order_by("text")
 
@@ -90,20 +111,25 @@ def room_links(*, session: AgentSession, user: User, can_talk: bool) -> RoomLink
     LiveKit one identity is one participant, so each link gets a fresh viewer token (while the
     organization's LiveKit settings are the ones the room was made with); a portal viewer's
     token only watches and listens (`can_talk` False)."""
-    config = livekit_config_get(org=session.organization)
-    if session.kind != SessionKind.LIVEKIT or config is None or config.url != session.livekit_url:
+    if session.kind != SessionKind.LIVEKIT:
+        return RoomLinks(frame=session.room_url, join=session.room_url)
+    try:
+        project = livekit_project(org=session.organization, sandbox=session.sandbox)
+    except livekit.LiveKitError:
+        project = None
+    if project is None or project.url != session.livekit_url:
         return RoomLinks(frame=session.room_url, join=session.room_url)
 
     def link(identity: str, name: str) -> str:
         token = livekit.viewer_token(
-            api_key=config.api_key,
-            api_secret=config.api_secret,
+            api_key=project.api_key,
+            api_secret=project.api_secret,
             room_name=session.room_name,
             identity=f"{identity}-{secrets.token_hex(4)}",
             name=name,
             can_publish=can_talk,
         )
-        return livekit.room_link(url=config.url, token=token)
+        return project.link(token)
 
     role = "operator" if can_talk else "watcher"
     return RoomLinks(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -27,14 +28,20 @@ from django.utils import timezone
 from agents.models import Agent
 from organizations import connections
 from portal import netsafe
-from portal.bithuman import control as bh_control
 from portal.bithuman import errors as bh_errors
-from portal.errors import ApplicationError, Conflict, NotFound, upstream_failure
+from portal.errors import (
+    ApplicationError,
+    Conflict,
+    NotFound,
+    UpstreamFailed,
+    upstream_failure,
+)
 from portal.models import BithumanConnection, User
 from portal.tenancy import Actor, Role, organization_active_require, role_require
 from sessions import events, livekit, selectors, upstream
 from sessions.models import (
     CONTEXT_MAX_CHARS,
+    DEFAULT_LIVEKIT_AGENT_NAME,
     QUICK_REPLY_MAX_CHARS,
     RATE_LIMITED,
     SPEAK_MAX_CHARS,
@@ -108,12 +115,57 @@ def _start_error(error: bh_errors.BithumanError, agent: Agent) -> ApplicationErr
     return upstream_failure(error, message)
 
 
+def _livekit_open(
+    *, actor: Actor, agent: Agent, connection: BithumanConnection, public_id: uuid.UUID
+) -> tuple[livekit.Project, str, str]:
+    """Create the room in the organization's LiveKit project (the sandbox's in Test mode) and
+    dispatch its worker into it (guides/deploy-livekit.md): (project, room name, viewer link).
+    A failure closes the room it made and raises UpstreamFailed, so nothing is half-made."""
+    user = _actor_user(actor)
+    try:
+        project = selectors.livekit_project(org=actor.organization, sandbox=not connection.is_live)
+        if project is None:
+            raise livekit.LiveKitError("LiveKit is not set up for this organization")
+        if not project.sandbox:
+            try:
+                livekit_url_check(project.url)
+            except ApplicationError:
+                raise livekit.LiveKitError(
+                    "the LiveKit URL in Settings is not a public address"
+                ) from None
+        room_name = _livekit_room_name(agent)
+        # The job metadata the worker reads (examples/livekit_worker): which bitHuman agent.
+        metadata = {"agent_code": agent.code, "agent_name": agent.name, "session": public_id.hex}
+        livekit.room_create(project=project, room_name=room_name, metadata=metadata)
+        try:
+            livekit.agent_dispatch(project=project, room_name=room_name, metadata=metadata)
+        except livekit.LiveKitError:
+            try:
+                livekit.project_room_delete(project=project, room_name=room_name)
+            except livekit.LiveKitError as error:
+                logger.warning("Room %s left open: %s", room_name, error.message)
+            raise
+    except livekit.LiveKitError as error:
+        raise UpstreamFailed(
+            f"Could not open the LiveKit room: {error.message}. Check the LiveKit settings.",
+            code="livekit_failed",
+        ) from None
+    viewer = livekit.viewer_token(
+        api_key=project.api_key,
+        api_secret=project.api_secret,
+        room_name=room_name,
+        identity=f"operator-{public_id.hex[:12]}",
+        name=user.get_short_name() if user else "Operator",
+    )
+    return project, room_name, project.link(viewer)
+
+
 def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
     """Open a room for a ready agent and record the session.
 
-    Hosted: an embed token (one fingerprint per session) and the embed page's link. LiveKit: a
-    room name, the avatar's participant token, the runtime-token request that dispatches the
-    avatar into the room, and a viewer link from LIVEKIT_ROOM_LINK_TEMPLATE.
+    Hosted: an embed token and the embed page's link. LiveKit: a room in the organization's
+    LiveKit project with its worker dispatched into it (the worker brings the avatar with
+    livekit-plugins-bithuman), and a viewer link from LIVEKIT_ROOM_LINK_TEMPLATE.
     """
     role_require(actor, Role.MEMBER, "start sessions")
     organization_active_require(actor.organization)
@@ -127,47 +179,41 @@ def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
         )
     if kind not in SessionKind.values:
         raise ApplicationError("Choose where the room runs.", field="kind")
-    config = None
-    if kind == SessionKind.LIVEKIT:
-        config = selectors.livekit_config_get(org=actor.organization)
-        if config is None:
-            raise Conflict(
-                "LiveKit is not set up for this organization: an admin can add its URL, API key "
-                "and API secret in Settings.",
-                field="kind",
-            )
+    if kind == SessionKind.LIVEKIT and selectors.livekit_config_get(org=actor.organization) is None:
+        raise Conflict(
+            "LiveKit is not set up for this organization: an admin can add its URL, API key, "
+            "API secret and agent name in Settings.",
+            field="kind",
+        )
     connection = connections.connection_get(org=actor.organization)
     public_id = uuid.uuid4()
     user = _actor_user(actor)
-    try:
-        with connections.client_for(connection=connection) as client:
-            if config is None:
+    livekit_url = ""
+    if kind == SessionKind.LIVEKIT:
+        project, room_name, room_url = _livekit_open(
+            actor=actor, agent=agent, connection=connection, public_id=public_id
+        )
+        livekit_url = project.url
+        started_text = (
+            f"Session started: LiveKit room {room_name}, agent {project.agent_name} dispatched"
+        )
+    else:
+        try:
+            with connections.client_for(connection=connection) as client:
                 embed = client.embed_token_request(agent_id=agent.code, fingerprint=public_id.hex)
-                room_name = embed.sid or ""
-                room_url = _embed_link(connection=connection, code=agent.code, token=embed.token)
-                started_text = "Session started: bitHuman hosted room"
-            else:
-                room_name = _livekit_room_name(agent)
-                client.runtime_token_request(
-                    agent_code=agent.code,
-                    room_name=room_name,
-                    livekit_url=config.url,
-                    livekit_token=livekit.avatar_token(
-                        api_key=config.api_key, api_secret=config.api_secret, room_name=room_name
-                    ),
-                    model=agent.model,
-                )
-                viewer = livekit.viewer_token(
-                    api_key=config.api_key,
-                    api_secret=config.api_secret,
-                    room_name=room_name,
-                    identity=f"operator-{public_id.hex[:12]}",
-                    name=user.get_short_name() if user else "Operator",
-                )
-                room_url = livekit.room_link(url=config.url, token=viewer)
-                started_text = f"Session started: LiveKit room {room_name}, avatar dispatched"
-    except bh_errors.BithumanError as error:
-        raise _start_error(error, agent) from None
+        except bh_errors.BithumanError as error:
+            raise _start_error(error, agent) from None
+        if not embed.supported_models:
+            # api/embedding.md: the models the agent can be launched as right now; none means
+            # bitHuman cannot launch it yet (still generating there, or failed).
+            raise Conflict(
+                f"bitHuman says {agent.name} is not ready for a session yet (it can be "
+                "launched as no model right now).",
+                code="agent_not_ready",
+            )
+        room_name = embed.sid or ""
+        room_url = _embed_link(connection=connection, code=agent.code, token=embed.token)
+        started_text = "Session started: bitHuman hosted room"
     now = timezone.now()
     with transaction.atomic():
         session = AgentSession.objects.create(
@@ -178,7 +224,7 @@ def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
             room_name=room_name,
             room_url=room_url,
             sandbox=not connection.is_live,
-            livekit_url=config.url if config else "",
+            livekit_url=livekit_url,
             started_by=user,
             started_at=now,
             last_activity_at=now,
@@ -244,7 +290,8 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
     code = session.agent.code
     connection = connections.connection_get(org=actor.organization)
     # The session's own room once bitHuman lists it; until then every live room of the agent.
-    room_id = upstream.room_state(session, sending=True).room_name or None
+    # A LiveKit room's name is ours from the start: the avatar's session carries it.
+    room_id = room_state(session=session, sending=True).room_name or None
     outcome: dict[str, Any]
     try:
         # No retries: a rate limit is shown at once ("retry in N s") rather than making the
@@ -284,9 +331,14 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
     return event
 
 
-def room_state(*, session: AgentSession) -> upstream.RoomState:
-    """Where a line sent now goes: the session's own room, or every live room of the agent."""
-    return upstream.room_state(session)
+def room_state(*, session: AgentSession, sending: bool = False) -> upstream.RoomState:
+    """Where a line sent now goes: the session's own room, or every live room of the agent.
+    A LiveKit session's room is the one we created: bitHuman lists the avatar's session under
+    that name, so lines go there from the start (while linking still runs, for End)."""
+    state = upstream.room_state(session, sending=sending)
+    if session.kind == SessionKind.LIVEKIT and session.room_name:
+        return upstream.RoomState(linked=True, room_name=session.room_name)
+    return state
 
 
 def session_speak(*, actor: Actor, session: AgentSession, text: str) -> SessionEvent:
@@ -303,40 +355,29 @@ def session_context_add(*, actor: Actor, session: AgentSession, text: str) -> Se
 
 
 def _livekit_room_close(session: AgentSession) -> None:
-    """Close the LiveKit room we created; a failure is recorded, never raised."""
+    """Close the LiveKit room we created (DeleteRoom); a failure is recorded, never raised."""
     try:
-        if session.sandbox:
-            connection = connections.connection_get(org=session.organization)
-            try:
-                closed = bh_control.sandbox_room_end(
-                    base_url=settings.SANDBOX_BASE_URL,
-                    api_secret=connection.sandbox_secret,
-                    room_name=session.room_name,
-                    timeout=livekit.ROOM_DELETE_TIMEOUT_SECONDS,
-                )
-            except bh_control.ControlError as error:
-                raise livekit.LiveKitError(error.message) from None
-        else:
-            config = selectors.livekit_config_get(org=session.organization)
-            if config is None or config.url != session.livekit_url:
-                raise livekit.LiveKitError(
-                    "the organization's LiveKit settings changed since the session started; "
-                    f"close room {session.room_name} in LiveKit yourself"
-                )
+        project = selectors.livekit_project(org=session.organization, sandbox=session.sandbox)
+        if project is None or project.url != session.livekit_url:
+            raise livekit.LiveKitError(
+                "the organization's LiveKit settings changed since the session started; "
+                f"close room {session.room_name} in LiveKit yourself"
+            )
+        if not project.sandbox:
             try:  # checked again at use: the name may resolve elsewhere by now
-                livekit_url_check(config.url)
+                livekit_url_check(project.url)
             except ApplicationError:
                 raise livekit.LiveKitError(
                     f"LiveKit did not close room {session.room_name}: the LiveKit URL is not "
                     "a public address"
                 ) from None
-            livekit.room_delete(
-                url=config.url,
-                api_key=config.api_key,
-                api_secret=config.api_secret,
-                room_name=session.room_name,
-            )
+        try:
+            livekit.project_room_delete(project=project, room_name=session.room_name)
             closed = True
+        except livekit.LiveKitError as error:
+            if "(not_found)" not in error.message:
+                raise
+            closed = False  # the room had already closed (empty timeout, or by hand)
     except livekit.LiveKitError as error:
         logger.warning("Session %s: %s", session.public_id, error.message)
         _system_event(
@@ -461,14 +502,32 @@ def livekit_url_check(url: str) -> None:
     )
 
 
-def livekit_config_save(*, actor: Actor, url: str, api_key: str, api_secret: str) -> LiveKitConfig:
-    """Save the LiveKit project (secret encrypted). A blank secret keeps the saved one."""
+LIVEKIT_AGENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def livekit_config_save(
+    *,
+    actor: Actor,
+    url: str,
+    api_key: str,
+    api_secret: str,
+    agent_name: str = DEFAULT_LIVEKIT_AGENT_NAME,
+) -> LiveKitConfig:
+    """Save the LiveKit project (secret encrypted) and the dispatch name of its worker. A
+    blank secret keeps the saved one."""
     role_require(actor, Role.ADMIN, "change the LiveKit settings")
     url = _livekit_url_clean(url)
     api_key = api_key.strip()
     api_secret = api_secret.strip()
+    agent_name = agent_name.strip() or DEFAULT_LIVEKIT_AGENT_NAME
     if not api_key:
         raise ApplicationError("Paste the LiveKit API key.", field="api_key")
+    if not LIVEKIT_AGENT_NAME_RE.fullmatch(agent_name):
+        raise ApplicationError(
+            "Give the agent name your LiveKit worker registers with (letters, digits, '-', "
+            "'_' and '.', up to 128), e.g. bithuman-avatar.",
+            field="agent_name",
+        )
     existing = selectors.livekit_config_get(org=actor.organization)
     if not api_secret:
         if existing is None:
@@ -480,6 +539,7 @@ def livekit_config_save(*, actor: Actor, url: str, api_key: str, api_secret: str
             "url": url,
             "api_key": api_key,
             "api_secret": api_secret,
+            "agent_name": agent_name,
             "updated_by": _actor_user(actor),
         },
     )

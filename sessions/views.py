@@ -371,7 +371,11 @@ def livekit_settings(request: HttpRequest, membership: Membership) -> HttpRespon
         return redirect(settings_url)
     config = selectors.livekit_config_get(org=org)
     if request.method != "POST":
-        initial = {"url": config.url, "api_key": config.api_key} if config else {}
+        initial = (
+            {"url": config.url, "api_key": config.api_key, "agent_name": config.agent_name}
+            if config
+            else {}
+        )
         form = LiveKitConfigForm(initial=initial)
         context = {"livekit_form": form, "livekit_config": config}
         return render(request, "sessions/livekit_settings.html", context)

@@ -101,6 +101,7 @@ INPUTS: dict[str, tuple[str, str]] = {
     "action": (PLAIN, "an audit action, or the LiveKit form's remove button"),
     "actor_kind": (PLAIN, "user, api key, system or staff"),
     "api_key": (PLAIN, "the organization's own LiveKit key, a credential not a lookup"),
+    "agent_name": (PLAIN, "the dispatch name of the organization's own LiveKit worker"),
     "api_secret": (PLAIN, "a secret the organization pastes (bitHuman or LiveKit)"),
     "api_keys": (PLAIN, "revoke or keep, removing a member: the keys are the removed member's"),
     "aspect_ratio": (PLAIN, "a choice"),

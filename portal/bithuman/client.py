@@ -303,8 +303,10 @@ class BithumanClient(_ClientFace):
         user_id: str | None = None,
         fingerprint: str | None = None,
     ) -> RuntimeToken:
-        """A runtime token for one avatar session; with the LiveKit fields it dispatches the
-        avatar into that room (it joins as `bithuman-avatar-agent`). Meters credits."""
+        """A runtime token for one avatar session (account-scoped). Meters credits. The portal
+        does not use it for LiveKit sessions: per guides/deploy-livekit.md the customer's worker
+        (livekit-plugins-bithuman's AvatarSession) makes the dispatch request itself, and that
+        answer carries no token (see sessions/livekit.py)."""
         body = _body(
             # The spec names the agent `agent_code`; the LiveKit dispatch (NOTES.md, the SDK)
             # sends `agent_id`. Same string: send both so either reading finds it.

@@ -33,9 +33,14 @@ def livekit_settings_section(context: template.Context) -> dict[str, Any]:
     """The LiveKit form on the organization's settings page (it posts to sessions' own view)."""
     org = context["current_org"]
     config = selectors.livekit_config_get(org=org)
-    initial = {"url": config.url, "api_key": config.api_key} if config else {}
+    initial = (
+        {"url": config.url, "api_key": config.api_key, "agent_name": config.agent_name}
+        if config
+        else {}
+    )
     return {
         "current_org": org,
+        "connection": context.get("connection"),
         "livekit_config": config,
         "livekit_form": LiveKitConfigForm(initial=initial),
     }

@@ -1,4 +1,4 @@
-"""portal.bithuman.control: ending a sandbox room (Test mode sessions)."""
+"""portal.bithuman.control: the sandbox's stand-in LiveKit project (Test mode sessions)."""
 
 import httpx
 import pytest
@@ -8,6 +8,12 @@ from portal.bithuman import control
 
 BASE_URL = "https://sandbox.test/sandbox"
 SECRET = "sk_test_Zq8TvErYsEcReTvAlUe_9f2c"
+PROJECT = {
+    "url": "https://sandbox.test/sandbox/livekit",
+    "api_key": "sbxlk_1",
+    "api_secret": "lk-secret-0123456789",
+    "room_link_template": "https://sandbox.test/sandbox/livekit/meet?liveKitUrl={url}&token={token}",
+}
 
 
 @pytest.fixture
@@ -16,34 +22,37 @@ def sandbox():
         yield router
 
 
-def end(room: str = "room one/2") -> bool:
-    return control.sandbox_room_end(base_url=BASE_URL + "/", api_secret=SECRET, room_name=room)
+def project() -> control.LiveKitProject:
+    return control.sandbox_livekit_project(base_url=BASE_URL + "/", api_secret=SECRET)
 
 
-def test_a_room_is_ended_with_the_accounts_secret(sandbox):
-    route = sandbox.post("/control/rooms/room%20one%2F2/end").mock(httpx.Response(200, json={}))
+def test_the_project_is_asked_for_with_the_accounts_secret(sandbox):
+    route = sandbox.get("/control/livekit").mock(httpx.Response(200, json=PROJECT))
 
-    assert end() is True
+    found = project()
 
+    assert (found.url, found.api_key, found.api_secret) == (
+        PROJECT["url"],
+        "sbxlk_1",
+        "lk-secret-0123456789",
+    )
+    assert "lk-secret" not in repr(found)
     [call] = route.calls
     assert call.request.headers["api-secret"] == SECRET
-    assert call.request.url.raw_path == b"/sandbox/control/rooms/room%20one%2F2/end"
-
-
-def test_a_room_already_ended_answers_false(sandbox):
-    sandbox.post(path__regex=r"/end$").mock(httpx.Response(404))
-
-    assert end() is False
 
 
 def test_a_refusal_or_no_answer_is_a_control_error_without_the_secret(sandbox):
-    sandbox.post(path__regex=r"/end$").mock(httpx.Response(500, text=SECRET))
+    sandbox.get("/control/livekit").mock(httpx.Response(500, text=SECRET))
     with pytest.raises(control.ControlError) as refused:
-        end("r1")
-    assert refused.value.message == "The sandbox did not close room r1 (HTTP 500)"
+        project()
+    assert refused.value.message == "The sandbox's LiveKit project is not available (HTTP 500)"
 
-    sandbox.post(path__regex=r"/end$").mock(side_effect=httpx.ConnectError("down"))
+    sandbox.get("/control/livekit").mock(httpx.Response(200, json={"url": "x"}))
+    with pytest.raises(control.ControlError, match="unreadably"):
+        project()
+
+    sandbox.get("/control/livekit").mock(side_effect=httpx.ConnectError("down"))
     with pytest.raises(control.ControlError) as unreachable:
-        end("r1")
-    assert unreachable.value.message == "The sandbox did not close room r1 (ConnectError)"
+        project()
+    assert "(ConnectError)" in unreachable.value.message
     assert SECRET not in str(unreachable.value)

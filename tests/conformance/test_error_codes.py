@@ -214,10 +214,18 @@ def test_404_not_found_no_active_rooms(tenant: Tenant, client: BithumanClient):
 # --- 409 --------------------------------------------------------------------------------------
 
 
-def test_409_agent_not_ready(client: BithumanClient):
+def test_an_embed_token_for_an_agent_still_generating_is_minted_for_no_model(
+    client: BithumanClient,
+):
+    # api/embedding.md lists no error for it (409 AGENT_NOT_READY is the models-add answer):
+    # the token is minted and the agent can be launched as nothing yet.
     code = client.agent_generate(prompt="A coach").agent_id
-    error = raised(lambda: client.embed_token_request(agent_id=code, fingerprint="abc123"))
-    assert_error(error, ConflictError, 409, "AGENT_NOT_READY")
+    token = client.embed_token_request(agent_id=code, fingerprint="abc123")
+    assert token.token and token.supported_models == ()
+    error = raised(
+        lambda: client.embed_token_request(agent_id=code, fingerprint="abc123", model="essence-1")
+    )
+    assert_error(error, ConflictError, 409, "MODEL_NOT_GENERATED")
 
 
 def test_409_model_not_generated(tenant: Tenant, client: BithumanClient):

@@ -111,12 +111,17 @@ def test_runtime_token_without_an_agent_opens_no_room(api):
     assert api.get("/control/rooms").json()["rooms"] == []
 
 
-def test_runtime_token_needs_credits_and_a_ready_agent(sandbox_client):
+def test_runtime_token_needs_credits_and_a_ready_agent_to_open_a_room(sandbox_client):
     client = sandbox_client()
     agent_id = client.generate()
-    response = client.post("/v1/runtime-tokens/request", json={"agent_code": agent_id})
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "AGENT_NOT_READY"
+    # The docs list no error for an agent still generating: the (account-scoped) token is
+    # issued, but the avatar cannot launch, so no room opens.
+    response = client.post(
+        "/v1/runtime-tokens/request", json={"agent_code": agent_id, "room_name": "early"}
+    )
+    assert response.status_code == 200
+    assert response.json()["data"]["token"]
+    assert client.get("/control/rooms").json()["rooms"] == []
     client.configure(credits=0)
     response = client.post("/v1/runtime-tokens/request", json={"agent_code": agent_id})
     assert response.status_code == 402
@@ -191,8 +196,18 @@ def test_embed_token_errors(api):
     assert _embed_token(api, agent_id, model="expression-1-gpu").status_code == 200
     missing = api.post("/v1/embed-tokens/request", json={"agent_id": agent_id})
     assert missing.json()["error"]["message"] == "Missing required field: fingerprint"
+    # An agent still generating: the token is minted (the docs list no error for it) and can be
+    # launched as nothing yet; asking for a model is the documented 409 MODEL_NOT_GENERATED.
     pending = api.generate()
-    assert _embed_token(api, pending).json()["error"]["code"] == "AGENT_NOT_READY"
+    minted = _embed_token(api, pending)
+    assert minted.status_code == 200 and minted.json()["data"]["supported_models"] == []
+    assert _embed_token(api, pending, model="expression-1").json()["error"]["code"] == (
+        "MODEL_NOT_GENERATED"
+    )
+    # Its hosted room does not open until it is ready; the page says why.
+    page = api.http.get(f"/embed/{pending}", params={"token": minted.json()["data"]["token"]})
+    assert page.status_code == 409 and "is not ready yet" in page.text
+    assert api.get("/control/rooms").json()["rooms"] == []
 
 
 def test_embed_page_opens_a_room_and_the_poll_returns_messages(api):

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from django.conf import settings
 
 from agents.models import Agent
 from organizations import connections
@@ -68,15 +69,28 @@ def heartbeat() -> Callable[[AgentSession], dict]:
     return beat
 
 
-def sandbox_rooms(org) -> list[dict]:
-    """The org account's live sandbox rooms, with what was delivered to each."""
+def _control_get(org, path: str, **params) -> dict:
     connection = connections.connection_get(org=org)
-    from django.conf import settings
-
     response = httpx.get(
-        f"{settings.SANDBOX_BASE_URL}/control/rooms",
+        f"{settings.SANDBOX_BASE_URL}/control/{path}",
         headers={"api-secret": connection.sandbox_secret},
+        params=params,
         timeout=10,
     )
     assert response.status_code == 200, response.text
-    return response.json()["rooms"]
+    return response.json()
+
+
+def sandbox_rooms(org) -> list[dict]:
+    """The org account's live sandbox rooms, with what was delivered to each."""
+    return _control_get(org, "rooms")["rooms"]
+
+
+def sandbox_rooms_all(org) -> list[dict]:
+    """Every sandbox room of the org's account, ended ones too (with how they ended)."""
+    return _control_get(org, "rooms", all=1)["rooms"]
+
+
+def sandbox_livekit_project(org) -> dict:
+    """The org account's stand-in LiveKit project: url, api_key, api_secret."""
+    return _control_get(org, "livekit")

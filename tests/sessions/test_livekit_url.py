@@ -9,11 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, UpstreamFailed
 from portal.models import BithumanConnection, ConnectionMode
 from sessions import services
-from sessions.models import LiveKitConfig
-from tests.sessions.conftest import LIVEKIT_KEY, LIVEKIT_SECRET
+from sessions.models import AgentSession, LiveKitConfig
+from tests.sessions.conftest import LIVEKIT_KEY, LIVEKIT_SECRET, sandbox_livekit_project
 
 
 @pytest.mark.django_db
@@ -81,38 +81,53 @@ def hostile_livekit():
     server.server_close()
 
 
+def _live_mode(org) -> None:
+    connection = BithumanConnection.objects.get(organization=org)
+    connection.mode = ConnectionMode.LIVE
+    connection.live_secret = connection.sandbox_secret  # BITHUMAN_API_URL is the sandbox here
+    connection.save()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_livekit_servers_error_text_is_classified_not_stored(
     ready_agent, org, member, admin, settings, hostile_livekit
 ):
     settings.WEBHOOK_ALLOW_LOCAL = True  # the hostile server runs on this machine
-    connection = BithumanConnection.objects.get(organization=org)
-    connection.mode = ConnectionMode.LIVE
-    connection.live_secret = connection.sandbox_secret
-    connection.save()
+    _live_mode(org)
     services.livekit_config_save(
         actor=admin, url=hostile_livekit, api_key=LIVEKIT_KEY, api_secret=LIVEKIT_SECRET
     )
-    session = services.session_start(actor=member, agent=ready_agent, kind="livekit")
-    assert services.session_end(actor=member, session=session) is True
-    failure = session.events.get(text="Could not close the LiveKit room")
-    message = failure.error_message
-    assert message.startswith(f"LiveKit did not close room {session.room_name}: ")
+    with pytest.raises(UpstreamFailed) as caught:
+        services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    message = caught.value.message
+    assert message.startswith("Could not open the LiveKit room: LiveKit did not create room ")
     assert "hunter2" not in message and "<script>" not in message and "xxxx" not in message
-    assert "HTTP 500" in message and len(message) < 200
+    assert "HTTP 500 (unknown)" in message and len(message) < 250
+    assert not AgentSession.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_livekit_url_that_became_local_is_not_called_at_the_end(ready_agent, org, member):
+def test_a_local_livekit_url_is_not_called_at_the_start_or_the_end(
+    ready_agent, org, member, settings
+):
     """Saved before the rules (or resolving elsewhere now): checked again before each use."""
-    connection = BithumanConnection.objects.get(organization=org)
-    connection.mode = ConnectionMode.LIVE
-    connection.live_secret = connection.sandbox_secret
-    connection.save()
-    LiveKitConfig.objects.create(
+    _live_mode(org)
+    config = LiveKitConfig.objects.create(
         organization=org, url="wss://127.0.0.1:9", api_key=LIVEKIT_KEY, api_secret=LIVEKIT_SECRET
     )
+    with pytest.raises(UpstreamFailed, match="not a public address"):
+        services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    # Started while local servers were allowed (the sandbox's stand-in project), ended after.
+    settings.WEBHOOK_ALLOW_LOCAL = True
+    project = sandbox_livekit_project(org)
+    config.url, config.api_key, config.api_secret = (
+        project["url"],
+        project["api_key"],
+        project["api_secret"],
+    )
+    config.save()
     session = services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    settings.WEBHOOK_ALLOW_LOCAL = False
     assert services.session_end(actor=member, session=session) is True
     failure = session.events.get(text="Could not close the LiveKit room")
     assert "not a public address" in failure.error_message

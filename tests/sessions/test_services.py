@@ -4,17 +4,21 @@ ending (once), the idle sweep, quick replies and the LiveKit settings."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from urllib.parse import unquote
 
+import httpx
 import jwt
 import pytest
 from django.db import connection as db_connection
 from django.utils import timezone
 
 from portal.bithuman.client import BithumanClient
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, UpstreamFailed
 from portal.models import BithumanConnection, ConnectionMode
 from sandbox import services as sandbox_services
+from sandbox.models import SandboxLiveKitDispatch, SandboxLiveKitRoom
 from sessions import services, tasks
 from sessions.models import (
     AgentSession,
@@ -31,7 +35,9 @@ from tests.sessions.conftest import (
     LIVEKIT_SECRET,
     LIVEKIT_URL,
     org_sandbox_account,
+    sandbox_livekit_project,
     sandbox_rooms,
+    sandbox_rooms_all,
 )
 
 sandbox = pytest.mark.django_db(transaction=True)
@@ -90,7 +96,7 @@ def test_start_refuses_an_agent_that_is_not_ready_here_or_upstream(sandbox_api, 
     generating = AgentFactory(organization=org, status="generating", name="Busy")
     with pytest.raises(ApplicationError, match="Busy is not ready yet"):
         services.session_start(actor=member, agent=generating, kind="hosted")
-    # Ready in our table, still generating at bitHuman: its 409 becomes a clear message.
+    # Ready in our table, still generating at bitHuman: the token it mints can launch no model.
     from organizations import connections
 
     sandbox_services.sandbox_account_configure(
@@ -113,42 +119,106 @@ def test_viewers_cannot_start(ready_agent, viewer):
 
 
 @sandbox
-def test_livekit_start_dispatches_the_avatar_with_a_token_for_that_room(
-    ready_agent, org, member, livekit_config, sent_calls
+def test_livekit_start_creates_the_room_and_dispatches_the_worker_by_its_agent_name(
+    ready_agent, org, member, livekit_config, sent_calls, sandbox_api
 ):
+    project = sandbox_livekit_project(org)
     session = services.session_start(actor=member, agent=ready_agent, kind="livekit")
 
-    [call] = [c for c in sent_calls if c.path == "/v1/runtime-tokens/request"]
-    body = call.json
-    assert body["agent_id"] == ready_agent.code
-    assert body["livekit_url"] == LIVEKIT_URL
-    assert body["room_name"] == session.room_name
-    assert body["model"] == "expression-1"
-    claims = jwt.decode(
-        body["livekit_token"], LIVEKIT_SECRET, algorithms=["HS256"], issuer=LIVEKIT_KEY
-    )
-    assert claims["sub"] == "bithuman-avatar-agent"
-    assert claims["video"]["roomJoin"] is True
-    assert claims["video"]["room"] == session.room_name
-    assert claims["exp"] > timezone.now().timestamp()
-    with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(
-            body["livekit_token"], "another-secret-that-is-long-enough-0123", algorithms=["HS256"]
-        )
-
-    # The sandbox registered the LiveKit room the avatar joined.
-    rooms = sandbox_rooms(org)
-    assert [(r["room_id"], r["kind"]) for r in rooms] == [(session.room_name, "runtime")]
-
-    # The operator's link is LiveKit Meet's custom-server link with its own identity.
-    assert session.room_url.startswith(
-        "https://meet.livekit.io/custom?liveKitUrl=wss%3A%2F%2Fportal-test.livekit.invalid&token="
-    )
+    # bitHuman is not asked for anything: the worker's AvatarSession brings the avatar.
+    assert not [c for c in sent_calls if "runtime-tokens" in c.path]
+    # Test mode: the room is in the sandbox's stand-in LiveKit project.
+    assert session.livekit_url == project["url"] == f"{sandbox_api}/livekit"
+    room = SandboxLiveKitRoom.objects.get(name=session.room_name, deleted_at__isnull=True)
+    assert json.loads(room.metadata)["agent_code"] == ready_agent.code
+    [dispatch] = room.dispatches.all()
+    assert dispatch.agent_name == livekit_config.agent_name == "bithuman-avatar"
+    assert json.loads(dispatch.metadata)["agent_code"] == ready_agent.code
+    assert dispatch.state == "joined"
+    # The avatar's runtime session carries the room's name.
+    assert [(r["room_id"], r["kind"]) for r in sandbox_rooms(org)] == [
+        (session.room_name, "runtime")
+    ]
+    # The operator's link opens that room with a viewer token signed by the project's secret.
+    assert session.room_url.startswith(f"{sandbox_api}/livekit/meet?liveKitUrl=")
     viewer_token = session.room_url.split("&token=")[1]
-    viewer_claims = jwt.decode(viewer_token, LIVEKIT_SECRET, algorithms=["HS256"])
-    assert viewer_claims["video"]["room"] == session.room_name
-    assert viewer_claims["sub"] != "bithuman-avatar-agent"
-    assert session.livekit_url == LIVEKIT_URL
+    claims = jwt.decode(
+        unquote(viewer_token),
+        project["api_secret"],
+        algorithms=["HS256"],
+        issuer=project["api_key"],
+    )
+    assert claims["video"]["room"] == session.room_name and claims["video"]["roomJoin"]
+    assert claims["sub"].startswith("operator-")
+    assert session.events.get().text == (
+        f"Session started: LiveKit room {session.room_name}, agent bithuman-avatar dispatched"
+    )
+
+
+@sandbox
+def test_livekit_in_live_mode_uses_the_organizations_project_and_worker_name(
+    ready_agent, org, member, sandbox_api, settings
+):
+    settings.WEBHOOK_ALLOW_LOCAL = True  # the stand-in project is http:// on this machine
+    project = sandbox_livekit_project(org)
+    connection = BithumanConnection.objects.get(organization=org)
+    connection.mode = ConnectionMode.LIVE
+    connection.live_secret = connection.sandbox_secret  # BITHUMAN_API_URL is the sandbox here
+    connection.save()
+    LiveKitConfig.objects.create(
+        organization=org,
+        url=project["url"],
+        api_key=project["api_key"],
+        api_secret=project["api_secret"],
+        agent_name="acme-avatar",
+    )
+    session = services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    assert not session.sandbox and session.livekit_url == project["url"]
+    assert session.room_url.startswith("https://meet.livekit.io/custom?liveKitUrl=http")
+    dispatch = SandboxLiveKitDispatch.objects.get(room__name=session.room_name)
+    assert dispatch.agent_name == "acme-avatar"
+    event = services.session_speak(actor=member, session=session, text="Live hello")
+    assert event.outcome == EventOutcome.DELIVERED and event.room_id == session.room_name
+    assert services.session_end(actor=member, session=session)
+    assert SandboxLiveKitRoom.objects.get(name=session.room_name).deleted_at is not None
+
+
+@sandbox
+def test_a_livekit_server_that_cannot_be_reached_refuses_the_start_and_saves_nothing(
+    ready_agent, org, member, sandbox_api, settings
+):
+    settings.WEBHOOK_ALLOW_LOCAL = True
+    connection = BithumanConnection.objects.get(organization=org)
+    connection.mode = ConnectionMode.LIVE
+    connection.live_secret = connection.sandbox_secret
+    connection.save()
+    LiveKitConfig.objects.create(
+        organization=org, url="ws://127.0.0.1:9", api_key=LIVEKIT_KEY, api_secret=LIVEKIT_SECRET
+    )
+    with pytest.raises(UpstreamFailed, match="Could not open the LiveKit room") as caught:
+        services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    assert "could not be reached" in caught.value.message
+    assert LIVEKIT_SECRET not in caught.value.message
+    assert not AgentSession.objects.exists()
+
+
+@sandbox
+def test_wrong_livekit_keys_are_refused_by_the_server_and_nothing_is_left(
+    ready_agent, org, member, sandbox_api, settings
+):
+    settings.WEBHOOK_ALLOW_LOCAL = True
+    project = sandbox_livekit_project(org)
+    connection = BithumanConnection.objects.get(organization=org)
+    connection.mode = ConnectionMode.LIVE
+    connection.live_secret = connection.sandbox_secret
+    connection.save()
+    LiveKitConfig.objects.create(
+        organization=org, url=project["url"], api_key=project["api_key"], api_secret="wrong" * 8
+    )
+    with pytest.raises(UpstreamFailed) as caught:
+        services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    assert "HTTP 401 (unauthenticated)" in caught.value.message
+    assert not AgentSession.objects.exists() and not SandboxLiveKitRoom.objects.exists()
 
 
 @sandbox
@@ -159,14 +229,21 @@ def test_livekit_needs_the_organizations_settings(ready_agent, member):
 
 
 @sandbox
-def test_past_the_concurrency_limit_the_start_says_so(ready_agent, org, member, livekit_config):
+def test_past_the_concurrency_limit_the_avatar_cannot_join_and_lines_reach_no_room(
+    ready_agent, org, member, livekit_config
+):
     sandbox_services.sandbox_account_configure(
         account=org_sandbox_account(org), changes={"plan": "free"}
     )
-    services.session_start(actor=member, agent=ready_agent, kind="livekit")
-    with pytest.raises(ApplicationError, match="limit of concurrent live sessions"):
-        services.session_start(actor=member, agent=ready_agent, kind="livekit")
-    assert AgentSession.objects.count() == 1
+    first = services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    second = services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    # The worker took the job, bitHuman refused the second avatar session (plan limit 1).
+    dispatch = SandboxLiveKitDispatch.objects.get(room__name=second.room_name)
+    assert dispatch.state == "failed" and "CONCURRENCY_LIMIT_REACHED" in dispatch.note
+    event = services.session_speak(actor=member, session=second, text="Hello?")
+    assert event.outcome == EventOutcome.NO_LIVE_ROOM and event.room_id == second.room_name
+    # The first room is not reached by the second session's line.
+    assert [r["messages"] for r in sandbox_rooms(org) if r["room_id"] == first.room_name] == [[]]
 
 
 # --- Speak and add context ----------------------------------------------------------------------
@@ -194,12 +271,14 @@ def test_speak_is_delivered_to_the_open_embed_room(ready_agent, org, member, hea
 
 
 @sandbox
-def test_context_is_delivered_as_add_context(ready_agent, org, member, livekit_config):
+def test_context_is_delivered_as_add_context_to_the_livekit_room(
+    ready_agent, org, member, livekit_config
+):
     session = services.session_start(actor=member, agent=ready_agent, kind="livekit")
     event = services.session_context_add(
         actor=member, session=session, text="The visitor is called Ada."
     )
-    assert event.kind == EventKind.CONTEXT
+    assert event.kind == EventKind.CONTEXT and event.room_id == session.room_name
     assert event.outcome == EventOutcome.DELIVERED and event.delivered_rooms == 1
     [room] = sandbox_rooms(org)
     assert room["messages"] == [{"type": "add_context", "text": "The visitor is called Ada."}]
@@ -283,49 +362,68 @@ def test_viewers_cannot_speak_or_add_context(ready_agent, member, viewer):
 
 
 @sandbox
-def test_ending_a_livekit_session_closes_its_sandbox_room_once(
-    ready_agent, org, member, livekit_config
+def test_a_livekit_session_in_test_mode_goes_from_start_to_a_spoken_line_to_end(
+    ready_agent, org, member, livekit_config, sandbox_api
 ):
     session = services.session_start(actor=member, agent=ready_agent, kind="livekit")
-    assert len(sandbox_rooms(org)) == 1
+    other = services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    assert len(sandbox_rooms(org)) == 2
+
+    event = services.session_speak(actor=member, session=session, text="Your order ships today.")
+    # Sent by room_id from the start: the room's name is ours.
+    assert event.room_id == session.room_name
+    assert event.outcome == EventOutcome.DELIVERED and event.delivered_rooms == 1
+    spoken = {r["room_id"]: r["messages"] for r in sandbox_rooms(org)}
+    assert spoken == {
+        session.room_name: [{"type": "speak", "text": "Your order ships today."}],
+        other.room_name: [],
+    }
+    # The room link's page (the stand-in for LiveKit Meet) hears it.
+    viewer_token = unquote(session.room_url.split("&token=")[1])
+    live = httpx.post(
+        f"{sandbox_api}/livekit/meet/live", params={"token": viewer_token, "after": 0}, timeout=10
+    )
+    assert [m["text"] for m in live.json()["messages"]] == ["Your order ships today."]
+
     assert services.session_end(actor=member, session=session) is True
     assert services.session_end(actor=member, session=session) is False  # compare-and-set
     session.refresh_from_db()
     assert session.status == "ended" and session.end_reason == EndReason.OPERATOR
-    assert session.ended_by == member.user and session.ended_at is not None
-    assert sandbox_rooms(org) == []
     texts = list(session.events.values_list("text", flat=True))
-    assert texts[1:] == [
+    assert texts[-3:] == [
         f"Session ended by {member.user.get_short_name()}",
-        f"Room connected: bitHuman lists it as {session.room_name}",
         f"bitHuman ended the room {session.room_name}: "
         "Session ended — the avatar disconnected and the conversation closed.",
-        # In the sandbox the LiveKit room and bitHuman's session are one record.
-        f"LiveKit room {session.room_name} had already closed",
+        f"LiveKit room {session.room_name} closed",
     ]
+    # The sandbox's own records: the runtime session terminated, the LiveKit room deleted.
+    ended = {r["room_id"]: r for r in sandbox_rooms_all(org)}
+    assert ended[session.room_name]["ended_at"] is not None
+    assert ended[session.room_name]["terminated_reason"] == "ended in bitHuman Portal"
+    assert ended[other.room_name]["ended_at"] is None
+    assert SandboxLiveKitRoom.objects.get(name=session.room_name).deleted_at is not None
+    assert SandboxLiveKitRoom.objects.get(name=other.room_name).deleted_at is None
     with pytest.raises(ApplicationError, match="has ended"):
         services.session_speak(actor=member, session=session, text="Still there?")
 
 
 @sandbox
-def test_a_livekit_server_that_cannot_be_reached_is_recorded_and_the_session_still_ends(
-    ready_agent, org, member
+def test_a_livekit_room_that_already_closed_or_changed_settings_are_recorded_at_the_end(
+    ready_agent, org, member, livekit_config
 ):
-    connection = BithumanConnection.objects.get(organization=org)
-    connection.mode = ConnectionMode.LIVE
-    connection.live_secret = connection.sandbox_secret
-    connection.save()
-    LiveKitConfig.objects.create(
-        organization=org, url="ws://127.0.0.1:9", api_key=LIVEKIT_KEY, api_secret=LIVEKIT_SECRET
-    )
-    session = services.session_start(actor=member, agent=ready_agent, kind="livekit")
-    assert services.session_end(actor=member, session=session) is True
-    session.refresh_from_db()
-    assert session.status == "ended"
-    failure = session.events.get(text="Could not close the LiveKit room")
+    closed = services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    SandboxLiveKitRoom.objects.filter(name=closed.room_name).update(deleted_at=timezone.now())
+    assert services.session_end(actor=member, session=closed)
+    assert closed.events.filter(text=f"LiveKit room {closed.room_name} had already closed").exists()
+
+    moved = services.session_start(actor=member, agent=ready_agent, kind="livekit")
+    livekit_config.delete()  # the organization removed its LiveKit settings meanwhile
+    assert services.session_end(actor=member, session=moved)
+    moved.refresh_from_db()
+    assert moved.status == "ended"
+    failure = moved.events.get(text="Could not close the LiveKit room")
     assert failure.kind == EventKind.SYSTEM and failure.outcome == EventOutcome.ERROR
-    assert f"LiveKit did not close room {session.room_name}" in failure.error_message
-    assert LIVEKIT_SECRET not in failure.error_message
+    assert "settings changed since the session started" in failure.error_message
 
 
 @pytest.mark.django_db

@@ -83,7 +83,7 @@ class FakeBithuman:
         self.sent.append(("embed_token", body))
         if self.error is not None:
             raise self.error
-        return EmbedToken(token="eyJ.fake.token", sid="sid-1")
+        return EmbedToken(token="eyJ.fake.token", sid="sid-1", supported_models=("expression-1",))
 
 
 @pytest.fixture
