@@ -12,10 +12,10 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Query, Router
 
-from agents import selectors, services
+from agents import media, selectors, services
 from agents.models import Agent
 from agents.payloads import AGENT_OUT_COLUMNS, agent_out, agent_out_row
-from agents.preflight import MediaSource, preflight_run
+from agents.preflight import AUDIO, IMAGE, MediaSource, preflight_run, stored_name
 from agents.schemas import AgentHistory, AgentIn, AgentList, AgentListQuery, AgentOut, AgentPatch
 from portal import idempotency
 from portal.apisupport import (
@@ -78,6 +78,18 @@ def _create(request: HttpRequest, payload: AgentIn) -> tuple[int, dict[str, Any]
         raise ApiError(
             422, "validation_error", "Pre-flight checks failed.", details={"fields": fields}
         )
+    for source, kind in ((image, IMAGE), (audio, AUDIO)):
+        if source.upload is not None:  # stored (and sent) under its content's extension
+            source.upload.name = stored_name(kind=kind, upload=source.upload)
+    # Before the agent exists: bitHuman refuses a bad file here, unbilled (agents.media).
+    uploaded = media.media_uploads_run(
+        org=actor.organization,
+        image=image,
+        audio=audio,
+        field_for=lambda kind, source: (
+            f"{kind.field}_base64" if source.upload is not None else f"{kind.field}_url"
+        ),
+    )
     agent = services.agent_create(
         actor=actor,
         name=payload.name,
@@ -88,6 +100,8 @@ def _create(request: HttpRequest, payload: AgentIn) -> tuple[int, dict[str, Any]
         transparency=payload.transparency,
         image=image,
         audio=audio,
+        image_file_url=uploaded.image_file_url,
+        audio_file_url=uploaded.audio_file_url,
     )
     return 202, json.loads(AgentOut.model_validate(agent_out(agent)).model_dump_json())
 

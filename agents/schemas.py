@@ -10,7 +10,7 @@ from pydantic import Field
 
 from portal.apisupport import MAX_OFFSET, Line, Text
 
-ModelName = Literal["expression-1", "essence-1", "essence-2", "expression-2"]
+ModelName = Literal["expression-1", "essence-1", "essence-2", "expression-2", "auto"]
 
 
 class AgentIn(Schema):
@@ -25,7 +25,10 @@ class AgentIn(Schema):
         description="System prompt: who the agent is and how it talks (up to 10,000 characters).",
     )
     model: ModelName = Field(
-        default="expression-1", description="bitHuman model used to generate the agent."
+        default="expression-1",
+        description="bitHuman model used to generate the agent. `auto`: bitHuman classifies the "
+        "face (or the prompt) and routes a photorealistic person to essence-2, anything else to "
+        "expression-2, billing the routed model's rate.",
     )
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = Field(
         default="16:9", description="Aspect ratio of the generated video."

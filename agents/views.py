@@ -23,12 +23,13 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from agents import queue, selectors, services, tasks, uploads, webhooks
+from agents import media, queue, selectors, services, tasks, uploads, webhooks
 from agents.forms import AgentDeleteForm, AgentForm, PromptForm
 from agents.models import Agent, AgentModel, AgentStatus, PendingUpload, PromptRevision
 from agents.preflight import (
     AUDIO,
     IMAGE,
+    MediaKind,
     MediaSource,
     PreflightReport,
     preflight_run,
@@ -166,6 +167,10 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
         if source.upload is not None:
             source.upload.name = stored_name(kind=kind, upload=source.upload)
     try:
+        # Before the agent exists: bitHuman refuses a bad file here, unbilled (agents.media).
+        uploaded = media.media_uploads_run(
+            org=org, image=image, audio=audio, field_for=_media_field
+        )
         agent = services.agent_create(
             actor=membership,
             name=data["name"],
@@ -180,10 +185,14 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
             # agent, and another organization's agent id pasted into the form names nothing
             # (the same answer as an unused id, never "already used").
             public_id=uuid5(data["submission_id"], str(org.pk)),
+            image_file_url=uploaded.image_file_url,
+            audio_file_url=uploaded.audio_file_url,
         )
     except ApplicationError as error:
         error_show(request, error, form=form)
-        kept = _kept_after_failure(request, membership, form, kept, failed=set())
+        # A file bitHuman refused is not kept (the customer must choose another).
+        failed = {error.field.removesuffix("_url")} if error.field else set()
+        kept = _kept_after_failure(request, membership, form, kept, failed=failed)
         return _new_page(request, membership, form, report=report, status=400, kept=kept)
     uploads.pending_uploads_discard(list(kept.values()))  # used, or replaced by a new choice
     for check in report.warnings:
@@ -197,6 +206,11 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
         response["X-Redirect"] = target
         return response
     return redirect(target)
+
+
+def _media_field(kind: MediaKind, source: MediaSource) -> str:
+    """The form field holding a medium: its file input, or its link's."""
+    return kind.field if source.upload is not None else f"{kind.field}_url"
 
 
 def _media_src(agent: Agent, kind: str) -> str:
