@@ -12,11 +12,20 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Query, Router
 
-from agents import media, selectors, services
+from agents import media, model_adds, selectors, services
 from agents.models import Agent
 from agents.payloads import AGENT_OUT_COLUMNS, agent_out, agent_out_row
 from agents.preflight import AUDIO, IMAGE, MediaSource, preflight_run, stored_name
-from agents.schemas import AgentHistory, AgentIn, AgentList, AgentListQuery, AgentOut, AgentPatch
+from agents.schemas import (
+    AgentHistory,
+    AgentIn,
+    AgentList,
+    AgentListQuery,
+    AgentOut,
+    AgentPatch,
+    ModelAddIn,
+    ModelAddOut,
+)
 from portal import idempotency
 from portal.apisupport import (
     ApiError,
@@ -214,6 +223,26 @@ def agent_give_up(request: HttpRequest, agent_id: str) -> dict[str, Any]:
     actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
     agent = _agent_get(request, agent_id)
     return agent_out(services.agent_give_up(actor=actor, agent=agent))
+
+
+@router.post(
+    "/{agent_id}/models",
+    response=ModelAddOut,
+    summary="Add a model to a ready agent",
+    description="bitHuman's POST /v1/agent/{code}/models: billed at the model's creation rate "
+    "(expression-1 free); asking again for a model it has or is adding charges nothing.",
+)
+def agent_model_add(request: HttpRequest, agent_id: str, payload: ModelAddIn) -> dict[str, Any]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    agent = _agent_get(request, agent_id)
+    added = model_adds.agent_model_add(actor=actor, agent=agent, model=payload.model)
+    return {
+        "model": payload.model,
+        "status": "ready" if added.status == "ready" else "processing",
+        "credits": added.credits or 0,
+        "supported_models": list(agent.supported_models),
+        "models_adding": [entry["model"] for entry in agent.models_adding],
+    }
 
 
 @router.get("/{agent_id}/history", response=AgentHistory, summary="Status history")

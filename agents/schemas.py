@@ -128,3 +128,22 @@ class StatusChangeOut(Schema):
 
 class AgentHistory(Schema):
     items: list[StatusChangeOut] = Field(description="The agent's status changes.")
+
+
+class ModelAddIn(Schema):
+    model: Literal["expression-1", "essence-1", "essence-2", "expression-2"] = Field(
+        description="The model to add: expression-1 (free, at once), essence-1 (250 credits), "
+        "essence-2 (500, with Essence 2 Max) or expression-2 (2000). GET /v1/pricing at bitHuman "
+        "gives the rates."
+    )
+
+
+class ModelAddOut(Schema):
+    model: str = Field(description="The model asked for.")
+    status: Literal["ready", "processing"] = Field(
+        description="ready: launchable now; processing: bitHuman is training it (the agent's "
+        "supported_models lists it when done)."
+    )
+    credits: int = Field(description="Credits bitHuman charged for this add (0: free or had it).")
+    supported_models: list[str] = Field(description="What the agent can be launched as now.")
+    models_adding: list[str] = Field(description="Models bitHuman is still adding to it.")

@@ -23,7 +23,17 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from agents import media, queue, selectors, services, tasks, uploads, webhooks
+from agents import (
+    media,
+    model_adds,
+    queue,
+    selectors,
+    services,
+    snippets,
+    tasks,
+    uploads,
+    webhooks,
+)
 from agents.forms import AgentDeleteForm, AgentForm, PromptForm
 from agents.models import Agent, AgentModel, AgentStatus, PendingUpload, PromptRevision
 from agents.preflight import (
@@ -35,6 +45,7 @@ from agents.preflight import (
     preflight_run,
     stored_name,
 )
+from organizations import connections
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import error_show
@@ -222,7 +233,7 @@ def _media_src(agent: Agent, kind: str) -> str:
 
 
 def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
-    return {
+    context: dict[str, object] = {
         "agent": agent,
         "face_src": _media_src(agent, "face"),
         "voice_src": _media_src(agent, "voice"),
@@ -231,6 +242,11 @@ def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
         "queue_position": queue.queue_position(agent),
         "can_operate": role_at_least(membership.role, Role.MEMBER),
     }
+    if agent.is_ready:
+        connection = connections.connection_get(org=agent.organization)
+        context["snippets"] = snippets.agent_snippets(agent=agent, connection=connection)
+        context["model_choices"] = model_adds.model_add_choices(agent=agent)
+    return context
 
 
 @org_view({"GET": Role.VIEWER})
@@ -359,6 +375,58 @@ def agent_give_up(request: HttpRequest, membership: Membership, agent_id: UUID) 
     else:
         messages.success(request, f"Gave up on {agent.name}.")
     return redirect(detail)
+
+
+@org_view({"POST": Role.MEMBER})
+def agent_model_add(request: HttpRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    """Add a model: the price first (a confirmation step naming it), then bitHuman's add."""
+    agent = _agent_get(membership, agent_id)
+    detail = reverse("agent_detail", args=[membership.organization.slug, agent.public_id])
+    model = request.POST.get("model", "")
+    choice = next((c for c in model_adds.model_add_choices(agent=agent) if c.model == model), None)
+    if choice is None:
+        messages.error(request, "Choose a model this agent does not have yet.")
+        return redirect(detail)
+    if not confirmed(request):
+        price = "is free" if choice.credits == 0 else f"costs {choice.credits} bitHuman credits"
+        return confirm_page(
+            request,
+            title=f"Add {choice.label} to {agent.name}?",
+            message=f"Adding {choice.label} {price} (bitHuman refunds it if the add fails) "
+            f"and takes {choice.time}. The agent keeps working meanwhile.",
+            button=f"Add {choice.label}"
+            + ("" if choice.credits == 0 else f" for {choice.credits} credits"),
+            cancel_url=detail,
+            danger=False,
+        )
+    try:
+        added = model_adds.agent_model_add(actor=membership, agent=agent, model=model)
+    except ApplicationError as error:
+        error_show(request, error)
+    else:
+        if added.status == "ready":
+            messages.success(request, f"{choice.label} is ready for {agent.name}.")
+        else:
+            messages.success(
+                request, f"bitHuman is adding {choice.label} ({choice.time}); it shows here then."
+            )
+    return redirect(detail)
+
+
+@org_view({"GET": Role.MEMBER})
+def agent_model_download(
+    request: HttpRequest, membership: Membership, agent_id: UUID
+) -> HttpResponse:
+    """The agent's model file: bitHuman's short-lived URL, which the browser follows."""
+    agent = _agent_get(membership, agent_id)
+    try:
+        url = model_adds.agent_model_download_url(
+            actor=membership, agent=agent, model=request.GET.get("model", "")
+        )
+    except ApplicationError as error:
+        error_show(request, error)
+        return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
+    return redirect(url)
 
 
 # The only way uploaded media is served: to members of the agent's organization, while the
