@@ -61,8 +61,7 @@ def agent_snippets(*, agent: Agent, connection: BithumanConnection) -> AgentSnip
     families = _families(agent)
     downloadable = tuple(family for family in DOWNLOADABLE if family in families)
     where = (
-        "Test mode: this points at the portal's bitHuman sandbox, where this agent exists; "
-        "switch the organization to Live mode for api.bithuman.ai."
+        "Test mode: the sandbox's URL, where this agent exists (Live mode: bitHuman's)."
         if test_mode
         else ""
     )
