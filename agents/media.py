@@ -27,6 +27,7 @@ from portal.bithuman import errors as bh_errors
 from portal.bithuman.client import BithumanClient
 from portal.errors import ApplicationError
 from portal.models import Organization
+from portal.tenancy import organization_active_require
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def media_uploads_run(
     """Upload the given media before the agent exists. A refusal raises an ApplicationError on
     `field_for(kind, source)` (code: bitHuman's, lower case); bitHuman out of reach leaves that
     URL empty for the submission task to upload."""
+    organization_active_require(org)  # a suspended organization sends bitHuman nothing
     urls = {"image": "", "audio": ""}
     sources = [(IMAGE, image), (AUDIO, audio)]
     if not any(source.is_given for _kind, source in sources):

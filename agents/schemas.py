@@ -57,6 +57,23 @@ class AgentIn(Schema):
     )
 
 
+class AgentFormIn(Schema):
+    """POST /agents/multipart: AgentIn's fields as form fields; the media as files."""
+
+    name: Line = Field(min_length=1, max_length=100, description="Display name (1-100 characters).")
+    prompt: Text = Field(default="", max_length=10000, description="System prompt.")
+    model: ModelName = Field(default="expression-1", description="As in POST /agents.")
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = Field(default="16:9")
+    framing: Literal["portrait", "full_body"] = Field(default="portrait")
+    transparency: bool = Field(default=False)
+    image_url: Text | None = Field(
+        default=None, max_length=1000, description="A link to the face image instead of a file."
+    )
+    audio_url: Text | None = Field(
+        default=None, max_length=1000, description="A link to the voice sample instead of a file."
+    )
+
+
 class AgentPatch(Schema):
     system_prompt: Text = Field(
         min_length=1,

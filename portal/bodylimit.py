@@ -19,7 +19,13 @@ from django.urls import Resolver404, resolve
 
 # URL names (namespace:name) of the routes that take media uploads.
 MEDIA_ROUTES = frozenset(
-    {"agent_new", "api:agent_create", "sandbox:agent_generate", "sandbox:file_upload"}
+    {
+        "agent_new",
+        "api:agent_create",
+        "api:agent_create_multipart",
+        "sandbox:agent_generate",
+        "sandbox:file_upload",
+    }
 )
 
 

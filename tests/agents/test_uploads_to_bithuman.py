@@ -17,6 +17,7 @@ import uuid
 import httpx
 import pytest
 import respx
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from agents import preflight, services
@@ -210,3 +211,36 @@ def test_bithuman_out_of_reach_at_the_form_the_submission_uploads(sandbox_api, o
     assert agent.status == AgentStatus.PROCESSING, agent.error_message
     assert agent.image_file_url.startswith(f"{sandbox_api}/assets/")
     assert SandboxAgent.objects.get(code=agent.code).image_url == agent.image_file_url
+
+
+def test_the_api_takes_multipart_files_and_names_the_field(sandbox_api, org):
+    api = ApiClient(make_key(org))
+    form = {
+        "name": "Kiosk",
+        "prompt": "A helpful kiosk assistant",
+        "image": png_upload("face.png"),
+        "audio": wav_upload("voice.wav"),
+    }
+    credits = _account(org).credits
+    with _refuse_uploads(sandbox_api, 415, "UNSUPPORTED_TYPE"):
+        refused = api.client.post("/api/v1/agents/multipart", form, headers=api.headers)
+    assert refused.status_code == 422, refused.content
+    error = refused.json()["error"]
+    assert error["code"] == "unsupported_type"
+    assert "does not accept" in error["details"]["fields"]["image"][0]
+    assert not Agent.objects.exists() and _account(org).credits == credits
+
+    bad = api.client.post(
+        "/api/v1/agents/multipart",
+        {"name": "Kiosk", "image": SimpleUploadedFile("face.png", b"not an image")},
+        headers=api.headers,
+    )
+    assert bad.status_code == 422 and "image" in bad.json()["error"]["details"]["fields"]
+
+    form = {**form, "image": png_upload("face.png"), "audio": wav_upload("voice.wav")}
+    created = api.client.post("/api/v1/agents/multipart", form, headers=api.headers)
+    assert created.status_code == 202, created.content
+    agent = Agent.objects.get(public_id=created.json()["id"])
+    upstream = SandboxAgent.objects.get(code=agent.code)
+    assert upstream.image_url == agent.image_file_url != ""
+    assert upstream.audio_url == agent.audio_file_url != ""
