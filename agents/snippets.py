@@ -174,8 +174,7 @@ avatar = bithuman.AvatarSession(
 '''
     note = (
         "Test mode: the LiveKit plugin always reaches bitHuman's cloud, where this sandbox "
-        "agent does not exist. It runs once the organization is in Live mode; try the agent "
-        "here with Start session."
+        "agent does not exist: it runs once the organization is in Live mode."
         if test_mode
         else "bitHuman hosts the avatar; the session bills at the cloud rate."
     )
