@@ -185,8 +185,8 @@ def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
 def agent_create_multipart(
     request: HttpRequest,
     payload: Form[AgentFormIn],
-    image: File[NinjaUploadedFile] | None = None,
-    audio: File[NinjaUploadedFile] | None = None,
+    image: NinjaUploadedFile | None = File(None),  # noqa: B008 (ninja's parameter marker)
+    audio: NinjaUploadedFile | None = File(None),  # noqa: B008
 ) -> HttpResponse:
     scope_require(request, ApiScope.AGENTS_WRITE)
     for kind, upload, url in (
