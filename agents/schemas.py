@@ -63,9 +63,15 @@ class AgentFormIn(Schema):
     name: Line = Field(min_length=1, max_length=100, description="Display name (1-100 characters).")
     prompt: Text = Field(default="", max_length=10000, description="System prompt.")
     model: ModelName = Field(default="expression-1", description="As in POST /agents.")
-    aspect_ratio: Literal["16:9", "9:16", "1:1"] = Field(default="16:9")
-    framing: Literal["portrait", "full_body"] = Field(default="portrait")
-    transparency: bool = Field(default=False)
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = Field(
+        default="16:9", description="Aspect ratio of the generated video."
+    )
+    framing: Literal["portrait", "full_body"] = Field(
+        default="portrait", description="portrait (head and shoulders) or full_body."
+    )
+    transparency: bool = Field(
+        default=False, description="Generate the avatar on a transparent background."
+    )
     image_url: Text | None = Field(
         default=None, max_length=1000, description="A link to the face image instead of a file."
     )
