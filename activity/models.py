@@ -36,6 +36,7 @@ class AuditAction(models.TextChoices):
     AGENT_READY = "agent.ready", "Agent ready"
     AGENT_FAILED = "agent.failed", "Agent failed"
     AGENT_PROMPT_CHANGED = "agent.prompt_changed", "Prompt changed"
+    AGENT_MODEL_ADDED = "agent.model_added", "Model added to an agent"
     SESSION_STARTED = "session.started", "Session started"
     SESSION_ENDED = "session.ended", "Session ended"
     SESSION_SPEAK = "session.speak", "Speak sent"

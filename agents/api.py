@@ -10,13 +10,24 @@ from typing import Any
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja import Query, Router
+from ninja import File, Form, Query, Router
+from ninja.files import UploadedFile as NinjaUploadedFile
 
-from agents import selectors, services
+from agents import media, model_adds, selectors, services
 from agents.models import Agent
 from agents.payloads import AGENT_OUT_COLUMNS, agent_out, agent_out_row
-from agents.preflight import MediaSource, preflight_run
-from agents.schemas import AgentHistory, AgentIn, AgentList, AgentListQuery, AgentOut, AgentPatch
+from agents.preflight import AUDIO, IMAGE, MediaSource, preflight_run, stored_name
+from agents.schemas import (
+    AgentFormIn,
+    AgentHistory,
+    AgentIn,
+    AgentList,
+    AgentListQuery,
+    AgentOut,
+    AgentPatch,
+    ModelAddIn,
+    ModelAddOut,
+)
 from portal import idempotency
 from portal.apisupport import (
     ApiError,
@@ -62,22 +73,47 @@ def _media(kind: str, url: str | None, data: str | None) -> MediaSource:
 
 
 def _create(request: HttpRequest, payload: AgentIn) -> tuple[int, dict[str, Any]]:
-    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))  # checked first by the op
     image = _media("image", payload.image_url, payload.image_base64)
     audio = _media("audio", payload.audio_url, payload.audio_base64)
+    return _create_with(request, payload, image=image, audio=audio, file_suffix="_base64")
+
+
+def _create_with(
+    request: HttpRequest,
+    payload: AgentIn | AgentFormIn,
+    *,
+    image: MediaSource,
+    audio: MediaSource,
+    file_suffix: str,
+) -> tuple[int, dict[str, Any]]:
+    """Pre-flight, upload to bitHuman, create: errors name the field that holds the medium
+    (`image_base64` / `image` for a file, `image_url` for a link)."""
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))  # checked first by the op
+
+    def field_of(kind: str, source: MediaSource) -> str:
+        return f"{kind}{file_suffix}" if source.upload is not None else f"{kind}_url"
+
     report = preflight_run(prompt=payload.prompt, image=image, audio=audio)
     if not report.ok:
         fields: dict[str, list[str]] = {}
         for check in report.failures:
-            name = {"prompt": "prompt"}.get(check.field) or (
-                f"{check.field}_base64"
-                if (image if check.field == "image" else audio).upload
-                else f"{check.field}_url"
+            name = {"prompt": "prompt"}.get(check.field) or field_of(
+                check.field, image if check.field == "image" else audio
             )
             fields.setdefault(name, []).append(check.message)
         raise ApiError(
             422, "validation_error", "Pre-flight checks failed.", details={"fields": fields}
         )
+    for source, kind in ((image, IMAGE), (audio, AUDIO)):
+        if source.upload is not None:  # stored (and sent) under its content's extension
+            source.upload.name = stored_name(kind=kind, upload=source.upload)
+    # Before the agent exists: bitHuman refuses a bad file here, unbilled (agents.media).
+    uploaded = media.media_uploads_run(
+        org=actor.organization,
+        image=image,
+        audio=audio,
+        field_for=lambda kind, source: field_of(kind.field, source),
+    )
     agent = services.agent_create(
         actor=actor,
         name=payload.name,
@@ -88,6 +124,8 @@ def _create(request: HttpRequest, payload: AgentIn) -> tuple[int, dict[str, Any]
         transparency=payload.transparency,
         image=image,
         audio=audio,
+        image_file_url=uploaded.image_file_url,
+        audio_file_url=uploaded.audio_file_url,
     )
     return 202, json.loads(AgentOut.model_validate(agent_out(agent)).model_dump_json())
 
@@ -134,6 +172,42 @@ def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
     if outcome.replayed:
         response["Idempotency-Replayed"] = "true"
     return response
+
+
+@router.post(
+    "/multipart",
+    response={202: AgentOut},
+    summary="Create an agent, with media as files (multipart/form-data)",
+    description="The same as POST /agents with the face image and voice sample as the files "
+    "`image` and `audio` (or links in `image_url`, `audio_url`) and the other fields as form "
+    "fields. An error names the field: `image`, `image_url`, ...",
+)
+def agent_create_multipart(
+    request: HttpRequest,
+    payload: Form[AgentFormIn],
+    image: NinjaUploadedFile | None = File(None),  # noqa: B008 (ninja's parameter marker)
+    audio: NinjaUploadedFile | None = File(None),  # noqa: B008
+) -> HttpResponse:
+    scope_require(request, ApiScope.AGENTS_WRITE)
+    for kind, upload, url in (
+        ("image", image, payload.image_url),
+        ("audio", audio, payload.audio_url),
+    ):
+        if upload is not None and url:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"Give {kind} or {kind}_url, not both.",
+                details={"fields": {kind: ["Give a link or the file, not both."]}},
+            )
+    status, body = _create_with(
+        request,
+        payload,
+        image=MediaSource(upload=image, url=payload.image_url or ""),
+        audio=MediaSource(upload=audio, url=payload.audio_url or ""),
+        file_suffix="",
+    )
+    return JsonResponse(body, status=status)
 
 
 @router.get("", response=AgentList, summary="List agents")
@@ -200,6 +274,26 @@ def agent_give_up(request: HttpRequest, agent_id: str) -> dict[str, Any]:
     actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
     agent = _agent_get(request, agent_id)
     return agent_out(services.agent_give_up(actor=actor, agent=agent))
+
+
+@router.post(
+    "/{agent_id}/models",
+    response=ModelAddOut,
+    summary="Add a model to a ready agent",
+    description="bitHuman's POST /v1/agent/{code}/models: billed at the model's creation rate "
+    "(expression-1 free); asking again for a model it has or is adding charges nothing.",
+)
+def agent_model_add(request: HttpRequest, agent_id: str, payload: ModelAddIn) -> dict[str, Any]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    agent = _agent_get(request, agent_id)
+    added = model_adds.agent_model_add(actor=actor, agent=agent, model=payload.model)
+    return {
+        "model": payload.model,
+        "status": "ready" if added.status == "ready" else "processing",
+        "credits": added.credits or 0,
+        "supported_models": list(agent.supported_models),
+        "models_adding": [entry["model"] for entry in agent.models_adding],
+    }
 
 
 @router.get("/{agent_id}/history", response=AgentHistory, summary="Status history")

@@ -40,6 +40,9 @@ class AgentModel(models.TextChoices):
     ESSENCE_1 = "essence-1", "Essence 1"
     ESSENCE_2 = "essence-2", "Essence 2"
     EXPRESSION_2 = "expression-2", "Expression 2"
+    # bitHuman classifies the face (or prompt) and routes: essence-2 for a photorealistic
+    # person, expression-2 otherwise (api/agents.md); it bills the routed model's rate.
+    AUTO = "auto", "Auto"
 
 
 class AspectRatio(models.TextChoices):
@@ -93,6 +96,10 @@ class Agent(OrgScopedModel):
     image_url = models.URLField(blank=True, max_length=1000)
     audio = models.FileField(upload_to=audio_upload_to, blank=True, max_length=300)
     audio_url = models.URLField(blank=True, max_length=1000)
+    # Where POST /v1/files/upload stored the face and voice (passed to generate as `image` and
+    # `audio`); empty until uploaded (agents.media).
+    image_file_url = models.URLField(blank=True, max_length=1000)
+    audio_file_url = models.URLField(blank=True, max_length=1000)
 
     # bitHuman's identifier (agent id and code are the same string).
     code = models.CharField(max_length=20, blank=True, db_index=True)
@@ -106,6 +113,9 @@ class Agent(OrgScopedModel):
     # bitHuman's X-Request-Id of the call that failed the agent (quote it to bitHuman support).
     error_request_id = models.CharField(max_length=128, blank=True)
     supported_models = models.JSONField(default=list, blank=True)
+    # Models added to the ready agent (POST /v1/agent/{code}/models) that bitHuman is still
+    # training: [{"model", "credits", "started_at"}] (agents.model_adds).
+    models_adding = models.JSONField(default=list, blank=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

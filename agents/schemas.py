@@ -10,7 +10,7 @@ from pydantic import Field
 
 from portal.apisupport import MAX_OFFSET, Line, Text
 
-ModelName = Literal["expression-1", "essence-1", "essence-2", "expression-2"]
+ModelName = Literal["expression-1", "essence-1", "essence-2", "expression-2", "auto"]
 
 
 class AgentIn(Schema):
@@ -25,7 +25,10 @@ class AgentIn(Schema):
         description="System prompt: who the agent is and how it talks (up to 10,000 characters).",
     )
     model: ModelName = Field(
-        default="expression-1", description="bitHuman model used to generate the agent."
+        default="expression-1",
+        description="bitHuman model used to generate the agent. `auto`: bitHuman classifies the "
+        "face (or the prompt) and routes a photorealistic person to essence-2, anything else to "
+        "expression-2, billing the routed model's rate.",
     )
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = Field(
         default="16:9", description="Aspect ratio of the generated video."
@@ -51,6 +54,29 @@ class AgentIn(Schema):
     )
     audio_base64: Text | None = Field(
         default=None, description="The voice sample file, base64-encoded. Give this or audio_url."
+    )
+
+
+class AgentFormIn(Schema):
+    """POST /agents/multipart: AgentIn's fields as form fields; the media as files."""
+
+    name: Line = Field(min_length=1, max_length=100, description="Display name (1-100 characters).")
+    prompt: Text = Field(default="", max_length=10000, description="System prompt.")
+    model: ModelName = Field(default="expression-1", description="As in POST /agents.")
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = Field(
+        default="16:9", description="Aspect ratio of the generated video."
+    )
+    framing: Literal["portrait", "full_body"] = Field(
+        default="portrait", description="portrait (head and shoulders) or full_body."
+    )
+    transparency: bool = Field(
+        default=False, description="Generate the avatar on a transparent background."
+    )
+    image_url: Text | None = Field(
+        default=None, max_length=1000, description="A link to the face image instead of a file."
+    )
+    audio_url: Text | None = Field(
+        default=None, max_length=1000, description="A link to the voice sample instead of a file."
     )
 
 
@@ -125,3 +151,22 @@ class StatusChangeOut(Schema):
 
 class AgentHistory(Schema):
     items: list[StatusChangeOut] = Field(description="The agent's status changes.")
+
+
+class ModelAddIn(Schema):
+    model: Literal["expression-1", "essence-1", "essence-2", "expression-2"] = Field(
+        description="The model to add: expression-1 (free, at once), essence-1 (250 credits), "
+        "essence-2 (500, with Essence 2 Max) or expression-2 (2000). GET /v1/pricing at bitHuman "
+        "gives the rates."
+    )
+
+
+class ModelAddOut(Schema):
+    model: str = Field(description="The model asked for.")
+    status: Literal["ready", "processing"] = Field(
+        description="ready: launchable now; processing: bitHuman is training it (the agent's "
+        "supported_models lists it when done)."
+    )
+    credits: int = Field(description="Credits bitHuman charged for this add (0: free or had it).")
+    supported_models: list[str] = Field(description="What the agent can be launched as now.")
+    models_adding: list[str] = Field(description="Models bitHuman is still adding to it.")

@@ -21,7 +21,13 @@ from portal.models import Organization
 from portal.tenancy import tenant_get
 
 # Credits per model as documented by bitHuman; used when /v1/pricing cannot be reached.
-DOCUMENTED_COST = {"expression-1": 250, "essence-1": 250, "essence-2": 500, "expression-2": 2000}
+DOCUMENTED_COST = {
+    "expression-1": 250,
+    "essence-1": 250,
+    "essence-2": 500,
+    "expression-2": 2000,
+    "auto": 2000,  # the routed model's rate: 500 (essence-2) or 2000 (expression-2)
+}
 TYPICAL_LABEL = {
     "expression-1": "about 1-2 min",
     "essence-1": "about 2-5 min",
@@ -113,10 +119,21 @@ def model_costs(*, org: Organization) -> dict[str, int]:
 
 def model_choices(*, org: Organization) -> list[tuple[str, str]]:
     costs = model_costs(org=org)
-    return [
+    choices = [
         (value, f"{label} · {costs.get(value, '?')} credits · {TYPICAL_LABEL[value]}")
         for value, label in AgentModel.choices
+        if value != AgentModel.AUTO
     ]
+    # api/agents.md: `auto` classifies the face (or the prompt) and bills the routed model.
+    low, high = costs.get("essence-2", 500), costs.get("expression-2", 2000)
+    choices.append(
+        (
+            AgentModel.AUTO,
+            f"Auto: bitHuman picks Essence 2 for a photorealistic person, Expression 2 "
+            f"otherwise · {low} or {high} credits",
+        )
+    )
+    return choices
 
 
 STEPS = [

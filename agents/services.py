@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import uuid
 from datetime import timedelta
@@ -18,11 +17,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from activity import services as activity_services
-from agents import queue
+from agents import media, queue
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
@@ -48,6 +46,7 @@ TYPICAL_SECONDS = {
     "essence-1": 300,
     "essence-2": 40 * 60,
     "expression-2": 90 * 60,
+    "auto": 90 * 60,  # routed to essence-2 or expression-2: the longer of the two
 }
 
 
@@ -69,6 +68,8 @@ def agent_create(
     image: MediaSource,
     audio: MediaSource,
     public_id: uuid.UUID | None = None,
+    image_file_url: str = "",
+    audio_file_url: str = "",
 ) -> Agent:
     """Record the agent and queue its submission (after commit). Pre-flight ran before this.
 
@@ -95,6 +96,8 @@ def agent_create(
         transparency=transparency,
         image_url=image.url if not image.upload else "",
         audio_url=audio.url if not audio.upload else "",
+        image_file_url=image_file_url,
+        audio_file_url=audio_file_url,
         created_by=_actor_user(actor),
     )
     if image.upload:
@@ -141,19 +144,6 @@ def _submit_enqueue(agent: Agent) -> None:
     # robust: a broker outage must not fail the request; the row is committed `submitting` and
     # the sweeper re-sends it with the same Idempotency-Key.
     transaction.on_commit(lambda: tasks.agent_submit.delay(agent_pk), robust=True)
-
-
-def _media_value(file_field: FieldFile, url: str) -> str | None:
-    """bitHuman takes a public URL or the file's bytes in base64."""
-    if url:
-        return url
-    if not file_field:
-        return None
-    file_field.open("rb")
-    try:
-        return base64.b64encode(file_field.read()).decode()
-    finally:
-        file_field.close()
 
 
 # Refusals that no retry will fix: the agent fails with bitHuman's reason.
@@ -207,10 +197,12 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
     connection = connections.connection_get(org=agent.organization)
     try:
         with connections.client_for(connection=connection) as client:
+            # Media go by URL: uploaded with the form, else now (agents.media).
+            image, audio = media.agent_media_urls(client=client, agent=agent)
             started = client.agent_generate(
                 prompt=agent.system_prompt or None,
-                image=_media_value(agent.image, agent.image_url),
-                audio=_media_value(agent.audio, agent.audio_url),
+                image=image,
+                audio=audio,
                 aspect_ratio=agent.aspect_ratio,  # type: ignore[arg-type]
                 framing=agent.framing,  # type: ignore[arg-type]
                 transparency=agent.transparency,

@@ -83,3 +83,11 @@ def pending_uploads_purge() -> int:
 def webhook_delivery_process(delivery_id: int) -> None:
     """Act on one of bitHuman's webhook deliveries (agents.webhooks)."""
     webhooks.webhook_delivery_process(delivery_id=delivery_id)
+
+
+@shared_task
+def agents_model_adds_refresh() -> int:
+    """Follow models added to ready agents until bitHuman lists them (agents.model_adds)."""
+    from agents import model_adds
+
+    return model_adds.agents_model_adds_refresh()

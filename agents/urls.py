@@ -16,5 +16,11 @@ urlpatterns = [
     path("<uuid:agent_id>/delete/", views.agent_delete, name="agent_delete"),
     path("<uuid:agent_id>/retry/", views.agent_retry, name="agent_retry"),
     path("<uuid:agent_id>/give-up/", views.agent_give_up, name="agent_give_up"),
+    path("<uuid:agent_id>/models/", views.agent_model_add, name="agent_model_add"),
+    path(
+        "<uuid:agent_id>/model/download/",
+        views.agent_model_download,
+        name="agent_model_download",
+    ),
     path("<uuid:agent_id>/media/<str:kind>/", views.agent_media, name="agent_media"),
 ]

@@ -23,17 +23,29 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from agents import queue, selectors, services, tasks, uploads, webhooks
+from agents import (
+    media,
+    model_adds,
+    queue,
+    selectors,
+    services,
+    snippets,
+    tasks,
+    uploads,
+    webhooks,
+)
 from agents.forms import AgentDeleteForm, AgentForm, PromptForm
 from agents.models import Agent, AgentModel, AgentStatus, PendingUpload, PromptRevision
 from agents.preflight import (
     AUDIO,
     IMAGE,
+    MediaKind,
     MediaSource,
     PreflightReport,
     preflight_run,
     stored_name,
 )
+from organizations import connections
 from portal.confirm import confirm_page, confirmed
 from portal.errors import ApplicationError
 from portal.forms import error_show
@@ -166,6 +178,10 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
         if source.upload is not None:
             source.upload.name = stored_name(kind=kind, upload=source.upload)
     try:
+        # Before the agent exists: bitHuman refuses a bad file here, unbilled (agents.media).
+        uploaded = media.media_uploads_run(
+            org=org, image=image, audio=audio, field_for=_media_field
+        )
         agent = services.agent_create(
             actor=membership,
             name=data["name"],
@@ -180,10 +196,14 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
             # agent, and another organization's agent id pasted into the form names nothing
             # (the same answer as an unused id, never "already used").
             public_id=uuid5(data["submission_id"], str(org.pk)),
+            image_file_url=uploaded.image_file_url,
+            audio_file_url=uploaded.audio_file_url,
         )
     except ApplicationError as error:
         error_show(request, error, form=form)
-        kept = _kept_after_failure(request, membership, form, kept, failed=set())
+        # A file bitHuman refused is not kept (the customer must choose another).
+        failed = {error.field.removesuffix("_url")} if error.field else set()
+        kept = _kept_after_failure(request, membership, form, kept, failed=failed)
         return _new_page(request, membership, form, report=report, status=400, kept=kept)
     uploads.pending_uploads_discard(list(kept.values()))  # used, or replaced by a new choice
     for check in report.warnings:
@@ -199,6 +219,11 @@ def agent_new(request: HttpRequest, membership: Membership) -> HttpResponse:
     return redirect(target)
 
 
+def _media_field(kind: MediaKind, source: MediaSource) -> str:
+    """The form field holding a medium: its file input, or its link's."""
+    return kind.field if source.upload is not None else f"{kind.field}_url"
+
+
 def _media_src(agent: Agent, kind: str) -> str:
     """An uploaded file's URL: the members-only media view (`agent_media`), never MEDIA_URL."""
     field = agent.image if kind == "face" else agent.audio
@@ -208,7 +233,7 @@ def _media_src(agent: Agent, kind: str) -> str:
 
 
 def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
-    return {
+    context: dict[str, object] = {
         "agent": agent,
         "face_src": _media_src(agent, "face"),
         "voice_src": _media_src(agent, "voice"),
@@ -217,6 +242,11 @@ def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
         "queue_position": queue.queue_position(agent),
         "can_operate": role_at_least(membership.role, Role.MEMBER),
     }
+    if agent.is_ready:
+        connection = connections.connection_get(org=agent.organization)
+        context["snippets"] = snippets.agent_snippets(agent=agent, connection=connection)
+        context["model_choices"] = model_adds.model_add_choices(agent=agent)
+    return context
 
 
 @org_view({"GET": Role.VIEWER})
@@ -345,6 +375,58 @@ def agent_give_up(request: HttpRequest, membership: Membership, agent_id: UUID) 
     else:
         messages.success(request, f"Gave up on {agent.name}.")
     return redirect(detail)
+
+
+@org_view({"POST": Role.MEMBER})
+def agent_model_add(request: HttpRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    """Add a model: the price first (a confirmation step naming it), then bitHuman's add."""
+    agent = _agent_get(membership, agent_id)
+    detail = reverse("agent_detail", args=[membership.organization.slug, agent.public_id])
+    model = request.POST.get("model", "")
+    choice = next((c for c in model_adds.model_add_choices(agent=agent) if c.model == model), None)
+    if choice is None:
+        messages.error(request, "Choose a model this agent does not have yet.")
+        return redirect(detail)
+    if not confirmed(request):
+        price = "is free" if choice.credits == 0 else f"costs {choice.credits} bitHuman credits"
+        return confirm_page(
+            request,
+            title=f"Add {choice.label} to {agent.name}?",
+            message=f"Adding {choice.label} {price} (bitHuman refunds it if the add fails) "
+            f"and takes {choice.time}. The agent keeps working meanwhile.",
+            button=f"Add {choice.label}"
+            + ("" if choice.credits == 0 else f" for {choice.credits} credits"),
+            cancel_url=detail,
+            danger=False,
+        )
+    try:
+        added = model_adds.agent_model_add(actor=membership, agent=agent, model=model)
+    except ApplicationError as error:
+        error_show(request, error)
+    else:
+        if added.status == "ready":
+            messages.success(request, f"{choice.label} is ready for {agent.name}.")
+        else:
+            messages.success(
+                request, f"bitHuman is adding {choice.label} ({choice.time}); it shows here then."
+            )
+    return redirect(detail)
+
+
+@org_view({"GET": Role.MEMBER})
+def agent_model_download(
+    request: HttpRequest, membership: Membership, agent_id: UUID
+) -> HttpResponse:
+    """The agent's model file: bitHuman's short-lived URL, which the browser follows."""
+    agent = _agent_get(membership, agent_id)
+    try:
+        url = model_adds.agent_model_download_url(
+            actor=membership, agent=agent, model=request.GET.get("model", "")
+        )
+    except ApplicationError as error:
+        error_show(request, error)
+        return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
+    return redirect(url)
 
 
 # The only way uploaded media is served: to members of the agent's organization, while the

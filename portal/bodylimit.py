@@ -18,7 +18,15 @@ from django.template import loader
 from django.urls import Resolver404, resolve
 
 # URL names (namespace:name) of the routes that take media uploads.
-MEDIA_ROUTES = frozenset({"agent_new", "api:agent_create", "sandbox:agent_generate"})
+MEDIA_ROUTES = frozenset(
+    {
+        "agent_new",
+        "api:agent_create",
+        "api:agent_create_multipart",
+        "sandbox:agent_generate",
+        "sandbox:file_upload",
+    }
+)
 
 
 def body_limit(request: HttpRequest) -> int:

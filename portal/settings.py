@@ -510,6 +510,12 @@ LIVEKIT_ROOM_LINK_TEMPLATE = env.str(
     "LIVEKIT_ROOM_LINK_TEMPLATE",
     default="https://meet.livekit.io/custom?liveKitUrl={url}&token={token}",
 )
+# Models added to ready agents, followed until bitHuman lists them (agents.model_adds).
+CELERY_BEAT_SCHEDULE["agents-model-adds"] = {
+    "task": "agents.tasks.agents_model_adds_refresh",
+    "schedule": timedelta(minutes=1),
+    "options": {"expires": 60},
+}
 CELERY_BEAT_SCHEDULE["sessions-end-idle"] = {
     "task": "sessions.tasks.sessions_end_idle",
     "schedule": timedelta(minutes=1),

@@ -263,3 +263,40 @@ class SandboxLiveKitDispatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_name} → {self.room.name} ({self.state})"
+
+
+class SandboxFile(models.Model):
+    """A file sent to POST /v1/files/upload, served publicly by its URL (bitHuman's CDN)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(SandboxAccount, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=255, help_text="Stored name: timestamp and original name.")
+    original_source = models.TextField(help_text="The URL it was downloaded from, or its name.")
+    file_type = models.CharField(max_length=10)
+    asset_category = models.CharField(max_length=10)
+    mime_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    data = models.BinaryField(help_text="The bytes (empty for a simulated URL download).")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SandboxModelAdd(models.Model):
+    """POST /v1/agent/{code}/models: a model added to a ready agent, launchable once the agent's
+    simulated clock passes `ready_at_seconds` (0 for an instant add)."""
+
+    agent = models.ForeignKey(SandboxAgent, on_delete=models.CASCADE, related_name="model_adds")
+    model = models.CharField(max_length=20)
+    credits = models.PositiveIntegerField(default=0)
+    ready_at_seconds = models.FloatField(help_text="Simulated seconds since the agent's submit.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "model"], name="sandbox_model_add_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.model}"

@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import reverse
 
-from sandbox import catalog
+from sandbox import model_adds
 from sandbox.models import (
     SandboxAccount,
     SandboxAgent,
@@ -41,9 +41,7 @@ def _common(request: HttpRequest, agent: SandboxAgent, state: AgentState) -> dic
         "progress": state.progress,
         "progress_msg": state.progress_msg,
         "current_step": state.current_step,
-        "supported_models": catalog.SUPPORTED_MODELS[agent.model]
-        if state.status == "ready"
-        else [],
+        "supported_models": model_adds.supported_models(agent) if state.status == "ready" else [],
         "event_type": state.event_type,
         "created_at": iso(agent.created_at),
         "updated_at": iso(agent.updated_at),

@@ -269,6 +269,11 @@ def _stylized(text: str) -> bool:
     return any(word in lowered for word in catalog.STYLIZED_WORDS)
 
 
+def stylized_subject(agent: SandboxAgent) -> bool:
+    """What the "classifier" sees in a stored agent: its prompt and image URL."""
+    return _stylized(f"{agent.system_prompt} {agent.image_url}")
+
+
 def model_resolve(*, model: str | None, version: str | None, subject: str) -> str:
     """The engine a generate request runs: family + version, a full name, or `auto` routing."""
     family = model or "expression"

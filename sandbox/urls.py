@@ -15,6 +15,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/agent/<str:code>", views.agent_detail, name="agent_detail"),
     path("v1/agent/<str:code>/speak", views.agent_speak, name="agent_speak"),
     path("v1/agent/<str:code>/add-context", views.agent_add_context, name="agent_add_context"),
+    path("v1/agent/<str:code>/models", views.agent_model_add, name="agent_model_add"),
+    path(
+        "v1/agent/<str:code>/model/download",
+        views.agent_model_download,
+        name="agent_model_download",
+    ),
+    path("v1/files/upload", views.file_upload, name="file_upload"),
     path("v1/agents", views.agent_list, name="agent_list"),
     path("v1/embed-tokens/request", views.embed_token_request, name="embed_token_request"),
     path("v1/runtime-tokens/request", views.runtime_token_request, name="runtime_token_request"),
@@ -58,6 +65,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path("livekit/meet", livekit_views.meet, name="livekit_meet"),
     path("livekit/meet/live", livekit_views.meet_live, name="livekit_meet_live"),
+    path("assets/<uuid:file_id>/<str:name>", views.file_asset, name="file_asset"),
     # The sandbox's own control API (api-secret auth; not part of bitHuman's API)
     path("control/account", views.control_account, name="control_account"),
     path("control/livekit", livekit_views.control_livekit, name="control_livekit"),

@@ -7,9 +7,10 @@ authentication, latency, faults, rate limits and the error envelope.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from html import escape
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.middleware.csp import get_nonce
 from django.shortcuts import render
 from django.urls import reverse
@@ -18,7 +19,18 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from sandbox import catalog, conf, payloads, rooms, runtime, schemas, selectors, services
+from sandbox import (
+    catalog,
+    conf,
+    files,
+    model_adds,
+    payloads,
+    rooms,
+    runtime,
+    schemas,
+    selectors,
+    services,
+)
 from sandbox import webhooks as sandbox_webhooks
 from sandbox.catalog import BUCKET_GENERATE, BUCKET_READ, BUCKET_WRITE
 from sandbox.errors import SandboxError, agent_not_found
@@ -157,6 +169,58 @@ def agent_speak(request: HttpRequest, account: SandboxAccount, code: str) -> Htt
 @api_endpoint(BUCKET_WRITE)
 def agent_add_context(request: HttpRequest, account: SandboxAccount, code: str) -> HttpResponse:
     return _deliver(account, code, schemas.add_context_in(body_object(request)))
+
+
+# --- Files and models (api/files.md, api/agents.md) ---------------------------------------------
+
+
+@api_endpoint(BUCKET_WRITE)
+def file_upload(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    if request.method != "POST":
+        return method_not_allowed_response()
+    data = files.file_upload(
+        request=request, account=account, data=files.upload_in(body_object(request))
+    )
+    return JsonResponse({"success": True, "message": "File uploaded successfully", "data": data})
+
+
+@require_GET
+def file_asset(request: HttpRequest, file_id: uuid.UUID, name: str) -> HttpResponse:
+    """An uploaded file at its public URL (what bitHuman's CDN serves)."""
+    stored = files.file_get(file_id=file_id, name=name)
+    if stored is None:
+        return not_found_response()
+    response = HttpResponse(bytes(stored.data), content_type=stored.mime_type)
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@api_endpoint(BUCKET_WRITE)
+def agent_model_add(request: HttpRequest, account: SandboxAccount, code: str) -> HttpResponse:
+    if request.method != "POST":
+        return method_not_allowed_response()
+    return JsonResponse(model_adds.model_add(account=account, code=code, body=body_object(request)))
+
+
+@api_endpoint(BUCKET_READ)
+def agent_model_download(request: HttpRequest, account: SandboxAccount, code: str) -> HttpResponse:
+    if request.method != "GET":
+        return method_not_allowed_response()
+    family, filename = model_adds.model_download(
+        account=account, code=code, model=request.GET.get("model") or None
+    )
+    url = request.build_absolute_uri(reverse("sandbox:model_file", args=[code]))
+    if request.GET.get("redirect", "").lower() in ("false", "0", "no"):
+        data = {
+            "code": code,
+            "model": family,
+            "filename": filename,
+            "url": url,
+            "expires_in": None if family == "essence-1" else 3600,
+        }
+        return JsonResponse({"success": True, "data": data})
+    return HttpResponseRedirect(url)
 
 
 # --- Tokens -------------------------------------------------------------------------------------

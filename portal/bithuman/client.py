@@ -6,6 +6,7 @@ Each method is one `_Call` (core.py) sent by `_send`, which retries as `_ClientC
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from portal.bithuman.errors import (
 )
 from portal.bithuman.types import (
     Account,
+    AddableModel,
     Agent,
     AgentDeleted,
     AgentPage,
@@ -43,10 +45,14 @@ from portal.bithuman.types import (
     ContextDelivery,
     ContextType,
     EmbedToken,
+    FileType,
+    FileUploaded,
     Framing,
     GenerateModel,
     GenerateVersion,
     GenerationStarted,
+    ModelAdded,
+    ModelDownload,
     Pricing,
     PromptUpdated,
     RevokeAll,
@@ -61,6 +67,9 @@ from portal.bithuman.types import (
     WebhookEvent,
     WebhookWithSecret,
 )
+
+# A voice sample may be 50 MB (67 MB base64-encoded): more than BITHUMAN_TIMEOUT allows.
+UPLOAD_TIMEOUT_SECONDS = 120.0
 
 # --- Synchronous client -------------------------------------------------------------------------
 
@@ -237,6 +246,72 @@ class BithumanClient(_ClientFace):
                 method="DELETE",
                 path=f"/v1/agent/{_segment(code)}",
                 parse=lambda payload: AgentDeleted.model_validate(_object(payload)),
+            )
+        )
+
+    def agent_model_add(self, *, code: str, model: AddableModel) -> ModelAdded:
+        """POST /v1/agent/{code}/models: add a model to a ready agent (billed per model, except
+        expression-1). Sending it twice never charges twice (api/agents.md)."""
+        return self._send(
+            _Call(
+                method="POST",
+                path=f"/v1/agent/{_segment(code)}/models",
+                json={"model": model},
+                parse=lambda payload: ModelAdded.model_validate(_object(payload)),
+            )
+        )
+
+    def agent_model_download(self, *, code: str, model: str | None = None) -> ModelDownload:
+        """GET /v1/agent/{code}/model/download?redirect=false: the URL of the agent's model
+        artifact (signed for an hour, except essence-1's). expression-1 has none
+        (400 MODEL_NOT_DOWNLOADABLE)."""
+        params: dict[str, str | int] = {"redirect": "false"}
+        if model is not None:
+            params["model"] = model
+        return self._send(
+            _Call(
+                method="GET",
+                path=f"/v1/agent/{_segment(code)}/model/download",
+                params=params,
+                parse=lambda payload: ModelDownload.model_validate(_data_object(payload)),
+            )
+        )
+
+    # Files --------------------------------------------------------------------------------------
+
+    def file_upload(
+        self,
+        *,
+        file_data: bytes | None = None,
+        file_name: str | None = None,
+        file_url: str | None = None,
+        file_type: FileType = "auto",
+        timeout: float = UPLOAD_TIMEOUT_SECONDS,
+    ) -> FileUploaded:
+        """POST /v1/files/upload (api/files.md): the file's bytes (sent base64-encoded, named
+        `file_name` with its extension) or a public `file_url` bitHuman downloads. Free; refuses
+        a file over its category's limit (413 FILE_TOO_LARGE), an unsupported type
+        (415 UNSUPPORTED_TYPE) and a link it cannot download (400 DOWNLOAD_FAILED), all as
+        `ValidationError`. Pass the returned `file_url` to `agent_generate`."""
+        if (file_data is None) == (file_url is None):
+            raise ValueError("give file_data (with file_name) or file_url")
+        if file_data is not None:
+            if not file_name:
+                raise ValueError("file_name is needed with file_data")
+            body: dict[str, str] = {
+                "file_data": base64.b64encode(file_data).decode(),
+                "file_name": file_name,
+                "file_type": file_type,
+            }
+        else:
+            body = {"file_url": file_url or "", "file_type": file_type}
+        return self._send(
+            _Call(
+                method="POST",
+                path="/v1/files/upload",
+                json=body,
+                parse=lambda payload: FileUploaded.model_validate(_data_object(payload)),
+                timeout=timeout,  # up to 50 MB of audio, base64-encoded
             )
         )
 

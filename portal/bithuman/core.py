@@ -83,6 +83,8 @@ class _Call[T]:
     headers: dict[str, str] = field(default_factory=dict)
     # Whether the server doing this twice is harmless (for retries after an ambiguous failure).
     replay_safe: bool = True
+    # Seconds this call may take when it needs longer than BITHUMAN_TIMEOUT (a file upload).
+    timeout: float | None = None
 
 
 def _segment(value: str) -> str:
@@ -285,8 +287,21 @@ class _ClientCore:
     def request_build[T](
         self, http: httpx.Client | httpx.AsyncClient, call: _Call[T]
     ) -> httpx.Request:
+        if call.timeout is None:
+            return http.build_request(
+                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            )
+        timeout = httpx.Timeout(
+            max(call.timeout, self.timeout),
+            connect=min(self.timeout, CONNECT_TIMEOUT_MAX_SECONDS),
+        )
         return http.build_request(
-            call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            call.method,
+            call.path,
+            json=call.json,
+            params=call.params,
+            headers=call.headers,
+            timeout=timeout,
         )
 
     def scrub(self, text: str) -> str:

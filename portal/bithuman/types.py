@@ -16,6 +16,7 @@ __all__ = [
     "AGENT_STATUSES",
     "TERMINAL_STATUSES",
     "Account",
+    "AddableModel",
     "Agent",
     "AgentDeleted",
     "AgentGenerationPricing",
@@ -26,10 +27,14 @@ __all__ = [
     "ContextType",
     "DynamicsPricing",
     "EmbedToken",
+    "FileType",
+    "FileUploaded",
     "Framing",
     "GenerateModel",
     "GenerateVersion",
     "GenerationStarted",
+    "ModelAdded",
+    "ModelDownload",
     "Pagination",
     "Pricing",
     "PromptUpdated",
@@ -69,6 +74,9 @@ GenerateModel = Literal[
 ]
 GenerateVersion = Literal["v1", "v2"]
 ContextType = Literal["add_context", "speak"]
+# POST /v1/files/upload (api/files.md) and POST /v1/agent/{code}/models (api/agents.md).
+FileType = Literal["auto", "image", "video", "audio", "document"]
+AddableModel = Literal["essence-1", "essence-2", "expression-1", "expression-2"]
 WebhookEvent = Literal["agent.ready", "agent.failed"]
 # GET /v2/{user_id}/runtime-sessions filters (api/runtime-sessions.md).
 RuntimeSessionWindow = Literal["live", "recent", "all"]
@@ -231,6 +239,44 @@ class RuntimeToken(_Result):
 
     token: str = Field(repr=False)
     transaction_id: str | None = None
+
+
+class FileUploaded(_Result):
+    """`data` of POST /v1/files/upload: where bitHuman stored the file (pass `file_url` as the
+    `image` or `audio` of a generation)."""
+
+    file_url: str
+    original_source: str | None = None
+    file_type: str | None = None
+    file_size: int | None = None
+    mime_type: str | None = None
+    asset_category: str | None = None
+    uploaded_at: datetime | None = None
+
+
+class ModelAdded(_Result):
+    """POST /v1/agent/{code}/models: `ready` (instant, or already there; `credits` 0) or
+    `processing` (poll the status until `supported_models` lists it)."""
+
+    status: str
+    success: bool | None = None
+    agent_id: str | None = None
+    model: str | None = None
+    credits: int | None = None
+    supported_models: tuple[str, ...] = ()
+    message: str | None = None
+
+    _supported_models_default = field_validator("supported_models", mode="before")(_none_as_empty)
+
+
+class ModelDownload(_Result):
+    """`data` of GET /v1/agent/{code}/model/download?redirect=false: the artifact's URL."""
+
+    url: str
+    code: str | None = None
+    model: str | None = None
+    filename: str | None = None
+    expires_in: int | None = None
 
 
 class Account(_Result):
