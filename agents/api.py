@@ -8,15 +8,25 @@ import json
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Query, Router
 
-from agents import selectors, services
+from agents import imports, retries, selectors, services
 from agents.models import Agent
 from agents.payloads import AGENT_OUT_COLUMNS, agent_out, agent_out_row
 from agents.preflight import MediaSource, preflight_run
-from agents.schemas import AgentHistory, AgentIn, AgentList, AgentListQuery, AgentOut, AgentPatch
+from agents.schemas import (
+    AgentHistory,
+    AgentImportIn,
+    AgentImportOut,
+    AgentIn,
+    AgentList,
+    AgentListQuery,
+    AgentOut,
+    AgentPatch,
+    AgentRetryIn,
+    ImportableList,
+)
 from portal import idempotency
 from portal.apisupport import (
     ApiError,
@@ -158,6 +168,54 @@ def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> HttpResp
     return trusted_response(request, {"items": items, "count": count})
 
 
+@router.get(
+    "/importable",
+    response=ImportableList,
+    summary="Agents of the bitHuman account not in the organization yet",
+    description="Lists the organization's bitHuman account's agents (newest first, at most "
+    "500) that can be brought in with POST /agents/import. Each page costs one read of the "
+    "account's bitHuman Read budget.",
+)
+def agent_importable(request: HttpRequest) -> dict[str, Any]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    listing = imports.importable_list(actor=actor)
+    return {
+        "items": [
+            {
+                "code": item.code,
+                "name": item.name,
+                "model": item.model,
+                "status": item.status,
+                "created_at": item.created_at,
+                "in_another_organization": item.elsewhere,
+            }
+            for item in listing.agents
+        ],
+        "truncated": listing.truncated,
+    }
+
+
+@router.post(
+    "/import",
+    response={201: AgentImportOut},
+    summary="Import agents from the bitHuman account",
+    description="Brings agents of the organization's bitHuman account (made in bitHuman's "
+    "dashboard or by another client) into the organization: each keeps its code, its prompt "
+    "becomes revision 1 of its prompt history, and one still generating is followed like the "
+    "others. One bitHuman agent belongs to at most one organization. All or none: a refusal "
+    "(422 `import_refused`) lists in `details.codes` each code that cannot be imported and why.",
+)
+def agent_import(request: HttpRequest, payload: AgentImportIn) -> tuple[int, dict[str, Any]]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    try:
+        imported = imports.agents_import(actor=actor, codes=list(payload.codes))
+    except imports.ImportRefused as refused:
+        raise ApiError(
+            422, refused.code, refused.message, details={"codes": refused.problems}
+        ) from None
+    return 201, {"items": [agent_out(agent) for agent in imported]}
+
+
 @router.get("/{agent_id}", response=AgentOut, summary="An agent")
 def agent_get(request: HttpRequest, agent_id: str) -> HttpResponse:
     scope_require(request, ApiScope.AGENTS_READ)
@@ -181,13 +239,44 @@ def agent_delete(request: HttpRequest, agent_id: str) -> tuple[int, None]:
     return 204, None
 
 
-@router.post("/{agent_id}/retry", response={202: AgentOut}, summary="Retry a failed agent")
-def agent_retry(request: HttpRequest, agent_id: str) -> tuple[int, dict[str, Any]]:
+@router.post(
+    "/{agent_id}/retry",
+    response={202: AgentOut},
+    summary="Retry a failed agent",
+    description="Starts a new generation attempt of the same agent (same id; `attempt` counts "
+    "up, the failed attempt stays in its history). Optionally replace the face, the voice or "
+    "the prompt first, checked like creation's inputs; omitted fields keep what the failed "
+    "attempt used.",
+)
+def agent_retry(
+    request: HttpRequest, agent_id: str, payload: AgentRetryIn | None = None
+) -> tuple[int, dict[str, Any]]:
     actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
     agent = _agent_get(request, agent_id)
-    with transaction.atomic():
-        retry = services.agent_retry(actor=actor, agent=agent)
-    return 202, agent_out(retry)
+    payload = payload or AgentRetryIn()
+    image = _media("image", payload.image_url, payload.image_base64)
+    audio = _media("audio", payload.audio_url, payload.audio_base64)
+    report = retries.retry_preflight(agent=agent, prompt=payload.prompt, image=image, audio=audio)
+    if not report.ok:
+        fields: dict[str, list[str]] = {}
+        for check in report.failures:
+            name = (
+                "prompt"
+                if check.field == "prompt"
+                else (
+                    f"{check.field}_base64"
+                    if (image if check.field == "image" else audio).upload
+                    else f"{check.field}_url"
+                )
+            )
+            fields.setdefault(name, []).append(check.message)
+        raise ApiError(
+            422, "validation_error", "Pre-flight checks failed.", details={"fields": fields}
+        )
+    retried = retries.agent_retry(
+        actor=actor, agent=agent, prompt=payload.prompt, image=image, audio=audio
+    )
+    return 202, agent_out(retried)
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
@@ -69,3 +70,23 @@ class PromptForm(forms.Form):
 
 class AgentDeleteForm(forms.Form):
     confirm = forms.CharField(label="Type the agent's name to confirm", max_length=100)
+
+
+class RetryForm(forms.Form):
+    """What a retry may replace (agents.retries): the same fields and checks as creation's;
+    a field left empty keeps what the failed attempt used."""
+
+    system_prompt = copy.deepcopy(AgentForm.base_fields["system_prompt"])
+    image = copy.deepcopy(AgentForm.base_fields["image"])
+    image_url = copy.deepcopy(AgentForm.base_fields["image_url"])
+    audio = copy.deepcopy(AgentForm.base_fields["audio"])
+    audio_url = copy.deepcopy(AgentForm.base_fields["audio_url"])
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["image"].label = "New face image"
+        self.fields["image_url"].label = "or a new image link (https)"
+        self.fields["audio"].label = "New voice sample"
+        self.fields["audio_url"].label = "or a new audio link (https)"
+
+    clean = AgentForm.clean

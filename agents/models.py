@@ -135,7 +135,9 @@ class Agent(OrgScopedModel):
 
     # Import and sync (agents.imports, agents.sync). One bitHuman agent (its code) belongs to at
     # most one organization: the `agent_code_one_org` constraint.
-    origin = models.CharField(max_length=10, choices=AgentOrigin.choices, default=AgentOrigin.PORTAL)
+    origin = models.CharField(
+        max_length=10, choices=AgentOrigin.choices, default=AgentOrigin.PORTAL
+    )
     imported_at = models.DateTimeField(null=True, blank=True)
     # The bitHuman account (its /v1/me user_id) the agent was last found in: the sync only
     # calls an agent deleted when the organization's current account is that account.

@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from agents.models import Agent, AgentModel, AgentStatus, PromptRevision
+from agents.models import Agent, AgentModel, AgentStatus, GenerationAttempt, PromptRevision
 from agents.services import TYPICAL_SECONDS
 from organizations import connections
 from portal.bithuman.errors import BithumanError
@@ -255,3 +255,44 @@ def revision_history(*, agent: Agent) -> list[RevisionView]:
 
 def agent_statuses_in_flight() -> list[str]:
     return [s for s in AgentStatus.values if s not in (AgentStatus.READY, AgentStatus.FAILED)]
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    number: int
+    code: str
+    status: str
+    error_message: str
+    error_request_id: str
+    changes: list[str]
+    started_at: object
+    ended_at: object
+    current: bool
+
+
+def _status_label(status: str) -> str:
+    return AgentStatus(status).label if status in AgentStatus.values else status
+
+
+def attempts_of(*, agent: Agent) -> list[AttemptView]:
+    """The agent's generation attempts, oldest first (agents.retries), once it has been retried:
+    the finished ones as recorded, the current one as the row shows it. Empty for one attempt."""
+    if agent.attempt <= 1:
+        return []
+    views = []
+    for attempt in GenerationAttempt.objects.filter(agent=agent).order_by("number"):
+        current = attempt.number == agent.attempt
+        views.append(
+            AttemptView(
+                number=attempt.number,
+                code=agent.code if current else attempt.code,
+                status=agent.get_status_display() if current else _status_label(attempt.status),
+                error_message=agent.error_message if current else attempt.error_message,
+                error_request_id=agent.error_request_id if current else attempt.error_request_id,
+                changes=list(attempt.changes or []),
+                started_at=attempt.started_at,
+                ended_at=(agent.ready_at or agent.failed_at) if current else attempt.ended_at,
+                current=current,
+            )
+        )
+    return views

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
+from django.conf import settings
 
 from agents import services, webhooks
 from portal import outage
@@ -80,3 +81,22 @@ def pending_uploads_purge() -> int:
 def webhook_delivery_process(delivery_id: int) -> None:
     """Act on one of bitHuman's webhook deliveries (agents.webhooks)."""
     webhooks.webhook_delivery_process(delivery_id=delivery_id)
+
+
+_SYNC_LOCK = "agents-sync"
+
+
+@shared_task
+def agents_sync() -> int:
+    """Notice prompt changes and deletions made at bitHuman (agents.sync; beat, every
+    AGENT_SYNC_INTERVAL). One pass at a time."""
+    from agents import ratelimit, sync
+
+    token = ratelimit.lock_acquire(name=_SYNC_LOCK, seconds=float(settings.AGENT_SYNC_INTERVAL))
+    if token is None:
+        return 0
+    try:
+        report = sync.organizations_sync()
+        return report.prompts_changed + report.deleted
+    finally:
+        ratelimit.lock_release(name=_SYNC_LOCK, token=token)
