@@ -56,12 +56,15 @@ class AgentForm(forms.Form):
             self.fields["model"].choices = model_choices  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("image") and data.get("image_url"):
-            self.add_error("image_url", "Give a face image file or a link, not both.")
-        if data.get("audio") and data.get("audio_url"):
-            self.add_error("audio_url", "Give a voice sample file or a link, not both.")
-        return data
+        return _media_pairs_check(self, super().clean() or {})
+
+
+def _media_pairs_check(form: forms.Form, data: dict[str, Any]) -> dict[str, Any]:
+    if data.get("image") and data.get("image_url"):
+        form.add_error("image_url", "Give a face image file or a link, not both.")
+    if data.get("audio") and data.get("audio_url"):
+        form.add_error("audio_url", "Give a voice sample file or a link, not both.")
+    return data
 
 
 class PromptForm(forms.Form):
@@ -89,4 +92,5 @@ class RetryForm(forms.Form):
         self.fields["audio"].label = "New voice sample"
         self.fields["audio_url"].label = "or a new audio link (https)"
 
-    clean = AgentForm.clean
+    def clean(self) -> dict[str, Any]:
+        return _media_pairs_check(self, super().clean() or {})
