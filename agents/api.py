@@ -276,6 +276,7 @@ def agent_retry(
     retried = retries.agent_retry(
         actor=actor, agent=agent, prompt=payload.prompt, image=image, audio=audio
     )
+    retried.refresh_from_db()  # the submission may have run already
     return 202, agent_out(retried)
 
 
