@@ -107,7 +107,7 @@ def importable_list(*, actor: Actor) -> ImportableList:
     found: list[bh.Agent] = []
     truncated = False
     try:
-        with connections.client_for(connection=connection) as client:
+        with connections.client_for(connection=connection, max_retries=1) as client:
             offset = 0
             while True:
                 readbudget.read_require(key=key)
@@ -245,7 +245,7 @@ def agents_import(*, actor: Actor, codes: list[str]) -> list[Agent]:
     fetched: dict[str, bh.Agent] = {}
     account = ""
     try:
-        with connections.client_for(connection=connection) as client:
+        with connections.client_for(connection=connection, max_retries=1) as client:
             for code in wanted:
                 if code in problems:
                     continue
