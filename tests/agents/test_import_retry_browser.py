@@ -13,7 +13,6 @@ from agents.models import Agent, AgentStatus, GenerationAttempt, PromptRevision
 from agents.preflight import MediaSource
 from tests.agents import outside
 from tests.agents.test_retry import BAD_VOICE, _poll
-from tests.browser.conftest import csp_violations  # noqa: F401 - the fixture
 from tests.browser.test_agent_journey import Beat, _login
 from tests.factories import PASSWORD
 from tests.media import wav_bytes
@@ -21,6 +20,17 @@ from tests.media import wav_bytes
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM reads between Playwright calls
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def csp_errors(page):
+    """Console errors about the Content-Security-Policy (as tests/browser's csp_violations)."""
+    seen: list[str] = []
+    page.on(
+        "console",
+        lambda msg: seen.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    return seen
 
 
 def _shoot(browser: Browser, base: str, email: str, path: str, out: Path, name: str) -> None:
@@ -50,7 +60,7 @@ def test_import_restore_the_first_prompt_and_retry_with_a_new_voice(
     owner,
     settings,
     tmp_path,
-    csp_violations,
+    csp_errors,
 ):
     settings.SANDBOX_TIME_SCALE = 12  # expression-1 ready in ~8 s
     settings.AGENT_POLL_INTERVAL = 0.5
@@ -140,5 +150,5 @@ def test_import_restore_the_first_prompt_and_retry_with_a_new_voice(
         out,
         "retried-agent",
     )
-    assert csp_violations == []
+    assert csp_errors == []
     assert PASSWORD  # the shared test password logs every context in
