@@ -192,6 +192,23 @@ def failure_fix(*, agent: Agent) -> str:
     return "Retry with the same inputs; if it fails again, try another image or voice sample."
 
 
+_FIX_FIELDS = (
+    ("voice", ("audio", "voice", "lip sync", "lip_sync")),
+    ("face", ("image", "face", "portrait", "subject")),
+    ("prompt", ("prompt", "persona")),
+)
+
+
+def failure_field(*, agent: Agent) -> str:
+    """Which input the failure message points at ("face", "voice", "prompt"), for the retry
+    form; "" when it names none."""
+    message = agent.error_message.lower()
+    for field, needles in _FIX_FIELDS:
+        if any(needle in message for needle in needles):
+            return field
+    return ""
+
+
 @dataclass(frozen=True)
 class RevisionView:
     revision: PromptRevision

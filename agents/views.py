@@ -215,6 +215,7 @@ def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
         "voice_src": _media_src(agent, "voice"),
         "progress": selectors.agent_progress(agent=agent),
         "fix": selectors.failure_fix(agent=agent) if agent.is_failed else "",
+        "fix_field": selectors.failure_field(agent=agent) if agent.is_failed else "",
         "queue_position": queue.queue_position(agent),
         "can_operate": role_at_least(membership.role, Role.MEMBER),
         "attempts": selectors.attempts_of(agent=agent),

@@ -53,6 +53,7 @@ def test_retry_with_a_new_voice_is_a_second_attempt_of_the_same_agent(sandbox_ap
     detail = reverse("agent_detail", args=[org.slug, agent.public_id])
     page = client.get(detail).content.decode()
     assert 'id="retry-form"' in page and "New voice sample" in page
+    assert "points at the voice" in page  # what bitHuman's failure message names
 
     response = client.post(
         reverse("agent_retry", args=[org.slug, agent.public_id]),
