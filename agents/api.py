@@ -10,6 +10,8 @@ from typing import Any
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Query, Router
+from ninja.errors import ValidationError as NinjaValidationError
+from pydantic import ValidationError as PydanticValidationError
 
 from agents import imports, retries, selectors, services
 from agents.models import Agent
@@ -239,21 +241,37 @@ def agent_delete(request: HttpRequest, agent_id: str) -> tuple[int, None]:
     return 204, None
 
 
+def _retry_body(request: HttpRequest) -> AgentRetryIn:
+    """The optional body (a retry with the same inputs may send none, as before replacements
+    existed), validated like a declared one."""
+    raw = request.body.strip()
+    if not raw or (request.content_type != "application/json" and not raw.startswith(b"{")):
+        return AgentRetryIn()  # nothing, or an empty form: the same inputs
+    try:
+        return AgentRetryIn.model_validate_json(request.body)
+    except PydanticValidationError as error:
+        raise NinjaValidationError(list(error.errors(include_url=False))) from None
+
+
 @router.post(
     "/{agent_id}/retry",
     response={202: AgentOut},
     summary="Retry a failed agent",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": AgentRetryIn.model_json_schema()}},
+        }
+    },
     description="Starts a new generation attempt of the same agent (same id; `attempt` counts "
     "up, the failed attempt stays in its history). Optionally replace the face, the voice or "
     "the prompt first, checked like creation's inputs; omitted fields keep what the failed "
     "attempt used.",
 )
-def agent_retry(
-    request: HttpRequest, agent_id: str, payload: AgentRetryIn | None = None
-) -> tuple[int, dict[str, Any]]:
+def agent_retry(request: HttpRequest, agent_id: str) -> tuple[int, dict[str, Any]]:
     actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
     agent = _agent_get(request, agent_id)
-    payload = payload or AgentRetryIn()
+    payload = _retry_body(request)
     image = _media("image", payload.image_url, payload.image_base64)
     audio = _media("audio", payload.audio_url, payload.audio_base64)
     report = retries.retry_preflight(agent=agent, prompt=payload.prompt, image=image, audio=audio)

@@ -132,3 +132,15 @@ def test_the_api_retries_with_replacements_in_the_same_agent(sandbox_api, org, o
     assert Agent.objects.count() == 1
     again = api.post(path, {})
     assert again.status_code == 409 and again.json()["error"]["code"] == "agent_not_failed"
+
+
+def test_the_api_retries_with_no_body_at_all(sandbox_api, org, member):
+    agent = _failed_agent(org, member)
+    from django.test import Client
+
+    response = Client().post(
+        f"/api/v1/agents/{agent.public_id}/retry",
+        headers={"Authorization": f"Bearer {make_key(org)}"},
+    )
+    assert response.status_code == 202, response.content
+    assert response.json()["attempt"] == 2 and Agent.objects.count() == 1

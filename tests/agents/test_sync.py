@@ -96,3 +96,12 @@ def test_agents_of_another_account_are_never_marked_deleted(sandbox_api, org, ot
     report = sync.organizations_sync()
     assert report.deleted == 0 and report.incomplete == 0
     assert Agent.objects.get(pk=agent.pk).upstream_deleted_at is None
+
+
+def test_beat_runs_the_sync_on_its_interval(settings):
+    from django.conf import settings as django_settings
+
+    entry = django_settings.CELERY_BEAT_SCHEDULE["agents-sync"]
+    assert entry["task"] == "agents.tasks.agents_sync"
+    assert entry["schedule"].total_seconds() == django_settings.AGENT_SYNC_INTERVAL
+    assert tasks.agents_sync.name == entry["task"]
