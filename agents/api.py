@@ -250,7 +250,9 @@ def _retry_body(request: HttpRequest) -> AgentRetryIn:
     try:
         return AgentRetryIn.model_validate_json(request.body)
     except PydanticValidationError as error:
-        raise NinjaValidationError(list(error.errors(include_url=False))) from None
+        raise NinjaValidationError(
+            [dict(item) for item in error.errors(include_url=False)]
+        ) from None
 
 
 @router.post(
