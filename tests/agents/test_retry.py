@@ -81,6 +81,11 @@ def test_retry_with_a_new_voice_is_a_second_attempt_of_the_same_agent(sandbox_ap
     assert "with a new voice" in page
     # The prompt was kept: no new revision.
     assert PromptRevision.objects.filter(agent=agent).count() == 1
+    # The failed attempt's agent stays at bitHuman, but is never offered for import.
+    listed = ApiClient(make_key(org)).get("/agents/importable").json()["items"]
+    assert first_code not in {item["code"] for item in listed}
+    refused = ApiClient(make_key(org)).post("/agents/import", {"codes": [first_code]})
+    assert refused.json()["error"]["details"]["codes"][first_code]["code"] == "already_imported"
 
 
 def test_retry_checks_a_new_face_like_creation_and_keeps_what_was_typed(sandbox_api, org, member):
