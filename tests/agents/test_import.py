@@ -168,3 +168,12 @@ def test_one_agent_belongs_to_one_organization_even_on_a_shared_account(
     # The database enforces it too.
     with pytest.raises(IntegrityError), transaction.atomic():
         AgentFactory(organization=other_org, code=code)
+
+
+def test_the_page_says_so_when_bithuman_cannot_be_reached(org, admin, settings):
+    settings.SANDBOX_BASE_URL = "http://127.0.0.1:9/sandbox"  # nothing listens there
+    page = client_for(admin).get(reverse("agent_import", args=[org.slug]))
+    assert page.status_code == 200
+    assert "bitHuman could not list the account" in page.content.decode()
+    failed = ApiClient(make_key(org)).post("/agents/import", {"codes": ["A12BCD3456"]})
+    assert failed.status_code in (502, 503) and not Agent.objects.exists()
