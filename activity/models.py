@@ -32,6 +32,7 @@ class ActorKind(models.TextChoices):
 class AuditAction(models.TextChoices):
     AGENT_CREATED = "agent.created", "Agent generated"
     AGENT_RETRIED = "agent.retried", "Agent retried"
+    AGENT_IMPORTED = "agent.imported", "Agent imported from bitHuman"
     AGENT_DELETED = "agent.deleted", "Agent deleted"
     AGENT_READY = "agent.ready", "Agent ready"
     AGENT_FAILED = "agent.failed", "Agent failed"

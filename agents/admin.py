@@ -71,6 +71,7 @@ class AgentStatusChangeInline(admin.TabularInline):
     can_delete = False
     fields = readonly_fields = (
         "created_at",
+        "attempt",
         "from_status",
         "to_status",
         "progress",
@@ -87,7 +88,14 @@ class PromptRevisionInline(admin.TabularInline):
     model = PromptRevision
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("created_at", "author", "accepted", "text", "error_message")
+    fields = readonly_fields = (
+        "created_at",
+        "author",
+        "origin",
+        "accepted",
+        "text",
+        "error_message",
+    )
 
     def has_add_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
         return False
@@ -116,6 +124,13 @@ class AgentAdmin(admin.ModelAdmin):
         "consecutive_errors",
         "submit_attempts",
         "created_at",
+        # Import, sync and retries (agents.imports, agents.sync, agents.retries): theirs alone.
+        "origin",
+        "imported_at",
+        "bithuman_account",
+        "synced_at",
+        "upstream_deleted_at",
+        "attempt",
     ]
     inlines = [AgentStatusChangeInline, PromptRevisionInline]
     actions = ["refresh_status_now", "mark_failed"]

@@ -8,23 +8,28 @@ import json
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import File, Form, Query, Router
+from ninja.errors import ValidationError as NinjaValidationError
 from ninja.files import UploadedFile as NinjaUploadedFile
+from pydantic import ValidationError as PydanticValidationError
 
-from agents import media, model_adds, selectors, services
+from agents import imports, media, model_adds, retries, selectors, services
 from agents.models import Agent
 from agents.payloads import AGENT_OUT_COLUMNS, agent_out, agent_out_row
 from agents.preflight import AUDIO, IMAGE, MediaSource, preflight_run, stored_name
 from agents.schemas import (
     AgentFormIn,
     AgentHistory,
+    AgentImportIn,
+    AgentImportOut,
     AgentIn,
     AgentList,
     AgentListQuery,
     AgentOut,
     AgentPatch,
+    AgentRetryIn,
+    ImportableList,
     ModelAddIn,
     ModelAddOut,
 )
@@ -232,6 +237,54 @@ def agent_list(request: HttpRequest, filters: Query[AgentListQuery]) -> HttpResp
     return trusted_response(request, {"items": items, "count": count})
 
 
+@router.get(
+    "/importable",
+    response=ImportableList,
+    summary="Agents of the bitHuman account not in the organization yet",
+    description="Lists the organization's bitHuman account's agents (newest first, at most "
+    "500) that can be brought in with POST /agents/import. Each page costs one read of the "
+    "account's bitHuman Read budget.",
+)
+def agent_importable(request: HttpRequest) -> dict[str, Any]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    listing = imports.importable_list(actor=actor)
+    return {
+        "items": [
+            {
+                "code": item.code,
+                "name": item.name,
+                "model": item.model,
+                "status": item.status,
+                "created_at": item.created_at,
+                "in_another_organization": item.elsewhere,
+            }
+            for item in listing.agents
+        ],
+        "truncated": listing.truncated,
+    }
+
+
+@router.post(
+    "/import",
+    response={201: AgentImportOut},
+    summary="Import agents from the bitHuman account",
+    description="Brings agents of the organization's bitHuman account (made in bitHuman's "
+    "dashboard or by another client) into the organization: each keeps its code, its prompt "
+    "becomes revision 1 of its prompt history, and one still generating is followed like the "
+    "others. One bitHuman agent belongs to at most one organization. All or none: a refusal "
+    "(422 `import_refused`) lists in `details.codes` each code that cannot be imported and why.",
+)
+def agent_import(request: HttpRequest, payload: AgentImportIn) -> tuple[int, dict[str, Any]]:
+    actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
+    try:
+        imported = imports.agents_import(actor=actor, codes=list(payload.codes))
+    except imports.ImportRefused as refused:
+        raise ApiError(
+            422, refused.code, refused.message, details={"codes": refused.problems}
+        ) from None
+    return 201, {"items": [agent_out(agent) for agent in imported]}
+
+
 @router.get("/{agent_id}", response=AgentOut, summary="An agent")
 def agent_get(request: HttpRequest, agent_id: str) -> HttpResponse:
     scope_require(request, ApiScope.AGENTS_READ)
@@ -255,13 +308,63 @@ def agent_delete(request: HttpRequest, agent_id: str) -> tuple[int, None]:
     return 204, None
 
 
-@router.post("/{agent_id}/retry", response={202: AgentOut}, summary="Retry a failed agent")
+def _retry_body(request: HttpRequest) -> AgentRetryIn:
+    """The optional body (a retry with the same inputs may send none, as before replacements
+    existed), validated like a declared one."""
+    raw = request.body.strip()
+    if not raw or (request.content_type != "application/json" and not raw.startswith(b"{")):
+        return AgentRetryIn()  # nothing, or an empty form: the same inputs
+    try:
+        return AgentRetryIn.model_validate_json(request.body)
+    except PydanticValidationError as error:
+        raise NinjaValidationError(
+            [dict(item) for item in error.errors(include_url=False)]
+        ) from None
+
+
+@router.post(
+    "/{agent_id}/retry",
+    response={202: AgentOut},
+    summary="Retry a failed agent",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": AgentRetryIn.model_json_schema()}},
+        }
+    },
+    description="Starts a new generation attempt of the same agent (same id; `attempt` counts "
+    "up, the failed attempt stays in its history). Optionally replace the face, the voice or "
+    "the prompt first, checked like creation's inputs; omitted fields keep what the failed "
+    "attempt used.",
+)
 def agent_retry(request: HttpRequest, agent_id: str) -> tuple[int, dict[str, Any]]:
     actor = actor_for(scope_require(request, ApiScope.AGENTS_WRITE))
     agent = _agent_get(request, agent_id)
-    with transaction.atomic():
-        retry = services.agent_retry(actor=actor, agent=agent)
-    return 202, agent_out(retry)
+    payload = _retry_body(request)
+    image = _media("image", payload.image_url, payload.image_base64)
+    audio = _media("audio", payload.audio_url, payload.audio_base64)
+    report = retries.retry_preflight(agent=agent, prompt=payload.prompt, image=image, audio=audio)
+    if not report.ok:
+        fields: dict[str, list[str]] = {}
+        for check in report.failures:
+            name = (
+                "prompt"
+                if check.field == "prompt"
+                else (
+                    f"{check.field}_base64"
+                    if (image if check.field == "image" else audio).upload
+                    else f"{check.field}_url"
+                )
+            )
+            fields.setdefault(name, []).append(check.message)
+        raise ApiError(
+            422, "validation_error", "Pre-flight checks failed.", details={"fields": fields}
+        )
+    retried = retries.agent_retry(
+        actor=actor, agent=agent, prompt=payload.prompt, image=image, audio=audio
+    )
+    retried.refresh_from_db()  # the submission may have run already
+    return 202, agent_out(retried)
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
@@ -55,12 +56,15 @@ class AgentForm(forms.Form):
             self.fields["model"].choices = model_choices  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("image") and data.get("image_url"):
-            self.add_error("image_url", "Give a face image file or a link, not both.")
-        if data.get("audio") and data.get("audio_url"):
-            self.add_error("audio_url", "Give a voice sample file or a link, not both.")
-        return data
+        return _media_pairs_check(self, super().clean() or {})
+
+
+def _media_pairs_check(form: forms.Form, data: dict[str, Any]) -> dict[str, Any]:
+    if data.get("image") and data.get("image_url"):
+        form.add_error("image_url", "Give a face image file or a link, not both.")
+    if data.get("audio") and data.get("audio_url"):
+        form.add_error("audio_url", "Give a voice sample file or a link, not both.")
+    return data
 
 
 class PromptForm(forms.Form):
@@ -69,3 +73,24 @@ class PromptForm(forms.Form):
 
 class AgentDeleteForm(forms.Form):
     confirm = forms.CharField(label="Type the agent's name to confirm", max_length=100)
+
+
+class RetryForm(forms.Form):
+    """What a retry may replace (agents.retries): the same fields and checks as creation's;
+    a field left empty keeps what the failed attempt used."""
+
+    system_prompt = copy.deepcopy(AgentForm.base_fields["system_prompt"])
+    image = copy.deepcopy(AgentForm.base_fields["image"])
+    image_url = copy.deepcopy(AgentForm.base_fields["image_url"])
+    audio = copy.deepcopy(AgentForm.base_fields["audio"])
+    audio_url = copy.deepcopy(AgentForm.base_fields["audio_url"])
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["image"].label = "New face image"
+        self.fields["image_url"].label = "or a new image link (https)"
+        self.fields["audio"].label = "New voice sample"
+        self.fields["audio_url"].label = "or a new audio link (https)"
+
+    def clean(self) -> dict[str, Any]:
+        return _media_pairs_check(self, super().clean() or {})

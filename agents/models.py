@@ -35,6 +35,11 @@ TERMINAL_STATUSES = frozenset({AgentStatus.READY, AgentStatus.FAILED})
 IN_FLIGHT_STATUSES = frozenset(set(AgentStatus.values) - TERMINAL_STATUSES)
 
 
+class AgentOrigin(models.TextChoices):
+    PORTAL = "portal", "Created in the portal"
+    IMPORTED = "imported", "Imported from bitHuman"
+
+
 class AgentModel(models.TextChoices):
     EXPRESSION_1 = "expression-1", "Expression 1"
     ESSENCE_1 = "essence-1", "Essence 1"
@@ -138,6 +143,21 @@ class Agent(OrgScopedModel):
     # ("queued" on the pages).
     queued_until = models.DateTimeField(null=True, blank=True)
 
+    # Import and sync (agents.imports, agents.sync). One bitHuman agent (its code) belongs to at
+    # most one organization: the `agent_code_one_org` constraint.
+    origin = models.CharField(
+        max_length=10, choices=AgentOrigin.choices, default=AgentOrigin.PORTAL
+    )
+    imported_at = models.DateTimeField(null=True, blank=True)
+    # The bitHuman account (its /v1/me user_id) the agent was last found in: the sync only
+    # calls an agent deleted when the organization's current account is that account.
+    bithuman_account = models.CharField(max_length=100, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    # Deleted at bitHuman (noticed by the sync): the row and its history stay, marked.
+    upstream_deleted_at = models.DateTimeField(null=True, blank=True)
+    # The generation attempt the row shows (agents.retries: a retry is a new attempt, same row).
+    attempt = models.PositiveSmallIntegerField(default=1)
+
     objects = AgentQuerySet.as_manager()  # type: ignore[misc]
 
     class Meta:
@@ -160,6 +180,14 @@ class Agent(OrgScopedModel):
                 name="agent_in_flight_idx",
             ),
         ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code"],
+                condition=Q(archived_at__isnull=True) & ~Q(code=""),
+                name="agent_code_one_org",
+                violation_error_message="This bitHuman agent already belongs to an organization.",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code or self.status})"
@@ -181,6 +209,11 @@ class Agent(OrgScopedModel):
         return self.status == AgentStatus.OVERDUE
 
     @property
+    def is_deleted_upstream(self) -> bool:
+        """Deleted at bitHuman (outside the portal), as the sync noticed."""
+        return self.upstream_deleted_at is not None
+
+    @property
     def is_queued(self) -> bool:
         """Waiting its turn under bitHuman's Generate rate limit (agents.queue)."""
         return self.status == AgentStatus.SUBMITTING and self.queued_until is not None
@@ -191,6 +224,9 @@ class StatusSource(models.TextChoices):
     POLL = "poll", "Poll"
     WEBHOOK = "webhook", "Webhook"
     MANUAL = "manual", "Manual"
+    RETRY = "retry", "Retry"
+    IMPORT = "import", "Import"
+    SYNC = "sync", "bitHuman sync"
 
 
 class AgentStatusChange(models.Model):
@@ -202,6 +238,7 @@ class AgentStatusChange(models.Model):
     message = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=128, blank=True)  # bitHuman's, of a failed call
     source = models.CharField(max_length=10, choices=StatusSource.choices)
+    attempt = models.PositiveSmallIntegerField(default=1)  # the generation attempt it belongs to
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -209,6 +246,12 @@ class AgentStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '-'} -> {self.to_status} ({self.source})"
+
+
+class PromptOrigin(models.TextChoices):
+    PORTAL = "portal", "Portal"
+    IMPORTED = "imported", "Imported from bitHuman"
+    UPSTREAM = "bithuman", "Changed at bitHuman"
 
 
 class PromptRevision(models.Model):
@@ -220,6 +263,8 @@ class PromptRevision(models.Model):
     accepted = models.BooleanField(default=False)
     error_message = models.TextField(blank=True)
     error_request_id = models.CharField(max_length=128, blank=True)  # bitHuman's X-Request-Id
+    # Where the text came from: the portal, an import, or an edit made at bitHuman (the sync).
+    origin = models.CharField(max_length=10, choices=PromptOrigin.choices, default="portal")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -227,6 +272,35 @@ class PromptRevision(models.Model):
 
     def __str__(self) -> str:
         return f"Revision of {self.agent_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class GenerationAttempt(models.Model):
+    """One generation of an agent at bitHuman (agents.retries). A retry starts a new attempt in
+    the same row; the row shows the newest (number == agent.attempt), and each finished one
+    keeps its code and outcome here."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    code = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=12, blank=True)
+    error_message = models.TextField(blank=True)
+    error_request_id = models.CharField(max_length=128, blank=True)
+    # What the person replaced before this attempt: "face", "voice", "prompt".
+    changes = models.JSONField(default=list, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="generation_attempt_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of {self.agent_id}"
 
 
 def pending_upload_to(instance: PendingUpload, filename: str) -> str:

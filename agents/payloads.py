@@ -28,6 +28,9 @@ AGENT_OUT_COLUMNS = (
     "updated_at",
     "ready_at",
     "queued_until",
+    "origin",
+    "attempt",
+    "upstream_deleted_at",
 )
 
 
@@ -56,4 +59,7 @@ def agent_out_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "updated_at": row["updated_at"],
         "ready_at": row["ready_at"],
         "queued_until": row["queued_until"],
+        "origin": row["origin"],
+        "attempt": row["attempt"],
+        "deleted_at_bithuman": row["upstream_deleted_at"],
     }

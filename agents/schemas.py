@@ -115,6 +115,17 @@ class AgentOut(Schema):
     created_at: datetime = Field(description="When the agent was created.")
     updated_at: datetime = Field(description="When the agent last changed.")
     ready_at: datetime | None = Field(description="When generation finished; null until ready.")
+    origin: Literal["portal", "imported"] = Field(
+        description="portal: created here; imported: brought in from the bitHuman account."
+    )
+    attempt: int = Field(
+        description="The generation attempt the agent shows: 1, then one more per retry (a "
+        "retry is a new attempt of the same agent, not a new agent)."
+    )
+    deleted_at_bithuman: datetime | None = Field(
+        description="When the sync noticed the agent was deleted at bitHuman, outside the "
+        "portal (it can no longer be used); null otherwise."
+    )
     queued_until: datetime | None = Field(
         description="While queued: when the submission is sent to bitHuman again; null otherwise."
     )
@@ -170,3 +181,57 @@ class ModelAddOut(Schema):
     credits: int = Field(description="Credits bitHuman charged for this add (0: free or had it).")
     supported_models: list[str] = Field(description="What the agent can be launched as now.")
     models_adding: list[str] = Field(description="Models bitHuman is still adding to it.")
+
+
+class AgentImportIn(Schema):
+    codes: list[Line] = Field(
+        min_length=1,
+        max_length=50,
+        description="bitHuman agent codes of the organization's bitHuman account to bring in "
+        "(1-50). All or none: if any cannot be imported, none is, and the error's "
+        "details.codes says why for each (not_found, already_imported, owned_elsewhere, "
+        "invalid_code).",
+    )
+
+
+class AgentImportOut(Schema):
+    items: list[AgentOut] = Field(description="The imported agents, in the order of the codes.")
+
+
+class ImportableOut(Schema):
+    code: str = Field(description="The bitHuman agent code.")
+    name: str = Field(description="Its name at bitHuman.")
+    model: str = Field(description="Its model at bitHuman.")
+    status: str = Field(description="Its generation status at bitHuman.")
+    created_at: datetime | None = Field(description="When it was created at bitHuman.")
+    in_another_organization: bool = Field(
+        description="Another organization of the portal, using the same bitHuman account, "
+        "already has it: it cannot be imported here."
+    )
+
+
+class ImportableList(Schema):
+    items: list[ImportableOut] = Field(
+        description="The account's agents not in this organization yet, newest first."
+    )
+    truncated: bool = Field(description="More agents exist than listed (the newest 500 are).")
+
+
+class AgentRetryIn(Schema):
+    prompt: Text | None = Field(
+        default=None,
+        max_length=10000,
+        description="A new system prompt for the new attempt; omit to keep the current one.",
+    )
+    image_url: Text | None = Field(
+        default=None, max_length=1000, description="A new face image link; omit to keep the face."
+    )
+    image_base64: Text | None = Field(
+        default=None, description="A new face image file, base64-encoded; omit to keep the face."
+    )
+    audio_url: Text | None = Field(
+        default=None, max_length=1000, description="A new voice sample link; omit to keep it."
+    )
+    audio_base64: Text | None = Field(
+        default=None, description="A new voice sample file, base64-encoded; omit to keep it."
+    )

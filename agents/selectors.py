@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from agents.models import Agent, AgentModel, AgentStatus, PromptRevision
+from agents.models import Agent, AgentModel, AgentStatus, GenerationAttempt, PromptRevision
 from agents.services import TYPICAL_SECONDS
 from organizations import connections
 from portal.bithuman.errors import BithumanError
@@ -209,6 +209,23 @@ def failure_fix(*, agent: Agent) -> str:
     return "Retry with the same inputs; if it fails again, try another image or voice sample."
 
 
+_FIX_FIELDS = (
+    ("voice", ("audio", "voice", "lip sync", "lip_sync")),
+    ("face", ("image", "face", "portrait", "subject")),
+    ("prompt", ("prompt", "persona")),
+)
+
+
+def failure_field(*, agent: Agent) -> str:
+    """Which input the failure message points at ("face", "voice", "prompt"), for the retry
+    form; "" when it names none."""
+    message = agent.error_message.lower()
+    for field, needles in _FIX_FIELDS:
+        if any(needle in message for needle in needles):
+            return field
+    return ""
+
+
 @dataclass(frozen=True)
 class RevisionView:
     revision: PromptRevision
@@ -272,3 +289,44 @@ def revision_history(*, agent: Agent) -> list[RevisionView]:
 
 def agent_statuses_in_flight() -> list[str]:
     return [s for s in AgentStatus.values if s not in (AgentStatus.READY, AgentStatus.FAILED)]
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    number: int
+    code: str
+    status: str
+    error_message: str
+    error_request_id: str
+    changes: list[str]
+    started_at: object
+    ended_at: object
+    current: bool
+
+
+def _status_label(status: str) -> str:
+    return AgentStatus(status).label if status in AgentStatus.values else status
+
+
+def attempts_of(*, agent: Agent) -> list[AttemptView]:
+    """The agent's generation attempts, oldest first (agents.retries), once it has been retried:
+    the finished ones as recorded, the current one as the row shows it. Empty for one attempt."""
+    if agent.attempt <= 1:
+        return []
+    views = []
+    for attempt in GenerationAttempt.objects.filter(agent=agent).order_by("number"):
+        current = attempt.number == agent.attempt
+        views.append(
+            AttemptView(
+                number=attempt.number,
+                code=agent.code if current else attempt.code,
+                status=agent.get_status_display() if current else _status_label(attempt.status),
+                error_message=agent.error_message if current else attempt.error_message,
+                error_request_id=agent.error_request_id if current else attempt.error_request_id,
+                changes=list(attempt.changes or []),
+                started_at=attempt.started_at,
+                ended_at=(agent.ready_at or agent.failed_at) if current else attempt.ended_at,
+                current=current,
+            )
+        )
+    return views

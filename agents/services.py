@@ -176,6 +176,14 @@ def _refusal_message(error: bh_errors.BithumanError) -> str:
     return f"bitHuman refused the request: {error.message}"
 
 
+def submission_key(agent: Agent) -> str:
+    """The Idempotency-Key of the agent's current attempt (agents.retries): the first keeps its
+    public id, a retry's must differ or bitHuman would replay the failed generation."""
+    if agent.attempt <= 1:
+        return str(agent.public_id)
+    return f"{agent.public_id}:attempt-{agent.attempt}"
+
+
 class SubmitQueued(Exception):
     """bitHuman's Generate rate limit answered 429: the agent waits `seconds` for its turn."""
 
@@ -207,7 +215,7 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
                 framing=agent.framing,  # type: ignore[arg-type]
                 transparency=agent.transparency,
                 model=agent.model,  # type: ignore[arg-type]
-                idempotency_key=str(agent.public_id),
+                idempotency_key=submission_key(agent),
             )
     except bh_errors.RateLimitedError as error:
         # Not a failed attempt: the submission waits its turn (agents.queue).
@@ -339,40 +347,6 @@ def agent_archive(*, actor: Actor, agent: Agent) -> Agent:
     )
     agent.refresh_from_db()
     return agent
-
-
-def agent_retry(*, actor: Actor, agent: Agent) -> Agent:
-    """A new agent with the same inputs (a failed generation cannot be resumed upstream)."""
-    role_require(actor, Role.MEMBER, "create agents")
-    organization_active_require(actor.organization)
-    if not agent.is_failed:
-        raise Conflict("Only a failed agent can be retried.", code="agent_not_failed")
-    with transaction.atomic():
-        retry = Agent.objects.create(
-            organization=agent.organization,
-            name=agent.name,
-            system_prompt=agent.system_prompt,
-            model=agent.model,
-            aspect_ratio=agent.aspect_ratio,
-            framing=agent.framing,
-            transparency=agent.transparency,
-            image=agent.image.name,
-            image_url=agent.image_url,
-            audio=agent.audio.name,
-            audio_url=agent.audio_url,
-            created_by=_actor_user(actor),
-        )
-        history_record(retry, from_status="", source=StatusSource.SUBMIT)
-        _first_revision_record(retry)
-        _submit_enqueue(retry)
-        activity_services.audit_record(
-            org=agent.organization,
-            actor=actor,
-            action="agent.retried",
-            target=retry,
-            details={"retry_of": str(agent.public_id)},
-        )
-    return retry
 
 
 GIVE_UP_CONSEQUENCES = (

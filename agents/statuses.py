@@ -56,6 +56,7 @@ def history_row(agent: Agent, *, from_status: str, source: str) -> AgentStatusCh
         message=(agent.error_message or agent.progress_message)[:300],
         request_id=agent.error_request_id if agent.status == AgentStatus.FAILED else "",
         source=source,
+        attempt=agent.attempt,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
+from django.conf import settings
 
 from agents import services, webhooks
 from portal import outage
@@ -91,3 +92,22 @@ def agents_model_adds_refresh() -> int:
     from agents import model_adds
 
     return model_adds.agents_model_adds_refresh()
+
+
+_SYNC_LOCK = "agents-sync"
+
+
+@shared_task
+def agents_sync() -> int:
+    """Notice prompt changes and deletions made at bitHuman (agents.sync; beat, every
+    AGENT_SYNC_INTERVAL). One pass at a time."""
+    from agents import ratelimit, sync
+
+    token = ratelimit.lock_acquire(name=_SYNC_LOCK, seconds=float(settings.AGENT_SYNC_INTERVAL))
+    if token is None:
+        return 0
+    try:
+        report = sync.organizations_sync()
+        return report.prompts_changed + report.deleted
+    finally:
+        ratelimit.lock_release(name=_SYNC_LOCK, token=token)

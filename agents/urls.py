@@ -1,10 +1,11 @@
 from django.urls import path
 
-from agents import views
+from agents import import_views, views
 
 urlpatterns = [
     path("", views.agent_list, name="agent_list"),
     path("new/", views.agent_new, name="agent_new"),
+    path("import/", import_views.agent_import, name="agent_import"),
     path("notices/", views.agent_notices, name="agent_notices"),
     path("<uuid:agent_id>/", views.agent_detail, name="agent_detail"),
     path("<uuid:agent_id>/prompt/", views.agent_prompt, name="agent_prompt"),

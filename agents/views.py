@@ -27,6 +27,7 @@ from agents import (
     media,
     model_adds,
     queue,
+    retries,
     selectors,
     services,
     snippets,
@@ -34,7 +35,7 @@ from agents import (
     uploads,
     webhooks,
 )
-from agents.forms import AgentDeleteForm, AgentForm, PromptForm
+from agents.forms import AgentDeleteForm, AgentForm, PromptForm, RetryForm
 from agents.models import Agent, AgentModel, AgentStatus, PendingUpload, PromptRevision
 from agents.preflight import (
     AUDIO,
@@ -85,6 +86,7 @@ def agent_list(request: HttpRequest, membership: Membership) -> HttpResponse:
         "statuses": [("in_flight", "In progress"), ("ready", "Ready"), ("failed", "Failed")],
         "models": AgentModel.choices,
         "can_create": role_at_least(membership.role, Role.MEMBER),
+        "can_import": role_at_least(membership.role, Role.ADMIN),
         "filtered": bool(query or status or model),
     }
     template = "agents/list.html#rows" if getattr(request, "htmx", False) else "agents/list.html"
@@ -239,8 +241,10 @@ def _detail_context(membership: Membership, agent: Agent) -> dict[str, object]:
         "voice_src": _media_src(agent, "voice"),
         "progress": selectors.agent_progress(agent=agent),
         "fix": selectors.failure_fix(agent=agent) if agent.is_failed else "",
+        "fix_field": selectors.failure_field(agent=agent) if agent.is_failed else "",
         "queue_position": queue.queue_position(agent),
         "can_operate": role_at_least(membership.role, Role.MEMBER),
+        "attempts": selectors.attempts_of(agent=agent),
     }
     if agent.is_ready:
         connection = connections.connection_get(org=agent.organization)
@@ -257,6 +261,7 @@ def agent_detail(request: HttpRequest, membership: Membership, agent_id: UUID) -
         return render(request, "agents/detail.html#progress", context)
     context |= {
         "prompt_form": PromptForm(initial={"system_prompt": agent.system_prompt}),
+        "retry_form": RetryForm(initial={"system_prompt": agent.system_prompt}),
         "revisions": selectors.revision_history(agent=agent),
         "history": agent.status_changes.all(),
         "delete_form": AgentDeleteForm(),
@@ -271,9 +276,12 @@ def _detail_with_errors(
     *,
     prompt_form: PromptForm | None = None,
     delete_form: AgentDeleteForm | None = None,
+    retry_form: RetryForm | None = None,
 ) -> HttpResponse:
     context = _detail_context(membership, agent) | {
         "prompt_form": prompt_form or PromptForm(initial={"system_prompt": agent.system_prompt}),
+        "retry_form": retry_form or RetryForm(initial={"system_prompt": agent.system_prompt}),
+        "retry_open": retry_form is not None,
         "revisions": selectors.revision_history(agent=agent),
         "history": agent.status_changes.all(),
         "delete_form": delete_form or AgentDeleteForm(),
@@ -346,14 +354,41 @@ def agent_delete(request: HttpRequest, membership: Membership, agent_id: UUID) -
 
 @org_view({"POST": Role.MEMBER})
 def agent_retry(request: HttpRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    """A failed agent's next attempt, in the same row: the face, the voice or the prompt may be
+    replaced first (the retry form, checked like the new-agent form)."""
     agent = _agent_get(membership, agent_id)
+    form = RetryForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _detail_with_errors(request, membership, agent, retry_form=form)
+    data = form.cleaned_data
+    image = MediaSource(upload=data["image"], url=data["image_url"] or "")
+    audio = MediaSource(upload=data["audio"], url=data["audio_url"] or "")
+    # The prompt box starts with the current prompt: posted unchanged (or not at all) it is kept.
+    prompt = data["system_prompt"] if "system_prompt" in request.POST else None
+    report = retries.retry_preflight(agent=agent, prompt=prompt, image=image, audio=audio)
+    if not report.ok:
+        for check in report.failures:
+            field = {"image": "image", "audio": "audio", "prompt": "system_prompt"}[check.field]
+            if check.field in ("image", "audio") and data[f"{check.field}_url"]:
+                field = f"{check.field}_url"
+            form.add_error(field, check.message)
+        return _detail_with_errors(request, membership, agent, retry_form=form)
     try:
-        retry = services.agent_retry(actor=membership, agent=agent)
+        retries.agent_retry(actor=membership, agent=agent, prompt=prompt, image=image, audio=audio)
     except ApplicationError as error:
-        error_show(request, error)
-        return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
-    messages.success(request, f"Retrying {agent.name} with the same inputs.")
-    return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=retry.public_id)
+        agent.refresh_from_db()
+        if not agent.is_failed:  # retried meanwhile (a second click): that attempt runs
+            error_show(request, error)
+            return redirect(
+                "agent_detail", org_slug=membership.organization.slug, agent_id=agent_id
+            )
+        error_show(request, error, form=form)
+        return _detail_with_errors(request, membership, agent, retry_form=form)
+    for check in report.warnings:
+        messages.warning(request, check.message)
+    agent.refresh_from_db()
+    messages.success(request, f"Retrying {agent.name}: attempt {agent.attempt}.")
+    return redirect("agent_detail", org_slug=membership.organization.slug, agent_id=agent_id)
 
 
 @org_view({"POST": Role.MEMBER})

@@ -478,6 +478,10 @@ AGENT_POLL_LEASE = env.float("AGENT_POLL_LEASE", default=60.0)  # seconds a clai
 AGENT_POLL_MAX_INTERVAL = env.float("AGENT_POLL_MAX_INTERVAL", default=60.0)
 AGENT_DEADLINE_FACTOR = env.float("AGENT_DEADLINE_FACTOR", default=6.0)  # x typical duration
 AGENT_SUBMIT_MAX_ATTEMPTS = env.int("AGENT_SUBMIT_MAX_ATTEMPTS", default=8)
+# The sync with bitHuman (agents/sync.py): seconds between passes, and pages of 100 agents it
+# reads per organization at most (more agents: prompt changes only, no deletion marks).
+AGENT_SYNC_INTERVAL = env.float("AGENT_SYNC_INTERVAL", default=300.0)
+AGENT_SYNC_MAX_PAGES = env.int("AGENT_SYNC_MAX_PAGES", default=20)
 CELERY_BEAT_SCHEDULE |= {
     "agents-poll": {
         "task": "agents.tasks.agents_poll_tick",
@@ -489,6 +493,11 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "agents.tasks.agents_submit_sweep",
         "schedule": timedelta(seconds=30),
         "options": {"expires": 30},
+    },
+    "agents-sync": {
+        "task": "agents.tasks.agents_sync",
+        "schedule": timedelta(seconds=AGENT_SYNC_INTERVAL),
+        "options": {"expires": AGENT_SYNC_INTERVAL},
     },
     "agents-pending-uploads-purge": {
         "task": "agents.tasks.pending_uploads_purge",

@@ -94,6 +94,11 @@ REFERENCE, SEARCH, PLAIN = "reference", "search", "plain"
 # no entry; see the module docstring.)
 INPUTS: dict[str, tuple[str, str]] = {
     "confirm": (REFERENCE, "an organization slug or agent name typed to confirm a deletion"),
+    "codes": (
+        REFERENCE,
+        "bitHuman agent codes to import: bitHuman is asked first, so another organization's "
+        "code answers like an unknown one",
+    ),
     "q": (SEARCH, "agent search: names and codes"),
     "search": (SEARCH, "agent search over the API"),
     "actor": (SEARCH, "audit filter: matches actor labels (emails, key names)"),

@@ -59,8 +59,8 @@ def upstream(monkeypatch):
     return refuse
 
 
-def _ready(org):
-    return AgentFactory(organization=org, status=AgentStatus.READY, code="A42", system_prompt="Hi")
+def _ready(org, code="A42"):
+    return AgentFactory(organization=org, status=AgentStatus.READY, code=code, system_prompt="Hi")
 
 
 # --- The table ----------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_tenant_get_answers_not_found_alike(org, other_org):
     from agents import selectors
 
     own = _ready(org)
-    foreign = _ready(other_org)
+    foreign = _ready(other_org, code="A43")  # one bitHuman agent is in one organization
     assert selectors.agent_get(org=org, public_id=str(own.public_id)) == own
     for public_id in [foreign.public_id, str(foreign.public_id), "nope", ""]:
         with pytest.raises(NotFound) as caught:
