@@ -174,8 +174,10 @@ def agent_retry(
 
 
 def _medium_replace(agent: Agent, kind: str, source: MediaSource) -> None:
-    """Put a new face (`image`) or voice (`audio`) on the row: a file, or a link."""
+    """Put a new face (`image`) or voice (`audio`) on the row: a file, or a link. bitHuman's URL
+    of the old one is forgotten, so the retry's submission uploads the new one."""
     file_field = agent.image if kind == "image" else agent.audio
+    setattr(agent, f"{kind}_file_url", "")
     if source.upload is not None:
         source.upload.name = stored_name(
             kind=IMAGE if kind == "image" else AUDIO, upload=source.upload

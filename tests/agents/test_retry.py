@@ -29,7 +29,8 @@ def _poll(org, agent: Agent) -> Agent:
 
 def _failed_agent(org, member) -> Agent:
     """An agent whose voice link bitHuman could not download (created without the form's
-    pre-flight, as an older agent or another path might have been)."""
+    pre-flight, as an older agent or another path might have been): its submission's upload
+    through /v1/files/upload is refused, and the agent fails with bitHuman's message."""
     agent = services.agent_create(
         actor=member,
         name="Fail Late Bot",
@@ -42,13 +43,14 @@ def _failed_agent(org, member) -> Agent:
         audio=MediaSource(url=BAD_VOICE),
     )
     agent = _poll(org, Agent.objects.get(pk=agent.pk))
-    assert agent.status == AgentStatus.FAILED and "Audio processing failed" in agent.error_message
+    assert agent.status == AgentStatus.FAILED and "Could not download" in agent.error_message
+    assert BAD_VOICE in agent.error_message
     return agent
 
 
 def test_retry_with_a_new_voice_is_a_second_attempt_of_the_same_agent(sandbox_api, org, member):
     agent = _failed_agent(org, member)
-    first_code = agent.code
+    first_code, first_voice = agent.code, agent.audio_file_url
     client = client_for(member)
     detail = reverse("agent_detail", args=[org.slug, agent.public_id])
     page = client.get(detail).content.decode()
@@ -62,26 +64,53 @@ def test_retry_with_a_new_voice_is_a_second_attempt_of_the_same_agent(sandbox_ap
     assert response["Location"] == detail
     assert Agent.objects.count() == 1  # one row: no second "Fail Late Bot"
     agent.refresh_from_db()
-    assert agent.attempt == 2 and agent.code and agent.code != first_code  # a new generation
+    # The refused upload started nothing at bitHuman; the retry is the first generation.
+    assert first_code == "" and agent.attempt == 2 and agent.code
     assert agent.audio and not agent.audio_url
     agent = _poll(org, agent)
     assert agent.status == AgentStatus.READY
+    # The new voice went to bitHuman's upload: the first attempt's file URL is not reused.
+    assert agent.audio_file_url and agent.audio_file_url != first_voice
 
     attempts = list(GenerationAttempt.objects.filter(agent=agent))
     assert [(a.number, a.code, a.status) for a in attempts] == [
         (1, first_code, "failed"),
         (2, "", ""),
     ]
-    assert attempts[1].changes == ["voice"] and "Audio processing" in attempts[0].error_message
+    assert attempts[1].changes == ["voice"] and "Could not download" in attempts[0].error_message
     # One history: both attempts' rows, the retry between them.
     history = list(agent.status_changes.values_list("attempt", "to_status"))
     assert (1, "failed") in history and (2, "submitting") in history and history[-1][1] == "ready"
     page = client.get(detail).content.decode()
-    assert page.count('data-testid="attempt"') == 2 and first_code in page
+    assert page.count('data-testid="attempt"') == 2 and "Could not download" in page
     assert "with a new voice" in page
     # The prompt was kept: no new revision.
     assert PromptRevision.objects.filter(agent=agent).count() == 1
-    # The failed attempt's agent stays at bitHuman, but is never offered for import.
+
+
+def test_a_failed_generation_stays_at_bithuman_but_is_never_offered_for_import(
+    sandbox_api, org, member
+):
+    agent = services.agent_create(
+        actor=member,
+        name="Fail Late Bot",
+        system_prompt="You are Bo, a cheerful host. [fail-late]",
+        model="expression-1",
+        aspect_ratio="16:9",
+        framing="portrait",
+        transparency=False,
+        image=MediaSource(),
+        audio=MediaSource(),
+    )
+    agent = _poll(org, Agent.objects.get(pk=agent.pk))
+    assert agent.status == AgentStatus.FAILED and agent.code
+    first_code = agent.code
+    client_for(member).post(
+        reverse("agent_retry", args=[org.slug, agent.public_id]),
+        {"system_prompt": "You are Bo, a cheerful host."},
+    )
+    agent.refresh_from_db()
+    assert agent.attempt == 2 and agent.code != first_code
     listed = ApiClient(make_key(org)).get("/agents/importable").json()["items"]
     assert first_code not in {item["code"] for item in listed}
     refused = ApiClient(make_key(org)).post("/agents/import", {"codes": [first_code]})
