@@ -27,7 +27,7 @@ CREDITS_PER_MINUTE = {
 DEFAULT_REASON = "user-terminated"
 # The transcript's lines: what a visitor said (`user`) and what the avatar said (`assistant`:
 # its answers and the lines speak made it say). Context notes are not part of the conversation.
-TRANSCRIPT_ROLES = {
+TRANSCRIPT_ROLES: dict[str, str] = {
     SandboxRoomMessage.Kind.VISITOR: "user",
     SandboxRoomMessage.Kind.ANSWER: "assistant",
     SandboxRoomMessage.Kind.SPEAK: "assistant",
