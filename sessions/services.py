@@ -32,7 +32,7 @@ from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError, Conflict, NotFound, upstream_failure
 from portal.models import BithumanConnection, User
 from portal.tenancy import Actor, Role, organization_active_require, role_require
-from sessions import events, livekit, selectors, upstream
+from sessions import events, fingerprints, livekit, selectors, transcripts, upstream
 from sessions.models import (
     CONTEXT_MAX_CHARS,
     QUICK_REPLY_MAX_CHARS,
@@ -111,7 +111,8 @@ def _start_error(error: bh_errors.BithumanError, agent: Agent) -> ApplicationErr
 def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
     """Open a room for a ready agent and record the session.
 
-    Hosted: an embed token (one fingerprint per session) and the embed page's link. LiveKit: a
+    Hosted: an embed token (the operator's own stable fingerprint, sessions.fingerprints) and
+    the embed page's link. LiveKit: a
     room name, the avatar's participant token, the runtime-token request that dispatches the
     avatar into the room, and a viewer link from LIVEKIT_ROOM_LINK_TEMPLATE.
     """
@@ -142,7 +143,9 @@ def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
     try:
         with connections.client_for(connection=connection) as client:
             if config is None:
-                embed = client.embed_token_request(agent_id=agent.code, fingerprint=public_id.hex)
+                embed = client.embed_token_request(
+                    agent_id=agent.code, fingerprint=fingerprints.end_user_fingerprint(actor)
+                )
                 room_name = embed.sid or ""
                 room_url = _embed_link(connection=connection, code=agent.code, token=embed.token)
                 started_text = "Session started: bitHuman hosted room"
@@ -246,6 +249,8 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
     # The session's own room once bitHuman lists it; until then every live room of the agent.
     room_id = upstream.room_state(session, sending=True).room_name or None
     outcome: dict[str, Any]
+    # The line is timed when it was sent: the avatar's lines in bitHuman's transcript follow it.
+    sent_at = timezone.now()
     try:
         # No retries: a rate limit is shown at once ("retry in N s") rather than making the
         # operator wait, and the text stays in the box to send again.
@@ -274,7 +279,7 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
             kind=kind,
             text=text,
             author=_actor_user(actor),
-            created_at=now,
+            created_at=sent_at,
             room_id=room_id or "",
             **outcome,
         )
@@ -379,6 +384,7 @@ def _end(
     # The hosted room keeps running (and billing) in any tab with the join link until bitHuman
     # terminates it; a failure is recorded and retried by a task, not forgotten.
     upstream.upstream_end_or_retry(session)
+    transcripts.final_pull_schedule(session)  # the visitor and avatar lines, complete
     if session.kind == SessionKind.LIVEKIT:
         _livekit_room_close(session)
     return True
