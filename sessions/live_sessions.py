@@ -75,7 +75,7 @@ def _cache_key(connection: BithumanConnection) -> str:
 
 
 def _fresh_seconds() -> int:
-    return max(1, int(getattr(settings, "LIVE_SESSIONS_CACHE_SECONDS", 10)))
+    return max(0, int(getattr(settings, "LIVE_SESSIONS_CACHE_SECONDS", 10)))
 
 
 def _fetch(connection: BithumanConnection) -> RuntimeSessionPage:
