@@ -32,11 +32,15 @@ def _outside_embed(org, agent_code: str) -> str:
     with connections.client_for(connection=connection) as client:
         token = client.embed_token_request(agent_id=agent_code, fingerprint="f00d").token
     page = httpx.get(
-        f"{django_settings.SANDBOX_BASE_URL}/embed/{agent_code}", params={"token": token}, timeout=10
+        f"{django_settings.SANDBOX_BASE_URL}/embed/{agent_code}",
+        params={"token": token},
+        timeout=10,
     )
     assert page.status_code == 200
     live = httpx.post(
-        f"{django_settings.SANDBOX_BASE_URL}/embed/{agent_code}/live", params={"token": token}, timeout=10
+        f"{django_settings.SANDBOX_BASE_URL}/embed/{agent_code}/live",
+        params={"token": token},
+        timeout=10,
     )
     return live.json()["room_id"]
 
