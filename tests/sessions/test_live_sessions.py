@@ -136,7 +136,7 @@ def test_another_organizations_runtime_session_is_404(scene, org, other_org, oth
 
 
 def test_revoke_all_is_for_owners_with_the_typed_slug(scene, org, owner, admin):
-    session, _ = scene
+    _session, _ = scene
     url = f"/o/{org.slug}/sessions/account/revoke-all/"
     assert client_for(admin).post(url, {"confirmation": org.slug}).status_code == 403
     wrong = client_for(owner).post(url, {"confirmation": "yes please"})
