@@ -21,7 +21,12 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SHOTS = Path(os.environ.get("TRANSCRIPT_SHOTS_DIR", "/tmp/portal-live-shots"))
+
+def _shots(tmp_path: Path) -> Path:
+    """Where the screenshots go (TRANSCRIPT_SHOTS_DIR to keep them and look at them)."""
+    folder = Path(os.environ.get("TRANSCRIPT_SHOTS_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _log_in(page: Page, base: str, email: str) -> None:
@@ -32,7 +37,7 @@ def _log_in(page: Page, base: str, email: str) -> None:
 
 
 def test_a_visitor_talking_in_the_hosted_room_shows_in_the_timeline_and_the_export(
-    sandbox_api, live_server, settings, org, member, page: Page, browser: Browser
+    sandbox_api, live_server, settings, org, member, page: Page, browser: Browser, tmp_path
 ):
     settings.SANDBOX_EMBED_POLL_MS = 250
     settings.SESSION_TRANSCRIPT_SECONDS = 2
@@ -74,9 +79,9 @@ def test_a_visitor_talking_in_the_hosted_room_shows_in_the_timeline_and_the_expo
     said = [kind for kind in kinds if kind in ("visitor", "avatar", "speak")]
     assert said == ["visitor", "avatar", "speak", "avatar", "visitor", "avatar"]
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "console-transcript.png"), full_page=True)
-    visitor.screenshot(path=str(SHOTS / "hosted-room-visitor-390.png"), full_page=True)
+    shots = _shots(tmp_path)
+    page.screenshot(path=str(shots / "console-transcript.png"), full_page=True)
+    visitor.screenshot(path=str(shots / "hosted-room-visitor-390.png"), full_page=True)
     visitor_context.close()
 
     with page.expect_download() as download_info:
@@ -90,7 +95,7 @@ def test_a_visitor_talking_in_the_hosted_room_shows_in_the_timeline_and_the_expo
 
 
 def test_the_live_sessions_page_at_390_px_in_dark_mode(
-    sandbox_api, live_server, settings, org, owner, browser: Browser
+    sandbox_api, live_server, settings, org, owner, browser: Browser, tmp_path
 ):
     settings.STORAGES = {
         **settings.STORAGES,
@@ -112,8 +117,7 @@ def test_the_live_sessions_page_at_390_px_in_dark_mode(
     expect(page.get_by_test_id("kpi-active")).to_have_text("1")
     expect(page.locator("#live-session-rows tbody tr")).to_have_count(1)
     # No sideways scroll of the page itself (the table scrolls in its own box).
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "live-sessions-390-dark.png"), full_page=True)
+    page.screenshot(path=str(_shots(tmp_path) / "live-sessions-390-dark.png"), full_page=True)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
     # Terminate asks first, then ends it.
