@@ -45,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 LIST_LIMIT = 100
 STALE_KEEP_SECONDS = 3600  # how long the last list can stand in when bitHuman cannot answer
+# The runtime session ids bitHuman listed for the account lately: Terminate takes only these
+# (and the organization's linked sessions), so an id never listed to this organization is
+# "not found" without asking bitHuman, like every other organization's object.
+SEEN_KEEP_SECONDS = 24 * 3600
+SEEN_MAX = 2000
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ def _page(connection: BithumanConnection) -> tuple[RuntimeSessionPage, datetime,
             raise
         return RuntimeSessionPage.model_validate(cached["page"]), cached_at, error.message
     now = timezone.now()
+    _seen_add(connection, page)
     cache.set(
         _cache_key(connection),
         {"fetched_at": now.isoformat(), "page": page.model_dump(mode="json")},
@@ -126,6 +132,16 @@ def _page(connection: BithumanConnection) -> tuple[RuntimeSessionPage, datetime,
 
 def _forget(connection: BithumanConnection) -> None:
     cache.delete(_cache_key(connection))
+
+
+def _seen_key(connection: BithumanConnection) -> str:
+    return f"sessions:live-sessions-seen:{connection.pk}:{connection.mode}"
+
+
+def _seen_add(connection: BithumanConnection, page: RuntimeSessionPage) -> None:
+    seen = [s.id for s in page.sessions]
+    known = [i for i in cache.get(_seen_key(connection), []) if i not in set(seen)]
+    cache.set(_seen_key(connection), (seen + known)[:SEEN_MAX], SEEN_KEEP_SECONDS)
 
 
 def live_sessions_get(*, actor: Actor) -> LiveSessions:
@@ -168,6 +184,22 @@ def _runtime_id_check(runtime_session_id: str) -> str:
     return value
 
 
+def live_session_known_require(*, actor: Actor, runtime_session_id: str) -> str:
+    """NotFound unless bitHuman listed this runtime session to the organization lately (or one
+    of its sessions is linked to it): another organization's id, a made-up one and one never
+    listed answer alike, without asking bitHuman. Returns the id, cleaned."""
+    role_require(actor, Role.ADMIN, "terminate the account's live sessions")
+    runtime_session_id = _runtime_id_check(runtime_session_id)
+    org = actor.organization
+    # Read only: an organization without a connection yet has been listed nothing.
+    connection = BithumanConnection.objects.filter(organization=org).first()
+    if connection is not None and runtime_session_id in cache.get(_seen_key(connection), []):
+        return runtime_session_id
+    if AgentSession.objects.for_org(org).filter(upstream_session_id=runtime_session_id).exists():
+        return runtime_session_id
+    raise NotFound("No such live session.")
+
+
 def live_session_terminate(*, actor: Actor, runtime_session_id: str) -> str:
     """Stop one runtime session of the account; return bitHuman's note. Audited."""
     role_require(actor, Role.ADMIN, "terminate the account's live sessions")
@@ -181,6 +213,8 @@ def live_session_terminate(*, actor: Actor, runtime_session_id: str) -> str:
         .select_related("agent", "organization")
         .first()
     )
+    if linked is None:
+        live_session_known_require(actor=actor, runtime_session_id=runtime_session_id)
     if linked is not None:  # ends it here too, terminating it upstream (and in its timeline)
         services.session_end(actor=actor, session=linked)
         linked.refresh_from_db()

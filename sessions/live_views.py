@@ -50,6 +50,8 @@ def live_sessions_page(request: HttpRequest, membership: Membership) -> HttpResp
 def live_session_terminate(
     request: HttpRequest, membership: Membership, runtime_id: str
 ) -> HttpResponse:
+    # Another organization's (or an unknown) session is not found, before any question.
+    live_sessions.live_session_known_require(actor=membership, runtime_session_id=runtime_id)
     if not confirmed(request):
         room = request.POST.get("room", "")[:200]
         return confirm_page(

@@ -94,6 +94,9 @@ REFERENCE, SEARCH, PLAIN = "reference", "search", "plain"
 # no entry; see the module docstring.)
 INPUTS: dict[str, tuple[str, str]] = {
     "confirm": (REFERENCE, "an organization slug or agent name typed to confirm a deletion"),
+    "confirmation": (REFERENCE, "the organization's slug typed to confirm revoking runtime keys"),
+    "room": (PLAIN, "a room name repeated in the Terminate confirmation question, looked up never"),
+    "reason": (PLAIN, "free text sent to bitHuman with revoke-all"),
     "q": (SEARCH, "agent search: names and codes"),
     "search": (SEARCH, "agent search over the API"),
     "actor": (SEARCH, "audit filter: matches actor labels (emails, key names)"),

@@ -100,6 +100,10 @@ def test_terminate_asks_first_then_ends_the_outside_session_and_is_audited(scene
     session, outside_room = scene
     runtime_id = _runtime_id(org, outside_room)
     url = f"/o/{org.slug}/sessions/account/{runtime_id}/terminate/"
+    # Terminate takes the sessions bitHuman listed to this organization: the page lists it.
+    assert client_for(admin).post(url, {"confirmed": "yes"}).status_code == 404
+    assert org_sandbox_account(org).sandboxroom_set.get(name=outside_room).ended_at is None
+    assert f'id="runtime-{runtime_id}"' in _page(admin)
     ask = client_for(admin).post(url, {"room": outside_room})
     assert ask.status_code == 200 and "Terminate this live session?" in ask.content.decode()
     assert org_sandbox_account(org).sandboxroom_set.get(name=outside_room).ended_at is None
