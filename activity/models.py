@@ -42,6 +42,8 @@ class AuditAction(models.TextChoices):
     SESSION_ENDED = "session.ended", "Session ended"
     SESSION_SPEAK = "session.speak", "Speak sent"
     SESSION_CONTEXT = "session.context", "Context sent"
+    RUNTIME_SESSION_TERMINATED = "runtime_session.terminated", "Live session terminated"
+    RUNTIME_KEYS_REVOKED = "runtime.revoked_all", "All runtime keys revoked"
     MEMBER_INVITED = "member.invited", "Member invited"
     MEMBER_JOINED = "member.joined", "Member joined"
     MEMBER_ROLE_CHANGED = "member.role_changed", "Role changed"
@@ -123,7 +125,11 @@ class WebhookEvent(models.TextChoices):
     AGENT_FAILED = "agent.failed", "agent.failed: an agent's generation failed"
     SESSION_STARTED = "session.started", "session.started: a session opened"
     SESSION_ENDED = "session.ended", "session.ended: a session ended"
-    SESSION_MESSAGE = "session.message", "session.message: speak or context sent, with outcome"
+    SESSION_MESSAGE = (
+        "session.message",
+        "session.message: speak or context sent (with outcome), or a visitor's or the avatar's "
+        "line from bitHuman's transcript",
+    )
 
 
 TEST_EVENT = "test.ping"

@@ -22,6 +22,7 @@ from portal.apisupport import ApiError, ApiKeyAuth, api_error_for, error_respons
 from portal.bithuman import errors as bh_errors
 from portal.errors import ApplicationError
 from sessions import api as sessions_api
+from sessions import live_api as live_sessions_api
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ api.add_router("/organization", organization_api.router)
 api.add_router("/agents", agents_api.router)
 api.add_router("/agents", sessions_api.agent_router)
 api.add_router("/sessions", sessions_api.router)
+api.add_router("/live-sessions", live_sessions_api.router)
 api.add_router("/audit-events", activity_api.router)
 
 

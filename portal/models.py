@@ -268,6 +268,9 @@ class ApiScope(models.TextChoices):
     SESSIONS_READ = "sessions:read", "Read sessions"
     SESSIONS_WRITE = "sessions:write", "Start and operate sessions"
     AUDIT_READ = "audit:read", "Read the audit log"
+    # The bitHuman account's runtime sessions, the portal's and others (admins' rights).
+    LIVE_SESSIONS_READ = "live_sessions:read", "Read the bitHuman account's live sessions"
+    LIVE_SESSIONS_WRITE = "live_sessions:write", "Terminate the bitHuman account's live sessions"
 
 
 API_KEY_PREFIX = "bhp_"

@@ -538,6 +538,16 @@ CELERY_BEAT_SCHEDULE["sessions-link-pending"] = {
     "schedule": timedelta(seconds=SESSION_LINK_SECONDS),
     "options": {"expires": SESSION_LINK_SECONDS},
 }
+# Pull visitor and avatar lines of bitHuman's transcripts into linked sessions' timelines:
+# a live session at most this often (one Read call each, within the account's Read budget),
+# an ended one once. The account-wide live sessions page caches bitHuman's list this long too.
+SESSION_TRANSCRIPT_SECONDS = env.int("SESSION_TRANSCRIPT_SECONDS", default=15)
+LIVE_SESSIONS_CACHE_SECONDS = env.int("LIVE_SESSIONS_CACHE_SECONDS", default=10)
+CELERY_BEAT_SCHEDULE["sessions-transcripts-pull"] = {
+    "task": "sessions.tasks.sessions_transcripts_pull",
+    "schedule": timedelta(seconds=5),
+    "options": {"expires": 5},
+}
 CELERY_BEAT_SCHEDULE["sessions-upstream-end-sweep"] = {
     "task": "sessions.tasks.sessions_upstream_end_sweep",
     "schedule": timedelta(minutes=1),

@@ -45,6 +45,11 @@ class SandboxAccount(models.Model):
         default=False,
         help_text="Answer 429 SESSION_LIMIT when a session starts (embed tokens): capacity in use.",
     )
+    # POST /v2/{user_id}/runtime/revoke-all (api/runtime-sessions.md): runtime token issuance
+    # is suspended until a new API key is created (the control API's `runtime_suspended`).
+    runtime_suspended = models.BooleanField(
+        default=False, help_text="Runtime keys revoked (revoke-all): runtime tokens refused."
+    )
     time_scale = models.FloatField(
         null=True, blank=True, help_text="Generation speed-up; 0 freezes the clock."
     )
@@ -183,6 +188,10 @@ class SandboxRoomMessage(models.Model):
     class Kind(models.TextChoices):
         SPEAK = "speak", "Speak"
         ADD_CONTEXT = "add_context", "Context"
+        # A visitor talking in the hosted room (the page's text box stands in for the
+        # microphone) and the avatar's answer: the transcript's `user` and `assistant` lines.
+        VISITOR = "visitor", "Visitor"
+        ANSWER = "answer", "Avatar answer"
 
     room = models.ForeignKey(SandboxRoom, on_delete=models.CASCADE, related_name="messages")
     kind = models.CharField(max_length=12, choices=Kind.choices)

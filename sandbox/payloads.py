@@ -116,6 +116,7 @@ def account_knobs(account: SandboxAccount) -> dict[str, Any]:
         "credits": account.credits,
         "suspended": account.suspended,
         "session_limit": account.session_limit,
+        "runtime_suspended": account.runtime_suspended,
         "latency_ms": account.latency_ms,
         "error_rate": account.error_rate,
         "force_429_rate": account.force_429_rate,

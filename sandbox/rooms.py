@@ -129,6 +129,12 @@ def runtime_token_issue(*, account: SandboxAccount, data: schemas.RuntimeTokenIn
     registers the room the avatar joins. An agent that is not ready opens no room: the avatar
     cannot launch, so speak and add-context find no active room (the openapi lists no error
     for it here)."""
+    if account.runtime_suspended:  # api/runtime-sessions.md, "Revoke all keys"
+        raise SandboxError(
+            401,
+            "UNAUTHORIZED",
+            "Runtime keys were revoked (revoke-all): a new API key restores runtime access",
+        )
     if account.credits <= 0:
         raise SandboxError(402, "INSUFFICIENT_BALANCE", "Not enough credits to start a session")
     transaction_id = str(uuid.uuid4())
@@ -187,3 +193,43 @@ def agent_message_deliver(
 def room_worker_set(*, account: SandboxAccount, room_id: str, present: bool) -> int:
     """Whether the avatar worker is in a live room (control API); return how many changed."""
     return selectors.rooms_live(account=account, name=room_id).update(has_worker=present)
+
+
+VISITOR_MAX_CHARS = 2000
+
+
+def avatar_answer(*, agent: SandboxAgent, room: SandboxRoom, text: str) -> str:
+    """The sandbox's stand-in for the agent's LLM: a short, predictable reply that shows what it
+    heard and the latest context note it was given."""
+    note = room.messages.filter(kind=SandboxRoomMessage.Kind.ADD_CONTEXT).order_by("-id").first()
+    answer = f"You said: “{text}”. This is {agent.name} in the bitHuman sandbox."
+    if note is not None:
+        answer += f" I was told: {note.text[:200]}"
+    return answer
+
+
+def visitor_talk(*, code: str, token: str, text: str) -> list[SandboxRoomMessage]:
+    """A visitor speaks in the hosted room (the page's text box stands in for the microphone);
+    the avatar answers. Both are lines of the room's runtime session transcript."""
+    text = text.strip()
+    if not text:
+        raise invalid("Say something first")
+    if len(text) > VISITOR_MAX_CHARS:
+        raise invalid(f"Keep it under {VISITOR_MAX_CHARS} characters")
+    room = embed_room_touch(code=code, token=token)
+    now = timezone.now()
+    lines = [
+        SandboxRoomMessage(
+            room=room, kind=SandboxRoomMessage.Kind.VISITOR, text=text, created_at=now
+        )
+    ]
+    if room.has_worker:  # without its worker in the room nobody answers
+        lines.append(
+            SandboxRoomMessage(
+                room=room,
+                kind=SandboxRoomMessage.Kind.ANSWER,
+                text=avatar_answer(agent=room.agent, room=room, text=text),
+                created_at=now,
+            )
+        )
+    return SandboxRoomMessage.objects.bulk_create(lines)

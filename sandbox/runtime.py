@@ -25,6 +25,15 @@ CREDITS_PER_MINUTE = {
     "expression-2": 4.0,
 }
 DEFAULT_REASON = "user-terminated"
+# The transcript's lines: what a visitor said (`user`) and what the avatar said (`assistant`:
+# its answers and the lines speak made it say). Context notes are not part of the conversation.
+TRANSCRIPT_ROLES: dict[str, str] = {
+    SandboxRoomMessage.Kind.VISITOR: "user",
+    SandboxRoomMessage.Kind.ANSWER: "assistant",
+    SandboxRoomMessage.Kind.SPEAK: "assistant",
+}
+# revoke-all: "Live sessions stop within one refresh cycle (~5 min)"; the sandbox's cycle is now.
+REVOKE_EFFECTIVE_SECONDS = 0
 WINDOWS = ("live", "recent", "all")
 KINDS = ("conversations", "self_hosted", "all")
 
@@ -73,7 +82,7 @@ def session_data(room: SandboxRoom, now: datetime) -> dict[str, Any]:
         "credits": round(minutes * rate),
         "burn_rate_cr_per_min": rate if status == "live" else 0.0,
         "status": status,
-        "has_transcript": room.messages.filter(kind=SandboxRoomMessage.Kind.SPEAK).exists(),
+        "has_transcript": room.messages.filter(kind__in=TRANSCRIPT_ROLES).exists(),
     }
 
 
@@ -120,10 +129,10 @@ def _room_owned(*, account: SandboxAccount, session_id: str) -> SandboxRoom:
 
 
 def session_messages(*, account: SandboxAccount, session_id: str) -> dict[str, Any]:
-    """The transcript: what the avatar said (speak), oldest first."""
+    """The transcript: what visitors said and what the avatar said, oldest first."""
     room = _room_owned(account=account, session_id=session_id)
     now = timezone.now()
-    spoken = room.messages.filter(kind=SandboxRoomMessage.Kind.SPEAK).order_by("id")
+    lines = room.messages.filter(kind__in=TRANSCRIPT_ROLES).order_by("created_at", "id")
     return {
         "session_id": str(room.session_id),
         "agent_code": room.agent.code,
@@ -131,8 +140,8 @@ def session_messages(*, account: SandboxAccount, session_id: str) -> dict[str, A
         "ended": _iso(_end(room, now)) if _status(room, now) != "live" else None,
         "live": _status(room, now) == "live",
         "messages": [
-            {"timestamp": _iso(m.created_at), "role": "assistant", "message": m.text}
-            for m in spoken
+            {"timestamp": _iso(m.created_at), "role": TRANSCRIPT_ROLES[m.kind], "message": m.text}
+            for m in lines
         ],
     }
 
@@ -149,4 +158,20 @@ def session_terminate(*, account: SandboxAccount, session_id: str, reason: str |
         "ended": True,
         "self_hosted": False,
         "note": "Session ended — the avatar disconnected and the conversation closed.",
+    }
+
+
+def runtime_revoke_all(*, account: SandboxAccount, reason: str | None) -> dict[str, Any]:
+    """The emergency stop: every runtime key disabled (runtime tokens are refused until a new
+    API key is created), live sessions stopped. Keys are not deleted."""
+    now = timezone.now()
+    SandboxAccount.objects.filter(pk=account.pk).update(runtime_suspended=True)
+    SandboxRoom.objects.filter(account=account, ended_at__isnull=True, expires_at__gt=now).update(
+        ended_at=now, terminated_reason=("revoke-all: " + (reason or "runtime keys revoked"))[:500]
+    )
+    return {
+        "revoked": True,
+        "effective_in_seconds": REVOKE_EFFECTIVE_SECONDS,
+        "runtime_suspended": True,
+        "note": "All runtime keys disabled. Creating a new API key restores runtime access.",
     }

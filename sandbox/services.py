@@ -112,7 +112,7 @@ def sandbox_account_configure(
 ) -> SandboxAccount:
     """Change an account's plan, credits, suspension or knobs (null resets a knob to settings)."""
     allowed = {"plan", "credits", "suspended", "latency_ms", "error_rate", "force_429_rate"}
-    allowed |= {"time_scale", "session_limit"}
+    allowed |= {"time_scale", "session_limit", "runtime_suspended"}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise invalid(f"Unknown field '{unknown[0]}'; must be one of: {', '.join(sorted(allowed))}")
@@ -133,6 +133,10 @@ def sandbox_account_configure(
         if not isinstance(changes["session_limit"], bool):
             raise invalid("Field 'session_limit' must be a boolean")
         account.session_limit = changes["session_limit"]
+    if "runtime_suspended" in changes:  # false: what creating a new API key does
+        if not isinstance(changes["runtime_suspended"], bool):
+            raise invalid("Field 'runtime_suspended' must be a boolean")
+        account.runtime_suspended = changes["runtime_suspended"]
     if "latency_ms" in changes:
         latency = _optional_number(changes["latency_ms"], "latency_ms", maximum=60_000)
         account.latency_ms = None if latency is None else int(latency)

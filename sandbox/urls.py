@@ -48,10 +48,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
         views.runtime_session_terminate,
         name="runtime_session_terminate",
     ),
+    path(
+        "v2/<str:user_id>/runtime/revoke-all",
+        views.runtime_revoke_all,
+        name="runtime_revoke_all",
+    ),
     re_path(r"^v2/(?P<path>.*)$", views.not_found, name="not_found_v2"),
     # The hosted embed page and the files it and the API point at
     path("embed/<str:code>", views.embed_page, name="embed"),
     path("embed/<str:code>/live", views.embed_live, name="embed_live"),
+    path("embed/<str:code>/talk", views.embed_talk, name="embed_talk"),
     path("embed/<str:code>/face.svg", views.face, name="face"),
     path("embed/<str:code>/face", views.agent_face, name="agent_face"),
     path("files/<str:code>.imx", views.model_file, name="model_file"),

@@ -278,6 +278,16 @@ def runtime_session_terminate(
     return JsonResponse({"success": True, "data": data})
 
 
+@api_endpoint(BUCKET_WRITE)
+def runtime_revoke_all(request: HttpRequest, account: SandboxAccount, user_id: str) -> HttpResponse:
+    if request.method != "POST":
+        return method_not_allowed_response()
+    runtime.user_check(account=account, user_id=user_id)
+    reason = field_str(body_object(request, required=False), "reason")
+    data = runtime.runtime_revoke_all(account=account, reason=reason)
+    return JsonResponse({"success": True, "data": data})
+
+
 # --- Webhooks -----------------------------------------------------------------------------------
 
 
@@ -373,6 +383,7 @@ def embed_page(request: HttpRequest, code: str) -> HttpResponse:
             "face_url": face_url(agent),
             "fallback_url": reverse("sandbox:face", args=[code]),
             "live_url": reverse("sandbox:embed_live", args=[code]),
+            "talk_url": reverse("sandbox:embed_talk", args=[code]),
             "poll_ms": conf.embed_poll_ms(),
         }
     response = render(request, "sandbox/embed.html", context, status=status)
@@ -419,6 +430,20 @@ def agent_face(request: HttpRequest, code: str) -> HttpResponse:
     response["Cache-Control"] = "public, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@csrf_exempt
+@require_POST
+def embed_talk(request: HttpRequest, code: str) -> HttpResponse:
+    """A visitor talks in the hosted room (a text box stands in for the microphone); the avatar
+    answers. Both become lines of the room's transcript; the page's poll shows them."""
+    try:
+        lines = rooms.visitor_talk(
+            code=code, token=request.GET.get("token", ""), text=request.POST.get("text", "")
+        )
+    except SandboxError as error:
+        return error_response(error)
+    return JsonResponse({"messages": [{"id": m.id, "type": m.kind} for m in lines]})
 
 
 _FACE_COLOURS = ("#3b5bdb", "#0c8599", "#2b8a3e", "#e67700", "#c2255c", "#5f3dc4")

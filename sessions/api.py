@@ -22,7 +22,7 @@ from portal.apisupport import (
 )
 from portal.models import ApiScope
 from portal.tenancy import public_id_parse
-from sessions import selectors, services
+from sessions import selectors, services, transcripts
 from sessions.models import AgentSession, EventOutcome, SessionEvent
 from sessions.payloads import event_out, session_out
 
@@ -97,11 +97,15 @@ class ContextIn(Schema):
 
 class EventOut(Schema):
     id: int = Field(description="The event's number.")
-    kind: str = Field(description="speak, context or system.")
+    kind: str = Field(
+        description="speak, context or system (the portal's), or visitor / avatar: a line of "
+        "bitHuman's transcript of the room, at bitHuman's time."
+    )
     text: str = Field(description="What was sent or what happened.")
     outcome: str = Field(
-        description="delivered, reached_no_one (bitHuman answered 0 rooms, or rooms without an "
-        "avatar worker), no_live_room or error."
+        description="Empty for system events and transcript lines; else delivered, "
+        "reached_no_one (bitHuman answered 0 rooms, or rooms without an avatar worker), "
+        "no_live_room or error."
     )
     delivered_to_rooms: int | None = Field(
         description="How many rooms received it; null when nothing was sent."
@@ -240,6 +244,7 @@ def session_events(
 ) -> dict[str, Any]:
     scope_require(request, ApiScope.SESSIONS_READ)
     session = _session_get(request, session_id)
+    transcripts.transcript_pull_throttled(session)  # visitor and avatar lines
     start, end = page_bounds(paging)
     events = session.events.order_by("created_at", "id")
     return {"items": [event_out(e) for e in events[start:end]], "count": events.count()}

@@ -72,3 +72,14 @@ def session_message_record(
     outbound.webhook_emit(
         org=session.organization, event_type=WebhookEvent.SESSION_MESSAGE, data=data
     )
+
+
+def session_transcript_line_record(*, session: AgentSession, event: SessionEvent) -> None:
+    """A visitor's or the avatar's line from bitHuman's transcript: a `session.message` webhook
+    (no audit entry: nobody in the organization did it)."""
+    data = json.loads(json.dumps(event_out(event), default=str))
+    data["session_id"] = str(session.public_id)
+    data["outcome_label"] = ""
+    outbound.webhook_emit(
+        org=session.organization, event_type=WebhookEvent.SESSION_MESSAGE, data=data
+    )

@@ -110,3 +110,14 @@ class LiveKitConfigForm(forms.Form):
             "each room. Empty: bithuman-avatar, what examples/livekit_worker registers as."
         ),
     )
+
+
+class RevokeAllForm(forms.Form):
+    """The owner's emergency stop: the organization's slug typed to confirm."""
+
+    confirmation = forms.CharField(
+        label="Type the organization's slug to confirm", max_length=60, strip=True
+    )
+    reason = forms.CharField(
+        label="Reason (optional, sent to bitHuman)", max_length=300, required=False
+    )

@@ -88,6 +88,10 @@ class AgentSession(OrgScopedModel):
     upstream_end_note = models.TextField(blank=True)
     upstream_end_error = models.TextField(blank=True)
     upstream_end_attempts = models.PositiveSmallIntegerField(default=0)
+    # The runtime session's transcript (visitor and avatar lines, sessions.transcripts): when it
+    # was last pulled, and when the pull after the end got it whole (no more pulls then).
+    transcript_pulled_at = models.DateTimeField(null=True, blank=True)
+    transcript_final_at = models.DateTimeField(null=True, blank=True)
 
     objects = AgentSessionQuerySet.as_manager()  # type: ignore[misc]
 
@@ -130,6 +134,10 @@ class EventKind(models.TextChoices):
     SPEAK = "speak", "Speak"
     CONTEXT = "context", "Context"
     SYSTEM = "system", "System"
+    # Lines of bitHuman's transcript of the room: what a visitor said (`user`) and what the
+    # avatar said (`assistant`), at bitHuman's timestamps.
+    VISITOR = "visitor", "Visitor"
+    AVATAR = "avatar", "Avatar"
 
 
 class EventOutcome(models.TextChoices):
@@ -164,13 +172,28 @@ class SessionEvent(models.Model):
     error_message = models.TextField(blank=True)
     retry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # A transcript line's identity (its time, role, text and repeat number, hashed): pulling
+    # the transcript again never adds it twice. Empty for the portal's own events.
+    upstream_key = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["session", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "upstream_key"],
+                condition=~models.Q(upstream_key=""),
+                name="session_event_upstream_key_unique",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.text[:40]}"
+
+    @property
+    def is_transcript(self) -> bool:
+        """A line of bitHuman's transcript (a visitor's or the avatar's), not the portal's."""
+        return self.kind in (EventKind.VISITOR, EventKind.AVATAR)
 
     @property
     def is_rate_limited(self) -> bool:

@@ -38,7 +38,7 @@ from portal.errors import (
 )
 from portal.models import BithumanConnection, User
 from portal.tenancy import Actor, Role, organization_active_require, role_require
-from sessions import events, livekit, selectors, upstream
+from sessions import events, fingerprints, livekit, selectors, transcripts, upstream
 from sessions.models import (
     CONTEXT_MAX_CHARS,
     DEFAULT_LIVEKIT_AGENT_NAME,
@@ -163,9 +163,10 @@ def _livekit_open(
 def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
     """Open a room for a ready agent and record the session.
 
-    Hosted: an embed token and the embed page's link. LiveKit: a room in the organization's
-    LiveKit project with its worker dispatched into it (the worker brings the avatar with
-    livekit-plugins-bithuman), and a viewer link from LIVEKIT_ROOM_LINK_TEMPLATE.
+    Hosted: an embed token (the operator's own stable fingerprint, sessions.fingerprints) and
+    the embed page's link. LiveKit: a room in the organization's LiveKit project with its worker
+    dispatched into it (the worker brings the avatar with livekit-plugins-bithuman), and a viewer
+    link from LIVEKIT_ROOM_LINK_TEMPLATE.
     """
     role_require(actor, Role.MEMBER, "start sessions")
     organization_active_require(actor.organization)
@@ -200,7 +201,9 @@ def session_start(*, actor: Actor, agent: Agent, kind: str) -> AgentSession:
     else:
         try:
             with connections.client_for(connection=connection) as client:
-                embed = client.embed_token_request(agent_id=agent.code, fingerprint=public_id.hex)
+                embed = client.embed_token_request(
+                    agent_id=agent.code, fingerprint=fingerprints.end_user_fingerprint(actor)
+                )
         except bh_errors.BithumanError as error:
             raise _start_error(error, agent) from None
         if not embed.supported_models:
@@ -293,6 +296,8 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
     # A LiveKit room's name is ours from the start: the avatar's session carries it.
     room_id = room_state(session=session, sending=True).room_name or None
     outcome: dict[str, Any]
+    # The line is timed when it was sent: the avatar's lines in bitHuman's transcript follow it.
+    sent_at = timezone.now()
     try:
         # No retries: a rate limit is shown at once ("retry in N s") rather than making the
         # operator wait, and the text stays in the box to send again.
@@ -321,7 +326,7 @@ def _deliver(*, actor: Actor, session: AgentSession, kind: str, text: str) -> Se
             kind=kind,
             text=text,
             author=_actor_user(actor),
-            created_at=now,
+            created_at=sent_at,
             room_id=room_id or "",
             **outcome,
         )
@@ -420,6 +425,7 @@ def _end(
     # The hosted room keeps running (and billing) in any tab with the join link until bitHuman
     # terminates it; a failure is recorded and retried by a task, not forgotten.
     upstream.upstream_end_or_retry(session)
+    transcripts.final_pull_schedule(session)  # the visitor and avatar lines, complete
     if session.kind == SessionKind.LIVEKIT:
         _livekit_room_close(session)
     return True

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from sessions import services, upstream
+from sessions import services, transcripts, upstream
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +35,16 @@ def sessions_upstream_end_sweep() -> int:
 def sessions_link_pending() -> int:
     """Beat, every few seconds: link live sessions to the runtime sessions bitHuman lists."""
     return upstream.pending_sessions_link()
+
+
+@shared_task
+def sessions_transcripts_pull() -> int:
+    """Beat, every few seconds: pull visitor and avatar lines of linked sessions (live ones
+    every SESSION_TRANSCRIPT_SECONDS, ended ones once), within the accounts' Read budgets."""
+    return transcripts.transcripts_pull_due()
+
+
+@shared_task
+def session_transcript_final(session_pk: int) -> int | None:
+    """The pull after a session ended (the beat retries it if this one cannot)."""
+    return transcripts.final_pull(session_pk=session_pk)

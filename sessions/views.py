@@ -31,7 +31,7 @@ from portal.errors import ApplicationError
 from portal.forms import error_show
 from portal.models import Membership
 from portal.tenancy import Role, org_view, role_at_least
-from sessions import livekit, selectors, services
+from sessions import livekit, selectors, services, transcripts
 from sessions.forms import ContextForm, LiveKitConfigForm, QuickReplyForm, SpeakForm, StartForm
 from sessions.models import AgentSession, EventKind, EventOutcome, SessionKind
 
@@ -185,6 +185,7 @@ def _console_context(
 @csp_override(CONSOLE_CSP)
 def session_console(request: HttpRequest, membership: Membership, session_id: UUID) -> HttpResponse:
     session = _session_get(membership, session_id)
+    transcripts.transcript_pull_throttled(session)  # visitor and avatar lines, Read budget kept
     if _is_htmx(request):
         context = {
             "session": session,
@@ -293,6 +294,7 @@ def session_export_csv(
     request: HttpRequest, membership: Membership, session_id: UUID
 ) -> HttpResponse:
     session = _session_get(membership, session_id)
+    transcripts.transcript_pull_throttled(session)
     export = selectors.timeline_export(session=session)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     writer = csv.DictWriter(response, fieldnames=selectors.EXPORT_COLUMNS)
@@ -307,6 +309,7 @@ def session_export_json(
     request: HttpRequest, membership: Membership, session_id: UUID
 ) -> HttpResponse:
     session = _session_get(membership, session_id)
+    transcripts.transcript_pull_throttled(session)
     body = json.dumps(selectors.timeline_export(session=session), ensure_ascii=False, indent=2)
     # Still the same JSON, but no byte of it can be read as markup by anything that sniffs.
     body = body.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

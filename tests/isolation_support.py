@@ -185,7 +185,16 @@ PARAMETERS: dict[str, Callable[[Organization], Any]] = {
     "reply_id": lambda org: QuickReplyFactory(organization=org).public_id,
     "endpoint_id": lambda org: _webhook_endpoint(org).public_id,
     "delivery_id": lambda org: _outbound_delivery(org).public_id,
+    # bitHuman's id of a runtime session of the organization's account (linked to its session).
+    "runtime_id": lambda org: _runtime_session_id(org),
+    "runtime_session_id": lambda org: _runtime_session_id(org),
 }
+
+
+def _runtime_session_id(org: Organization) -> str:
+    session = AgentSessionFactory(agent__organization=org, upstream_session_id=str(uuid.uuid4()))
+    return session.upstream_session_id
+
 
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
 

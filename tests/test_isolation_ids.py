@@ -99,6 +99,9 @@ INPUTS: dict[str, tuple[str, str]] = {
         "bitHuman agent codes to import: bitHuman is asked first, so another organization's "
         "code answers like an unknown one",
     ),
+    "confirmation": (REFERENCE, "the organization's slug typed to confirm revoking runtime keys"),
+    "room": (PLAIN, "a room name repeated in the Terminate confirmation question, looked up never"),
+    "reason": (PLAIN, "free text sent to bitHuman with revoke-all"),
     "q": (SEARCH, "agent search: names and codes"),
     "search": (SEARCH, "agent search over the API"),
     "actor": (SEARCH, "audit filter: matches actor labels (emails, key names)"),

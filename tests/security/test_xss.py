@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -333,8 +334,14 @@ def seed_hostile(*, ready_agent: Callable[[Organization], Agent] | None = None) 
         AgentSession.objects.filter(pk=live.pk).update(
             room_url=f"https://bithuman.ai/embed/{ready.code}?token={quote(XSS)}"
         )
+    # Linked to a runtime session of the account (its id names the live sessions page's row).
+    AgentSession.objects.filter(pk=live.pk).update(upstream_session_id=str(uuid.uuid4()))
+    live.refresh_from_db()
     for session in (live, ended):
         SessionEventFactory(session=session, text=long_hostile("speak"), author=member.user)
+        # Lines of bitHuman's transcript: what a visitor typed reaches every page as text.
+        SessionEventFactory(session=session, kind="visitor", text=hostile("visitor"), outcome="")
+        SessionEventFactory(session=session, kind="avatar", text=hostile("avatar"), outcome="")
         SessionEventFactory(session=session, kind="context", text=long_hostile("context"))
         SessionEventFactory(session=session, kind="system", text=hostile("system"), outcome="")
         SessionEventFactory(
@@ -461,6 +468,7 @@ def seed_hostile(*, ready_agent: Callable[[Organization], Agent] | None = None) 
         "reply_id": [r.public_id for r in replies],
         "endpoint_id": [e.public_id for e in endpoints],
         "delivery_id": [d.public_id for d in deliveries],
+        "runtime_id": [live.upstream_session_id],
         "kind": ["face", "voice"],
     }
     return hostile_org

@@ -19,7 +19,7 @@ from portal.errors import ApplicationError, UpstreamFailed
 from portal.models import BithumanConnection, ConnectionMode
 from sandbox import services as sandbox_services
 from sandbox.models import SandboxLiveKitDispatch, SandboxLiveKitRoom
-from sessions import services, tasks
+from sessions import fingerprints, services, tasks
 from sessions.models import (
     AgentSession,
     EndReason,
@@ -70,7 +70,8 @@ def test_hosted_start_builds_the_sandbox_embed_link_and_records_the_start(
     assert session.started_by == member.user
     [call] = [c for c in sent_calls if c.path == "/v1/embed-tokens/request"]
     assert call.json["agent_id"] == ready_agent.code
-    assert call.json["fingerprint"] == session.public_id.hex  # one fingerprint per session
+    # The operator's own stable fingerprint (api/embedding.md), not one per session.
+    assert call.json["fingerprint"] == fingerprints.end_user_fingerprint(member)
     [event] = session.events.all()
     assert event.kind == EventKind.SYSTEM and "Session started" in event.text
     # The link is stored encrypted: the bearer token is not readable in the table.

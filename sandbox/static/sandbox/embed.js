@@ -31,16 +31,22 @@
   var after = 0;
   var speakingTimer = null;
 
-  function append(list, text) {
+  function append(list, text, who) {
     var item = document.createElement("li");
     item.textContent = text;
+    if (who) {
+      item.className = "line-" + who;
+      item.dataset.who = who;
+    }
     list.appendChild(item);
   }
 
   function show(message) {
-    if (message.type === "speak") {
+    if (message.type === "visitor") {
+      append(transcript, message.text, "visitor");
+    } else if (message.type === "speak" || message.type === "answer") {
       caption.textContent = message.text;
-      append(transcript, message.text);
+      append(transcript, message.text, "avatar");
       root.dataset.state = "speaking";
       clearTimeout(speakingTimer);
       speakingTimer = setTimeout(function () {
@@ -84,6 +90,39 @@
         statusLine.textContent = "Reconnecting…";
         setTimeout(poll, pollMs);
       });
+  }
+
+  // A visitor talking: the text box stands in for the microphone. The line and the avatar's
+  // answer arrive with the next poll, like everything the room hears and says.
+  var talk = document.getElementById("talk");
+  var talkText = document.getElementById("talk-text");
+  var talkError = document.getElementById("talk-error");
+  if (talk && root.dataset.talkUrl) {
+    talk.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var text = talkText.value;
+      if (!text.trim()) {
+        return;
+      }
+      var body = new URLSearchParams();
+      body.set("text", text);
+      fetch(root.dataset.talkUrl, { method: "POST", body: body, cache: "no-store", credentials: "omit" })
+        .then(function (response) {
+          return response.json().then(function (answer) {
+            if (response.ok) {
+              talkError.textContent = "";
+              if (talkText.value === text) {
+                talkText.value = "";
+              }
+            } else {
+              talkError.textContent = (answer.error && answer.error.message) || "Not heard";
+            }
+          });
+        })
+        .catch(function () {
+          talkError.textContent = "Not heard: the room is unreachable";
+        });
+    });
   }
 
   poll();
