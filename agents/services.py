@@ -22,7 +22,7 @@ from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from activity import services as activity_services
-from agents import queue
+from agents import budgets, queue, ratelimit
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
@@ -205,8 +205,15 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
         return agent
     Agent.objects.filter(pk=agent.pk).update(submit_attempts=agent.submit_attempts + 1)
     connection = connections.connection_get(org=agent.organization)
+    key = ratelimit.budget_key(connection.api_secret)
     try:
         with connections.client_for(connection=connection) as client:
+            # The account's Generate budget is shared by its organizations (agents.budgets).
+            key = budgets.submit_key(connection=connection, client=client)
+            holding = budgets.generate_wait(key=key)
+            if holding > 0:
+                error = budgets.held(key=key, seconds=holding)
+                raise SubmitQueued(queue.submission_queue(agent=agent, error=error))
             started = client.agent_generate(
                 prompt=agent.system_prompt or None,
                 image=_media_value(agent.image, agent.image_url),
@@ -218,7 +225,9 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
                 idempotency_key=str(agent.public_id),
             )
     except bh_errors.RateLimitedError as error:
-        # Not a failed attempt: the submission waits its turn (agents.queue).
+        # Not a failed attempt: the submission waits its turn (agents.queue), and the account's
+        # other organizations hold theirs until then too.
+        budgets.generate_defer(key=key, error=error)
         raise SubmitQueued(queue.submission_queue(agent=agent, error=error)) from None
     except _REFUSALS as error:
         connections.connection_outcome_record(connection=connection, error=error)

@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from sandbox import services
@@ -56,7 +57,7 @@ def secret_create(*, account: SandboxAccount, alias: Any) -> dict[str, str]:
     return {"alias": label, "secret": value}
 
 
-def _live(account: SandboxAccount):  # type: ignore[no-untyped-def]
+def _live(account: SandboxAccount) -> QuerySet[SandboxApiSecret]:
     return SandboxApiSecret.objects.filter(account=account, deleted_at__isnull=True)
 
 
