@@ -66,6 +66,21 @@ def generate_defer(*, key: str, error: RateLimitedError) -> float:
     )
 
 
+def read_take(*, key: str) -> bool:
+    """One Read request for a page (usage, credits, pricing) from the account's budget, shared
+    with the poller: False while a 429 defers the account or its bucket is empty (the page
+    then says the figures are not available right now)."""
+    if ratelimit.account_deferral_remaining(key=key) > 0:
+        return False
+    return ratelimit.tokens_take(key=key, wanted=1, per_minute=ratelimit.read_limit(key=key)) > 0
+
+
+def read_failed(*, key: str, error: BithumanError) -> None:
+    """A page's read answered 429: defer the account's reads (the poller's too)."""
+    if isinstance(error, RateLimitedError):
+        ratelimit.account_defer(key=key, seconds=error.retry_after or DEFAULT_DEFER_SECONDS)
+
+
 def generate_release(*, key: str) -> None:
     """Forget the account's Generate hold (its Retry-After has passed, or staff say so)."""
     ratelimit.deferral_clear(key=_generate_key(key))

@@ -49,6 +49,7 @@ __all__ = [
     "account_deferral_remaining",
     "account_key",
     "account_learn",
+    "account_learn_user",
     "budget_key",
     "deferral_clear",
     "lock_acquire",
@@ -127,14 +128,19 @@ def account_learn(*, key: str, api_secret: str, account: Account) -> None:
     and which account the secret belongs to (so its budget is the account's from now on)."""
     plan = plan_from_names(account.plan, account.plan_code) or DEFAULT_PLAN
     if account.user_id:
-        user = accountkeys.user_key(account.user_id)
-        if user != key:
-            # What the secret spent so far counts against the account: a fresh bucket would
-            # grant a second burst the moment the name changes.
-            _bucket_inherit(source=key, target=user)
-        accountkeys.remember(api_secret=api_secret, user_id=account.user_id)
-        plan_remember(key=user, plan=plan)
+        account_learn_user(api_secret=api_secret, user_id=account.user_id)
+        plan_remember(key=accountkeys.user_key(account.user_id), plan=plan)
     plan_remember(key=key, plan=plan)
+
+
+def account_learn_user(*, api_secret: str, user_id: str) -> None:
+    """The secret belongs to the account `user_id` (from /v1/me or /v2/credit-summaries)."""
+    if accountkeys.user_of(api_secret) == user_id:
+        return
+    # What the secret spent so far counts against the account: a fresh bucket would grant a
+    # second burst the moment the name changes.
+    _bucket_inherit(source=account_key(api_secret), target=accountkeys.user_key(user_id))
+    accountkeys.remember(api_secret=api_secret, user_id=user_id)
 
 
 def plan_known(*, key: str) -> str | None:

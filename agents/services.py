@@ -22,7 +22,7 @@ from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from activity import services as activity_services
-from agents import budgets, queue, ratelimit
+from agents import budgets, queue, ratelimit, usage
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
@@ -84,6 +84,8 @@ def agent_create(
         existing = Agent.objects.for_org(actor.organization).filter(public_id=public_id).first()
         if existing is not None:
             return existing
+    # A balance that cannot cover the model: refused here, nothing billed (agents.usage).
+    usage.generation_affordable_require(org=actor.organization, model=model)
     agent = Agent(
         public_id=public_id or uuid.uuid4(),
         organization=actor.organization,

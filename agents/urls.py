@@ -1,11 +1,12 @@
 from django.urls import path
 
-from agents import views
+from agents import usage_views, views
 
 urlpatterns = [
     path("", views.agent_list, name="agent_list"),
     path("new/", views.agent_new, name="agent_new"),
     path("notices/", views.agent_notices, name="agent_notices"),
+    path("usage/", usage_views.usage_page, name="usage"),
     path("<uuid:agent_id>/", views.agent_detail, name="agent_detail"),
     path("<uuid:agent_id>/prompt/", views.agent_prompt, name="agent_prompt"),
     path(

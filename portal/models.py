@@ -268,6 +268,7 @@ class ApiScope(models.TextChoices):
     SESSIONS_READ = "sessions:read", "Read sessions"
     SESSIONS_WRITE = "sessions:write", "Start and operate sessions"
     AUDIT_READ = "audit:read", "Read the audit log"
+    USAGE_READ = "usage:read", "Read usage and credits"
 
 
 API_KEY_PREFIX = "bhp_"
