@@ -3,7 +3,7 @@ figures (agents.usage)."""
 
 from __future__ import annotations
 
-from datetime import date
+import datetime as dt
 from typing import Literal
 
 from django.http import HttpRequest
@@ -27,7 +27,7 @@ class ModelSpend(Schema):
 
 
 class DaySpend(Schema):
-    date: date
+    date: dt.date = Field(description="The day.")
     credits: float = Field(description="Credits spent that day by this organization's agents.")
     by_model: dict[str, float] = Field(description="The same, per model.")
 
@@ -35,24 +35,24 @@ class DaySpend(Schema):
 class AgentSpendOut(Schema):
     id: str = Field(description="The agent's id in this portal.")
     code: str = Field(description="bitHuman's agent code.")
-    name: str
-    model: str
+    name: str = Field(description="The agent's name.")
+    model: str = Field(description="The agent's model.")
     archived: bool = Field(description="Whether the agent was deleted here since.")
     generation: float = Field(description="Credits its generation cost (net of refunds).")
     sessions: float = Field(description="Credits its live sessions cost.")
-    total: float
+    total: float = Field(description="Generation and sessions together.")
 
 
 class UsageOut(Schema):
     mode: Literal["test", "live"] = Field(
         description="`test`: the figures are the sandbox's own, not a real bitHuman account's."
     )
-    days: int
-    start: date
-    end: date
+    days: int = Field(description="The period's length in days.")
+    start: dt.date = Field(description="The period's first day.")
+    end: dt.date = Field(description="The period's last day (today).")
     balance: float | None = Field(description="Credits left (the bitHuman account's), if known.")
-    plan_credits: float | None
-    topup_credits: float | None
+    plan_credits: float | None = Field(description="Of the balance: the plan's credits.")
+    topup_credits: float | None = Field(description="Of the balance: top-up credits.")
     minutes_estimate: dict[str, int] = Field(
         description="bitHuman's estimate of live minutes the balance buys, per serving mode."
     )
@@ -66,9 +66,11 @@ class UsageOut(Schema):
     )
     usage_available: bool = Field(description="False when bitHuman's usage could not be read.")
     truncated: bool = Field(description="True when the period had more events than were read.")
-    by_model: list[ModelSpend]
-    by_day: list[DaySpend]
-    by_agent: list[AgentSpendOut]
+    by_model: list[ModelSpend] = Field(description="This organization's spend per model.")
+    by_day: list[DaySpend] = Field(description="This organization's spend per day, oldest first.")
+    by_agent: list[AgentSpendOut] = Field(
+        description="This organization's agents that spent credits, the most first."
+    )
 
 
 @router.get("", response=UsageOut, summary="Usage and credits")
