@@ -13,6 +13,8 @@ from tests.agents import test_usage
 from tests.browser.pages import check_page, log_in, themed_context
 from tests.factories import PASSWORD
 
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM set-up between Playwright calls
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 spent = test_usage.spent  # the usage tests' world: a sandbox account that spent credits
 
