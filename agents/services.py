@@ -366,6 +366,7 @@ def agent_retry(*, actor: Actor, agent: Agent) -> Agent:
     organization_active_require(actor.organization)
     if not agent.is_failed:
         raise Conflict("Only a failed agent can be retried.", code="agent_not_failed")
+    usage.generation_affordable_require(org=agent.organization, model=agent.model)
     with transaction.atomic():
         retry = Agent.objects.create(
             organization=agent.organization,

@@ -196,3 +196,15 @@ def test_pricing_is_cached_per_account_never_across_organizations(sandbox_api, o
     before = SandboxRateBucket.objects.get(account=mine, bucket="read").tokens
     selectors.model_costs(org=org)  # cached for this account: no request
     assert SandboxRateBucket.objects.get(account=mine, bucket="read").tokens == before
+
+
+def test_a_retry_the_balance_cannot_cover_is_refused_too(sandbox_api, org, member):
+    _account(org, credits=100)
+    failed = AgentFactory(organization=org, model="essence-2", status=AgentStatus.FAILED)
+    response = client_for(member).post(
+        reverse("agent_retry", args=[org.slug, failed.public_id]), follow=True
+    )
+    assert "costs 500 credits" in response.content.decode()
+    assert Agent.objects.count() == 1  # no second attempt was made
+    api = ApiClient(make_key(org)).post(f"/agents/{failed.public_id}/retry")
+    assert api.status_code == 422 and api.json()["error"]["code"] == "insufficient_credits"
