@@ -4,9 +4,9 @@ bitHuman counts generations per account (api/rate-limits.md: Free allows 4 a min
 secret of the account shares the bucket). The submission outbox (agents.services.agent_submit)
 asks here before it sends:
 
-- `submit_key` names the account (agents.ratelimit.budget_key). A secret whose account is not
-  known yet asks GET /v1/me once (a Read request; plan and user_id are then remembered); if that
-  fails, the secret's own name is used, as before.
+- `submit_key` names the account (agents.ratelimit.budget_key). A secret whose account or plan
+  is not known yet asks GET /v1/me once (a Read request; plan and user_id are then remembered);
+  if that fails, the secret's own name is used, as before.
 - `generate_wait`: while a 429's Retry-After (whichever organization of the account received it)
   has not passed, nothing is sent: the submission is queued for then (agents.queue), which does
   not count as a failed attempt.
@@ -39,8 +39,8 @@ def submit_key(*, connection: BithumanConnection, client: BithumanClient) -> str
     """The budget name of the connection's account, learning it from /v1/me if need be."""
     secret = connection.api_secret
     key = ratelimit.budget_key(secret)
-    if key != ratelimit.account_key(secret):
-        return key  # the account is known
+    if key != ratelimit.account_key(secret) and ratelimit.plan_known(key=key):
+        return key  # the account and its plan are known (its Generate limit spaces the line)
     try:
         account = client.account_get()
     except BithumanError as error:
