@@ -12,7 +12,8 @@ drain (`tick`) makes one pass over the agents that are due, in batches:
    (`lease_until`, unique to this batch) and set `next_poll_at` to the lease's end, then commit.
    Another tick or worker skips these rows; if this one dies, the agents fall due again when
    the lease ends.
-2. Budget: group the agents by bitHuman account (a hash of the API secret). With Redis one
+2. Budget: group the agents by bitHuman account (`ratelimit.budget_key`: its user_id once
+   known, so two organizations on secrets of one account share one budget). With Redis one
    script call per batch answers for every account: an account deferred by a 429 is skipped
    until its Retry-After has passed; otherwise the shared token bucket (agents.ratelimit)
    grants at most the plan's Read budget, and agents beyond it keep their place in line for
@@ -241,7 +242,7 @@ def _groups(agents: Sequence[Agent]) -> list[AccountGroup]:
             if connection is None:
                 org = Organization.objects.get(pk=agent.organization_id)
                 connection = org_connections.connection_get(org=org)
-            key = ratelimit.account_key(connection.api_secret)
+            key = ratelimit.budget_key(connection.api_secret)
             group = groups.setdefault(
                 key,
                 AccountGroup(
@@ -276,8 +277,9 @@ def _read_limit(group: AccountGroup, *, may_look_up: bool) -> int:
             except bh_errors.BithumanError as error:
                 logger.info("bitHuman /v1/me failed (plan unknown, Free limits): %s", error)
             else:
-                plan = ratelimit.plan_from_names(account.plan, account.plan_code)
-                ratelimit.plan_remember(key=group.key, plan=plan or ratelimit.DEFAULT_PLAN)
+                ratelimit.account_learn(key=group.key, api_secret=group.api_secret, account=account)
+                # From now on the account's own budget (it started where the secret's stood).
+                group.key = ratelimit.budget_key(group.api_secret)
     return ratelimit.read_limit(key=group.key)
 
 

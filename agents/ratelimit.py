@@ -6,8 +6,10 @@ Enterprise, burst = the per-minute limit). Every poller process takes tokens fro
 account before it sends, so all of them together stay under the plan, and a 429's Retry-After
 defers the whole account, for every process, until it has passed.
 
-- Accounts are named by a hash of their API secret (`account_key`): the secret itself never
-  reaches the cache, keys or logs.
+- Accounts are named by bitHuman's `user_id` once known (`budget_key`, portal.accountkeys):
+  every secret and organization of one account shares its buckets, as bitHuman counts them.
+  Before that, by a hash of the API secret (`account_key`). The secret itself never reaches
+  the cache, keys or logs.
 - With the Redis cache, each operation is one small Lua script: atomic across processes and
   timed by the Redis server's clock (workers' clocks may disagree). `reads_take` answers a
   poller batch's accounts (deferral, then tokens) in one script call, however many they are.
@@ -35,13 +37,21 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.db import connection, transaction
 
+from portal import accountkeys
+from portal.bithuman.types import Account
+
 __all__ = [
     "DEFAULT_PLAN",
+    "GENERATE_LIMITS",
     "READ_LIMITS",
     "ReadGrant",
     "account_defer",
     "account_deferral_remaining",
     "account_key",
+    "account_learn",
+    "account_learn_user",
+    "budget_key",
+    "deferral_clear",
     "lock_acquire",
     "lock_release",
     "plan_from_names",
@@ -61,6 +71,14 @@ READ_LIMITS: Final = {
     "business": 1440,
     "enterprise": 2880,
 }
+# Generate requests per minute (= burst) per plan (api/rate-limits.md).
+GENERATE_LIMITS: Final = {
+    "free": 4,
+    "creator": 10,
+    "pro": 30,
+    "business": 60,
+    "enterprise": 120,
+}
 DEFAULT_PLAN: Final = "free"
 PLAN_CACHE_SECONDS: Final = 3600
 # After a failed /v1/me, wait this long before asking again (Free limits meanwhile).
@@ -69,8 +87,14 @@ _PREFIX: Final = "bithuman:ratelimit"
 
 
 def account_key(api_secret: str) -> str:
-    """A stable, non-reversible name for the bitHuman account behind a secret."""
-    return hashlib.sha256(b"bithuman-account:" + api_secret.encode()).hexdigest()[:32]
+    """A stable, non-reversible name for one secret (the fallback of `budget_key`)."""
+    return accountkeys.secret_key(api_secret)
+
+
+def budget_key(api_secret: str) -> str:
+    """The name budgets use for the secret's account: its user_id's once /v1/me has told it
+    (shared by every secret of the account), else the secret's own (`account_key`)."""
+    return accountkeys.budget_key(api_secret)
 
 
 def _poll_share() -> float:
@@ -97,6 +121,31 @@ def _plan_cache_key(key: str) -> str:
 
 def plan_remember(*, key: str, plan: str) -> None:
     cache.set(_plan_cache_key(key), plan, PLAN_CACHE_SECONDS)
+
+
+def account_learn(*, key: str, api_secret: str, account: Account) -> None:
+    """What /v1/me said: the plan, remembered under `key` and under the account's own name,
+    and which account the secret belongs to (so its budget is the account's from now on)."""
+    plan = plan_from_names(account.plan, account.plan_code) or DEFAULT_PLAN
+    if account.user_id:
+        account_learn_user(api_secret=api_secret, user_id=account.user_id)
+        plan_remember(key=accountkeys.user_key(account.user_id), plan=plan)
+    plan_remember(key=key, plan=plan)
+
+
+def account_learn_user(*, api_secret: str, user_id: str) -> None:
+    """The secret belongs to the account `user_id` (from /v1/me or /v2/credit-summaries)."""
+    if accountkeys.user_of(api_secret) == user_id:
+        return
+    # What the secret spent so far counts against the account: a fresh bucket would grant a
+    # second burst the moment the name changes.
+    _bucket_inherit(source=account_key(api_secret), target=accountkeys.user_key(user_id))
+    accountkeys.remember(api_secret=api_secret, user_id=user_id)
+
+
+def plan_known(*, key: str) -> str | None:
+    found = cache.get(_plan_cache_key(key))
+    return str(found) if found else None
 
 
 def plan_lookup_claim(*, key: str) -> bool:
@@ -324,6 +373,48 @@ def reads_take(*, wants: Sequence[tuple[str, int, int]]) -> list[ReadGrant]:
     ]
 
 
+# KEYS[1] source bucket, KEYS[2] target bucket; ARGV[1] the source's capacity. A target with no
+# state yet starts as the source stands; a target another secret of the account started already
+# is charged what the source spent (its capacity less its tokens).
+_INHERIT_LUA: Final = """
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+if state[1] == false or state[2] == false then
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[2], 'tokens', state[1], 'at', state[2])
+  redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[1]), 1000))
+  return 1
+end
+local spent = math.max(0, tonumber(ARGV[1]) - tonumber(state[1]))
+redis.call('HINCRBYFLOAT', KEYS[2], 'tokens', -spent)
+return 2
+"""
+
+
+def _bucket_inherit(*, source: str, target: str) -> None:
+    """Carry what the secret `source` spent over to its account's bucket `target`."""
+    capacity = bucket_capacity(read_limit(key=source))
+    client = _redis()
+    if client is not None:
+        client.eval(
+            _INHERIT_LUA, 2, _raw_key(f"bucket:{source}"), _raw_key(f"bucket:{target}"), capacity
+        )
+        return
+    with _fallback_locked(f"bucket:{target}"):
+        state = cache.get(_key(f"bucket:{source}"))
+        if state is None:
+            return
+        current = cache.get(_key(f"bucket:{target}"))
+        if current is None:
+            cache.set(_key(f"bucket:{target}"), state, 3600)
+        else:
+            spent = max(0.0, capacity - state["tokens"])
+            cache.set(
+                _key(f"bucket:{target}"), {**current, "tokens": current["tokens"] - spent}, 3600
+            )
+
+
 # --- Deferral (Retry-After) ---------------------------------------------------------------------
 
 
@@ -342,6 +433,15 @@ def account_defer(*, key: str, seconds: float) -> float:
         until = max(float(cache.get(_key(name)) or 0.0), now + seconds)
         cache.set(_key(name), until, math.ceil(until - now) + 1)
         return until - now
+
+
+def deferral_clear(*, key: str) -> None:
+    """End the account's deferral now."""
+    client = _redis()
+    if client is not None:
+        client.delete(_raw_key(f"defer:{key}"))
+    else:
+        cache.delete(_key(f"defer:{key}"))
 
 
 def account_deferral_remaining(*, key: str) -> float:

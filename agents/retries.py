@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from activity import services as activity_services
-from agents import services
+from agents import services, usage
 from agents.models import (
     Agent,
     AgentStatus,
@@ -83,6 +83,8 @@ def agent_retry(
     (checked by the caller with `retry_preflight`). Returns the same agent, now submitting."""
     role_require(actor, Role.MEMBER, "retry agents")
     organization_active_require(actor.organization)
+    if agent.status == AgentStatus.FAILED:  # a retry is a new, billed generation
+        usage.generation_affordable_require(org=agent.organization, model=agent.model)
     image = image or MediaSource()
     audio = audio or MediaSource()
     if prompt is not None and not prompt.strip() and not (image.is_given or has_face(agent)):

@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from agents import ratelimit
 from agents.models import Agent, AgentModel, AgentStatus, GenerationAttempt, PromptRevision
 from agents.services import TYPICAL_SECONDS
 from organizations import connections
@@ -101,12 +102,15 @@ def agent_list_count(
 
 
 def model_costs(*, org: Organization) -> dict[str, int]:
-    """Credits per model from GET /v1/pricing (cached an hour), else the documented table."""
-    key = "bithuman:pricing:v1"
+    """Credits per model from GET /v1/pricing (cached an hour per bitHuman account), else the
+    documented table."""
+    # Per account (never one organization's prices for another's account) and mode.
+    connection = connections.connection_get(org=org)
+    account = ratelimit.budget_key(connection.api_secret)
+    key = f"bithuman:pricing:v1:{connection.mode}:{account}"
     costs = cache.get(key)
     if costs is None:
         try:
-            connection = connections.connection_get(org=org)
             with connections.client_for(connection=connection, timeout=3, max_retries=0) as client:
                 pricing = client.pricing_get()
             by_model = pricing.agent_generation.by_model if pricing.agent_generation else {}

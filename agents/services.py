@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from activity import services as activity_services
-from agents import media, queue
+from agents import budgets, media, queue, ratelimit, usage
 from agents.models import (
     TERMINAL_STATUSES,
     Agent,
@@ -85,6 +85,8 @@ def agent_create(
         existing = Agent.objects.for_org(actor.organization).filter(public_id=public_id).first()
         if existing is not None:
             return existing
+    # A balance that cannot cover the model: refused here, nothing billed (agents.usage).
+    usage.generation_affordable_require(org=actor.organization, model=model)
     agent = Agent(
         public_id=public_id or uuid.uuid4(),
         organization=actor.organization,
@@ -203,8 +205,15 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
         return agent
     Agent.objects.filter(pk=agent.pk).update(submit_attempts=agent.submit_attempts + 1)
     connection = connections.connection_get(org=agent.organization)
+    key = ratelimit.budget_key(connection.api_secret)
     try:
         with connections.client_for(connection=connection) as client:
+            # The account's Generate budget is shared by its organizations (agents.budgets).
+            key = budgets.submit_key(connection=connection, client=client)
+            holding = budgets.generate_wait(key=key)
+            if holding > 0:
+                error = budgets.held(key=key, seconds=holding)
+                raise SubmitQueued(queue.submission_queue(agent=agent, error=error))
             # Media go by URL: uploaded with the form, else now (agents.media).
             image, audio = media.agent_media_urls(client=client, agent=agent)
             started = client.agent_generate(
@@ -218,7 +227,9 @@ def agent_submit(*, agent_pk: int) -> Agent | None:
                 idempotency_key=submission_key(agent),
             )
     except bh_errors.RateLimitedError as error:
-        # Not a failed attempt: the submission waits its turn (agents.queue).
+        # Not a failed attempt: the submission waits its turn (agents.queue), and the account's
+        # other organizations hold theirs until then too.
+        budgets.generate_defer(key=key, error=error)
         raise SubmitQueued(queue.submission_queue(agent=agent, error=error)) from None
     except _REFUSALS as error:
         connections.connection_outcome_record(connection=connection, error=error)

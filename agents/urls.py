@@ -1,12 +1,13 @@
 from django.urls import path
 
-from agents import import_views, views
+from agents import import_views, usage_views, views
 
 urlpatterns = [
     path("", views.agent_list, name="agent_list"),
     path("new/", views.agent_new, name="agent_new"),
     path("import/", import_views.agent_import, name="agent_import"),
     path("notices/", views.agent_notices, name="agent_notices"),
+    path("usage/", usage_views.usage_page, name="usage"),
     path("<uuid:agent_id>/", views.agent_detail, name="agent_detail"),
     path("<uuid:agent_id>/prompt/", views.agent_prompt, name="agent_prompt"),
     path(

@@ -6,7 +6,8 @@ One asyncio process, raw HTTP/1.1 with keep-alive, answers from memory:
 
 - `GET /v1/agent/status/{agent_id}`: `{"success": true, "data": {...}}` with status `generating`
   (bitHuman's documented shape, api/agents.md "Poll status"), after `--latency-ms`;
-- `GET /v1/me`: an Enterprise account (so the poller's Read budget is not what is measured);
+- `GET /v1/me`: an Enterprise account per secret (so the poller's Read budget is not what is
+  measured);
 - `GET /_standin/stats`: requests answered so far (total, statuses, distinct agents, the shortest
   and longest interval between two polls of one agent) and the server's own CPU seconds;
   `POST /_standin/reset` zeroes them.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import resource
 import time
@@ -88,21 +90,22 @@ def _status_body(agent_id: bytes) -> bytes:
     )
 
 
-_ME = _response(
-    "200 OK",
-    json.dumps(
-        {
-            "success": True,
-            "data": {
-                "user_id": "standin-user",
-                "plan": "enterprise",
-                "plan_code": "membership_enterprise",
-                "credit_balance": 10**9,
-                "account_status": "active",
-            },
-        }
-    ).encode(),
-)
+def _me(secret: bytes) -> bytes:
+    """Each secret is an account of its own (its user_id derives from it)."""
+    user_id = "standin-" + hashlib.sha256(secret).hexdigest()[:16]
+    body = {
+        "success": True,
+        "data": {
+            "user_id": user_id,
+            "plan": "enterprise",
+            "plan_code": "membership_enterprise",
+            "credit_balance": 10**9,
+            "account_status": "active",
+        },
+    }
+    return _response("200 OK", json.dumps(body).encode())
+
+
 _NOT_FOUND = _response(
     "404 Not Found", b'{"success": false, "error": "NOT_FOUND", "message": "no such path"}'
 )
@@ -123,10 +126,14 @@ class Server(asyncio.Protocol):
                 return
             head, rest = self.buffer[:end], self.buffer[end + 4 :]
             length = 0
+            self.secret = b""
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value.strip() or 0)
+                elif name == b"api-secret":
+                    self.secret = value.strip()
             if len(rest) < length:
                 return
             self.buffer = rest[length:]
@@ -140,7 +147,7 @@ class Server(asyncio.Protocol):
             STATS.status_polled(agent_id)
             self.later(_response("200 OK", _status_body(agent_id)))
         elif method == b"GET" and path == b"/v1/me":
-            self.later(_ME)
+            self.later(_me(self.secret))
         elif path == b"/_standin/stats":
             self.transport.write(_response("200 OK", STATS.as_json()))
         elif method == b"POST" and path == b"/_standin/reset":

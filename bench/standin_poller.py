@@ -197,6 +197,7 @@ def bench_poller_standin(report: Report, sizes: list[int], *, sustained_seconds:
         standin.stop()
 
     naive_rate = naive["rate"]
+    period = sustained["agents"] / max(sustained["rate"], 1e-9)
     for size in sizes:
         for processes in (1, 2):
             row = capacity[processes, size]
@@ -242,8 +243,7 @@ def bench_poller_standin(report: Report, sizes: list[int], *, sustained_seconds:
             "and the batched writes.",
             f"Sustained, 2 worker processes and beat (1 s ticks): {GOAL_PER_TICK:,} agents at "
             f"their 5 s cadence for {sustained_seconds:.0f} s: {sustained['rate']:,.0f} polls/s, "
-            f"{sustained['agents']:,} agents polled, each every "
-            f"{sustained_seconds * sustained['agents'] / max(sustained['rate'] * sustained_seconds, 1):.1f} s on average "
+            f"{sustained['agents']:,} agents polled, each every {period:.1f} s on average "
             f"(between two polls of one agent at least {sustained['min_gap']:.2f} s, at most "
             f"{sustained['max_gap']:.2f} s; {sustained['cpu_ms']:.2f} ms worker CPU per poll). "
             "An agent is due one cadence (5 s) after its last answer and the next tick (every "

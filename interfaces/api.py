@@ -16,6 +16,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from activity import api as activity_api
 from agents import api as agents_api
+from agents import usage_api
 from organizations import api as organization_api
 from portal import outage
 from portal.apisupport import ApiError, ApiKeyAuth, api_error_for, error_response, upstream_error
@@ -123,6 +124,7 @@ api.add_router("/agents", sessions_api.agent_router)
 api.add_router("/sessions", sessions_api.router)
 api.add_router("/live-sessions", live_sessions_api.router)
 api.add_router("/audit-events", activity_api.router)
+api.add_router("/usage", usage_api.router)
 
 
 def api_index(request: HttpRequest) -> HttpResponse:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from pydantic import BaseModel
 
 from activity import services as activity_services
+from portal import accountkeys
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import (
     MALFORMED_RESPONSE,
@@ -143,6 +144,7 @@ def connection_account(*, connection: BithumanConnection) -> Account | None:
         connection_outcome_record(connection=connection, error=error)
         return None
     connection_outcome_record(connection=connection)
+    accountkeys.remember(api_secret=connection.api_secret, user_id=account.user_id)
     cache.set(key, account.model_dump(mode="json"), ACCOUNT_CACHE_SECONDS)
     return account
 
@@ -163,6 +165,7 @@ def connection_user_id(*, connection: BithumanConnection, client: BithumanClient
             code=MALFORMED_RESPONSE, message="bitHuman's /v1/me gave no user_id", http_status=200
         )
     cache.set(key, user_id, USER_ID_CACHE_SECONDS)
+    accountkeys.remember(api_secret=connection.api_secret, user_id=user_id)
     return user_id
 
 

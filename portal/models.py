@@ -271,6 +271,7 @@ class ApiScope(models.TextChoices):
     # The bitHuman account's runtime sessions, the portal's and others (admins' rights).
     LIVE_SESSIONS_READ = "live_sessions:read", "Read the bitHuman account's live sessions"
     LIVE_SESSIONS_WRITE = "live_sessions:write", "Terminate the bitHuman account's live sessions"
+    USAGE_READ = "usage:read", "Read usage and credits"
 
 
 API_KEY_PREFIX = "bhp_"

@@ -309,3 +309,32 @@ class SandboxModelAdd(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id}: {self.model}"
+
+
+class SandboxApiSecret(models.Model):
+    """A further API secret of an account (api/api-keys.md: `POST /v2/{user_id}/api-secrets`).
+
+    Every secret of one account is that account: the same agents, credits and rate buckets
+    (api/rate-limits.md). The account's first secret (the one that opened it) is not a row here.
+    The sandbox keeps the value so `get-value` can reveal it, as bitHuman's API does.
+    """
+
+    account = models.ForeignKey(SandboxAccount, on_delete=models.CASCADE, related_name="secrets")
+    alias = models.CharField(max_length=32)
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    value = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Deleted keys stay as a denylist: the secret never authenticates (nor opens an account) again.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "alias"],
+                condition=models.Q(deleted_at__isnull=True),
+                name="sandbox_secret_alias",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias} ({self.value[:8]}…)"

@@ -13,6 +13,7 @@ from sandbox.errors import SandboxError, agent_not_found
 from sandbox.models import (
     SandboxAccount,
     SandboxAgent,
+    SandboxApiSecret,
     SandboxRoom,
     SandboxRoomMessage,
     SandboxWebhook,
@@ -21,8 +22,21 @@ from sandbox.models import (
 
 
 def account_by_secret(*, secret: str) -> SandboxAccount | None:
+    """The account a secret belongs to: the secret that opened it, or one of its further
+    secrets (api/api-keys.md)."""
     digest = hashlib.sha256(secret.encode()).hexdigest()
-    return SandboxAccount.objects.filter(secret_hash=digest).first()
+    account = SandboxAccount.objects.filter(secret_hash=digest).first()
+    if account is None:
+        extra = SandboxApiSecret.objects.select_related("account").filter(secret_hash=digest)
+        found = extra.filter(deleted_at__isnull=True).first()
+        account = found.account if found else None
+    return account
+
+
+def secret_revoked(*, secret: str) -> bool:
+    """Whether this is a deleted further secret (api/api-keys.md: denylisted at once)."""
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    return SandboxApiSecret.objects.filter(secret_hash=digest, deleted_at__isnull=False).exists()
 
 
 def agents_of(*, account: SandboxAccount) -> QuerySet[SandboxAgent]:

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sandbox import catalog, conf, schemas, selectors, simulation, webhooks
+from sandbox import billing, catalog, conf, schemas, selectors, simulation, webhooks
 from sandbox.errors import SandboxError, invalid
 from sandbox.models import (
     SandboxAccount,
@@ -92,7 +92,11 @@ def sandbox_account_for_secret(*, secret: str) -> SandboxAccount | None:
     secret is seen, e.g. a portal organization's Test-mode secret) a new one on the default plan
     and credits. Any other unknown secret has none, and the API answers 401 as bitHuman does."""
     account = selectors.account_by_secret(secret=secret)
-    if account is None and secret_well_formed(secret):
+    if (
+        account is None
+        and secret_well_formed(secret)
+        and not selectors.secret_revoked(secret=secret)
+    ):
         account = _account_open(secret=secret, plan=None, credits=None, label="opened on first use")
     return account
 
@@ -369,12 +373,12 @@ def agent_generate(
         subject = f"{data.prompt or ''} {image_url}"
         engine = model_resolve(model=data.model, version=data.version, subject=subject)
         cost = catalog.CREATION_COST[engine]
-        if locked.credits < cost:
+        left = billing.balance(account=locked)  # live minutes already spent count too
+        if left < cost:
             raise SandboxError(
                 402,
                 "INSUFFICIENT_BALANCE",
-                f"Insufficient credits: {engine} costs {cost} credits, the balance is "
-                f"{locked.credits}",
+                f"Insufficient credits: {engine} costs {cost} credits, the balance is {left}",
             )
         if data.agent_id and SandboxAgent.objects.filter(code=data.agent_id).exists():
             raise invalid(f"agent_id {data.agent_id} is already in use")

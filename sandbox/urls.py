@@ -27,6 +27,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/runtime-tokens/request", views.runtime_token_request, name="runtime_token_request"),
     path("v1/me", views.me, name="me"),
     path("v1/pricing", views.pricing, name="pricing"),
+    path("v1/usage", views.usage, name="usage"),
     path("v1/webhooks", views.webhooks, name="webhooks"),
     path("v1/webhooks/<str:webhook_id>", views.webhook_detail, name="webhook_detail"),
     path("v1/webhooks/<str:webhook_id>/test", views.webhook_test, name="webhook_test"),
@@ -52,6 +53,19 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "v2/<str:user_id>/runtime/revoke-all",
         views.runtime_revoke_all,
         name="runtime_revoke_all",
+    ),
+    # Billing (api/billing.md) and API secrets (api/api-keys.md)
+    path("v2/credit-summaries", views.credit_summaries, name="credit_summaries"),
+    path("v2/<str:user_id>/api-secrets", views.api_secrets, name="api_secrets"),
+    path(
+        "v2/<str:user_id>/api-secrets/<str:alias>/get-value",
+        views.api_secret_value,
+        name="api_secret_value",
+    ),
+    path(
+        "v2/<str:user_id>/api-secrets/<str:alias>",
+        views.api_secret_detail,
+        name="api_secret_detail",
     ),
     re_path(r"^v2/(?P<path>.*)$", views.not_found, name="not_found_v2"),
     # The hosted embed page and the files it and the API point at

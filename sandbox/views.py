@@ -20,9 +20,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from sandbox import (
+    billing,
     catalog,
     conf,
     files,
+    keys,
     model_adds,
     payloads,
     rooms,
@@ -67,14 +69,76 @@ def validate(request: HttpRequest) -> HttpResponse:
 @api_endpoint(BUCKET_READ)
 def me(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
     account.refresh_from_db()
-    return JsonResponse(
-        {"data": payloads.me_data(request, account), "status": "success", "status_code": 200}
-    )
+    data = payloads.me_data(request, account)
+    # Live minutes are spent as they run (sandbox.billing): the same balance everywhere.
+    data["credit_balance"] = data["plan_credits_remaining"] = billing.balance(account=account)
+    return JsonResponse({"data": data, "status": "success", "status_code": 200})
 
 
 @api_endpoint(BUCKET_READ)
 def pricing(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
     return JsonResponse({"success": True, "data": catalog.PRICING})
+
+
+# --- Billing (api/billing.md) and API secrets (api/api-keys.md) ----------------------------------
+
+
+@api_endpoint(BUCKET_READ)
+def credit_summaries(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    # `user_id`, `app` and `app_key` are accepted and change nothing: always the caller's own.
+    return JsonResponse({"success": True, "data": billing.credit_summary(account=account)})
+
+
+@api_endpoint(BUCKET_READ)
+def usage(request: HttpRequest, account: SandboxAccount) -> HttpResponse:
+    query = billing.UsageQuery(
+        limit=query_int(request, "limit", default=50, minimum=1, maximum=200),
+        offset=query_int(request, "offset", default=0, minimum=0, maximum=10**9),
+        start=billing.moment_parse(request.GET.get("start"), "start"),
+        end=billing.moment_parse(request.GET.get("end"), "end"),
+        agent_code=request.GET.get("agent_code") or None,
+    )
+    page, total = billing.usage_page(account=account, query=query)
+    pagination = {
+        "limit": query.limit,
+        "offset": query.offset,
+        "total": total,
+        "has_more": query.offset + len(page) < total,
+    }
+    return JsonResponse({"success": True, "data": page, "pagination": pagination})
+
+
+@api_endpoint(BUCKET_WRITE)
+def api_secret_create(request: HttpRequest, account: SandboxAccount, user_id: str) -> HttpResponse:
+    runtime.user_check(account=account, user_id=user_id)
+    alias = body_object(request, required=False).get("alias")
+    return JsonResponse(keys.secret_create(account=account, alias=alias))
+
+
+@api_endpoint(BUCKET_READ)
+def api_secret_list(request: HttpRequest, account: SandboxAccount, user_id: str) -> HttpResponse:
+    runtime.user_check(account=account, user_id=user_id)
+    return JsonResponse(keys.secrets_list(account=account))
+
+
+@api_endpoint(BUCKET_READ)
+def api_secret_value(
+    request: HttpRequest, account: SandboxAccount, user_id: str, alias: str
+) -> HttpResponse:
+    runtime.user_check(account=account, user_id=user_id)
+    return JsonResponse(keys.secret_value(account=account, alias=alias))
+
+
+@api_endpoint(BUCKET_WRITE)
+def api_secret_delete(
+    request: HttpRequest, account: SandboxAccount, user_id: str, alias: str
+) -> HttpResponse:
+    runtime.user_check(account=account, user_id=user_id)
+    return JsonResponse(keys.secret_delete(account=account, alias=alias))
+
+
+api_secrets = method_router(GET=api_secret_list, POST=api_secret_create)
+api_secret_detail = method_router(DELETE=api_secret_delete)
 
 
 # --- Agents -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import base64
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
@@ -28,6 +29,7 @@ from portal.bithuman.core import (
     _data_object,
     _object,
     _segment,
+    _usage_page_parse,
     _validate_call,
     _webhooks_parse,
 )
@@ -44,6 +46,7 @@ from portal.bithuman.types import (
     AspectRatio,
     ContextDelivery,
     ContextType,
+    CreditSummary,
     EmbedToken,
     FileType,
     FileUploaded,
@@ -62,6 +65,7 @@ from portal.bithuman.types import (
     RuntimeSessionWindow,
     RuntimeToken,
     Transcript,
+    UsagePage,
     Webhook,
     WebhookDeleted,
     WebhookEvent,
@@ -163,6 +167,37 @@ class BithumanClient(_ClientFace):
                 path="/v1/pricing",
                 parse=lambda payload: Pricing.model_validate(_data_object(payload)),
             )
+        )
+
+    def credit_summary_get(self) -> CreditSummary:
+        """GET /v2/credit-summaries: the account's live balance and minutes estimate."""
+        return self._send(
+            _Call(
+                method="GET",
+                path="/v2/credit-summaries",
+                parse=lambda payload: CreditSummary.model_validate(_data_object(payload)),
+            )
+        )
+
+    def usage_list(
+        self,
+        *,
+        limit: int = 200,
+        offset: int = 0,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        agent_code: str | None = None,
+    ) -> UsagePage:
+        """GET /v1/usage: the account's metered events, newest first (`limit` 1..200)."""
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
+        if start is not None:
+            params["start"] = start.isoformat()
+        if end is not None:
+            params["end"] = end.isoformat()
+        if agent_code:
+            params["agent_code"] = agent_code
+        return self._send(
+            _Call(method="GET", path="/v1/usage", params=params, parse=_usage_page_parse)
         )
 
     # Agents -----------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from portal.bithuman.types import (
     AgentPage,
     AgentStatus,
     GenerationStarted,
+    UsagePage,
     Webhook,
 )
 
@@ -129,6 +130,12 @@ def _valid_parse(body: Any) -> bool:
 def _agent_page_parse(body: Any) -> AgentPage:
     return AgentPage.model_validate(
         {"agents": _data_list(body), "pagination": _object(body).get("pagination")}
+    )
+
+
+def _usage_page_parse(body: Any) -> UsagePage:
+    return UsagePage.model_validate(
+        {"events": _data_list(body), "pagination": _object(body).get("pagination")}
     )
 
 

@@ -321,6 +321,54 @@ class Pricing(_Result):
     notes: str | None = None
 
 
+class CreditSummary(_Result):
+    """`data` of GET /v2/credit-summaries (api/billing.md): the authenticated account's balance.
+
+    `balance` can go down to -11 (the grace window before suspension); `minutes_estimate` is
+    the balance floor-divided by each serving mode's rate (advisory)."""
+
+    user_id: str | None = None
+    balance: float
+    plan_credits: float | None = None
+    topup_credits: float | None = None
+    is_enterprise: bool | None = None
+    minutes_estimate: dict[str, int] = Field(default_factory=dict)
+
+
+class UsageEvent(_Result):
+    """One row of GET /v1/usage: a metered event. `credits_change` counts credits consumed as
+    positive; a `credit_refund_…` pricing code gives credits back (api/billing.md)."""
+
+    id: str | None = None
+    activity_type: str | None = None
+    pricing_code: str | None = None
+    app: str | None = None
+    agent_code: str | None = None
+    credits_change: float = 0.0
+    frames_rendered: int | None = None
+    room_name: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    created_at: datetime
+
+    @property
+    def is_refund(self) -> bool:
+        return (self.pricing_code or "").startswith("credit_refund_")
+
+    @property
+    def spent(self) -> float:
+        """Credits this event cost (negative for a refund), whichever sign bitHuman gave it."""
+        amount = abs(self.credits_change)
+        return -amount if self.is_refund else self.credits_change
+
+
+class UsagePage(_Result):
+    """GET /v1/usage: one page of usage events, newest first."""
+
+    events: tuple[UsageEvent, ...]
+    pagination: Pagination | None = None
+
+
 class Webhook(_Result):
     """The Webhook schema (its signing secret is never returned after creation)."""
 
