@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import time
 
+from redis.exceptions import RedisError
+
 from agents import ratelimit
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import BithumanError, RateLimitedError
@@ -69,10 +71,16 @@ def generate_defer(*, key: str, error: RateLimitedError) -> float:
 def read_take(*, key: str) -> bool:
     """One Read request for a page (usage, credits, pricing) from the account's budget, shared
     with the poller: False while a 429 defers the account or its bucket is empty (the page
-    then says the figures are not available right now)."""
-    if ratelimit.account_deferral_remaining(key=key) > 0:
+    then says the figures are not available right now). Also False while Redis, which keeps the
+    budget, is unreachable: a page then goes without the figures rather than failing."""
+    try:
+        if ratelimit.account_deferral_remaining(key=key) > 0:
+            return False
+        per_minute = ratelimit.read_limit(key=key)
+        return ratelimit.tokens_take(key=key, wanted=1, per_minute=per_minute) > 0
+    except RedisError as error:
+        logger.warning("Read budget unknown (Redis unreachable): %s", error)
         return False
-    return ratelimit.tokens_take(key=key, wanted=1, per_minute=ratelimit.read_limit(key=key)) > 0
 
 
 def read_failed(*, key: str, error: BithumanError) -> None:

@@ -35,7 +35,13 @@ from agents.models import Agent
 from organizations import connections
 from portal.bithuman import errors as bh_errors
 from portal.bithuman.types import RevokeAll, RuntimeSession, RuntimeSessionPage
-from portal.errors import ApplicationError, NotFound, RateLimited, upstream_failure
+from portal.errors import (
+    ApplicationError,
+    NotFound,
+    RateLimited,
+    UpstreamFailed,
+    upstream_failure,
+)
 from portal.models import BithumanConnection
 from portal.tenancy import Actor, Role, role_require
 from sessions import services
@@ -114,9 +120,16 @@ def _page(connection: BithumanConnection) -> tuple[RuntimeSessionPage, datetime,
     cached_at = parse_datetime(cached["fetched_at"]) if cached is not None else None
     if cached_at is not None and (timezone.now() - cached_at).total_seconds() < _fresh_seconds():
         return RuntimeSessionPage.model_validate(cached["page"]), cached_at, ""
+    failed = cache.get(_cache_key(connection) + ":failed")
     try:
+        if failed is not None and cached_at is None:
+            # bitHuman failed moments ago: say so again rather than spend the Read budget
+            # asking once per page view (the same answer for LIVE_SESSIONS_CACHE_SECONDS).
+            raise UpstreamFailed(failed)
         page = _fetch(connection)
     except ApplicationError as error:
+        if failed is None and not isinstance(error, RateLimited):
+            cache.set(_cache_key(connection) + ":failed", error.message, _fresh_seconds())
         if cached_at is None:
             raise
         return RuntimeSessionPage.model_validate(cached["page"]), cached_at, error.message

@@ -161,6 +161,9 @@ class Stack:
             name, env=environment, log=self.tmp / f"{name}.log", beat=beat
         )
         self.workers.append(worker)
+        # Ready to take tasks (its start takes seconds on a busy machine): the cases' clocks
+        # start here, not while Celery imports the portal.
+        self.wait(lambda: " ready." in worker.log_text(), timeout=60)
         return worker
 
     def close(self) -> None:

@@ -80,8 +80,8 @@ def test_worker_killed_mid_tick_agents_are_polled_after_their_lease_and_end_once
     sandbox: Upstream, stack: Stack, figures: Figures
 ):
     owner = tenant(time_scale=15)  # expression-1's 90 s take 6 s
-    agents = [agent_in_flight(owner) for _ in range(6)]
     first = stack.start_worker("doomed")
+    agents = [agent_in_flight(owner) for _ in range(6)]  # their clocks start now
     stack.wait(lambda: all(fresh(agent).progress > 0 for agent in agents), timeout=20)
 
     owner.configure(latency_ms=2500)  # the next answers hang: the tick is mid-request
@@ -379,8 +379,8 @@ def test_sigterm_mid_tick_finishes_or_releases_and_nothing_stays_stuck(
     sandbox: Upstream, stack: Stack, figures: Figures
 ):
     owner = tenant(time_scale=10, latency_ms=600)  # each answer takes 0.6 s
-    agents = [agent_in_flight(owner) for _ in range(6)]
     worker = stack.start_worker("deployed")
+    agents = [agent_in_flight(owner) for _ in range(6)]  # their clocks start now
     stack.wait(lambda: len(sandbox.statuses(owner.key)) >= 6, timeout=20)
     count = len(sandbox.statuses(owner.key))
     stack.wait(lambda: len(sandbox.statuses(owner.key)) > count, timeout=10)  # mid-request
@@ -420,7 +420,8 @@ def test_key_rotation_while_polling_fails_no_call_and_leaves_nothing_under_the_o
 ):
     old_key = settings.FIELD_ENCRYPTION_KEYS[0]
     new_key = Fernet.generate_key().decode()
-    owners = [tenant(time_scale=6), tenant(time_scale=6)]  # 15 s
+    # 30 s: still generating when the third worker (each takes seconds to start) takes over.
+    owners = [tenant(time_scale=3), tenant(time_scale=3)]
     agents = [agent_in_flight(owner) for owner in owners for _ in range(3)]
     phases: list[tuple[str, float]] = []
 

@@ -5,7 +5,6 @@ as a runtime session; the room link's page. And the hosted room's face: the agen
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from livekit import api as lk
 
+from portal.bithuman import aio
 from tests.media import png_bytes
 
 
@@ -35,7 +35,8 @@ def _call(project: dict, action, *, secret: str | None = None):
         finally:
             await server.aclose()
 
-    return asyncio.run(run())
+    # aio.run: also when this thread already runs a loop (Playwright's, after a browser test).
+    return aio.run(run())
 
 
 def _dispatch(project: dict, room: str, metadata: dict):

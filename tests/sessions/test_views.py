@@ -72,6 +72,10 @@ class FakeBithuman:
     def account_get(self) -> Account:
         return Account(user_id="user-1")
 
+    def pricing_get(self) -> None:
+        # The agent page's model prices: unreachable here, so the documented table is shown.
+        raise bh_errors.TransportError(message="no pricing here", request_may_have_arrived=False)
+
     def runtime_session_list(self, **query: object) -> RuntimeSessionPage:
         return RuntimeSessionPage(sessions=self.runtime_sessions)
 
