@@ -119,9 +119,12 @@ def embed_room_touch(*, code: str, token: str) -> SandboxRoom:
     if agent is None:
         raise agent_not_found(code)
     agent_ready_require(agent)
-    return _room_register(
-        agent=agent, name=f"embed-{claims['sid']}", kind=SandboxRoom.Kind.EMBED, ttl=conf.room_ttl()
-    )
+    name = f"embed-{claims['sid']}"
+    if SandboxRoom.objects.filter(agent=agent, name=name, ended_at__isnull=False).exists():
+        # Terminated (or revoked, or ended by the operator): the session is over for good; an
+        # open page's heartbeat must not bring it back (it would run, and bill, again).
+        raise SandboxError(401, "UNAUTHORIZED", "This session has ended")
+    return _room_register(agent=agent, name=name, kind=SandboxRoom.Kind.EMBED, ttl=conf.room_ttl())
 
 
 def runtime_token_issue(*, account: SandboxAccount, data: schemas.RuntimeTokenIn) -> dict[str, Any]:

@@ -4,8 +4,10 @@ or answer the two different 404s."""
 import time
 
 import pytest
+from django.utils import timezone
 
 from sandbox import tokens
+from sandbox.models import SandboxRoom
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -281,3 +283,20 @@ def test_face_placeholder_is_an_svg_with_initials(api):
     assert response.headers["Content-Type"] == "image/svg+xml"
     initials = "".join(word[0] for word in name.split())
     assert f">{initials}</text>" in response.text
+
+
+def test_an_ended_embed_session_is_not_revived_by_its_open_page(api):
+    agent_id = api.ready_agent()
+    token = _embed_token(api, agent_id).json()["data"]["token"]
+    api.http.get(f"/embed/{agent_id}", params={"token": token})
+    live = api.http.post(f"/embed/{agent_id}/live", params={"token": token}).json()
+    # Terminated (runtime-sessions terminate, revoke-all or the operator's End) while the
+    # visitor's tab stays open.
+    SandboxRoom.objects.filter(name=live["room_id"]).update(ended_at=timezone.now())
+
+    heartbeat = api.http.post(f"/embed/{agent_id}/live", params={"token": token})
+
+    assert heartbeat.status_code == 401
+    assert SandboxRoom.objects.get(name=live["room_id"]).ended_at is not None
+    response = api.post(f"/v1/agent/{agent_id}/speak", json={"message": "x"})
+    assert response.json()["error"]["message"] == f"No active rooms found for agent {agent_id}"
