@@ -226,7 +226,6 @@ def test_redis_restart_pages_and_reads_answer_submissions_complete_ticks_resume(
     as beat does every 30 s, instead of waiting up to 90 s.
     """
     owner = tenant(time_scale=12)  # expression-1's 90 s take 7.5 s
-    in_flight = [agent_in_flight(owner) for _ in range(4)]
     key = apikeys.api_key_create(
         org=owner.org,
         name="faults",
@@ -247,6 +246,7 @@ def test_redis_restart_pages_and_reads_answer_submissions_complete_ticks_resume(
         timeout=10,
     )
     worker = redis_stack.start_worker("poller")
+    in_flight = [agent_in_flight(owner) for _ in range(4)]  # their clocks start now
     redis_stack.wait(lambda: all(fresh(a).progress > 0 for a in in_flight), timeout=20)
     owner.configure(latency_ms=1000)  # the next tick hangs on its requests: it is unacknowledged
     slowed_at = time.time()
