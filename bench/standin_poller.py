@@ -255,8 +255,8 @@ def bench_poller_standin(report: Report, sizes: list[int], *, sustained_seconds:
     report.goal(
         "Poller (stand-in): agents per 5 s tick, 2 worker processes",
         f">= {GOAL_PER_TICK:,}",
-        f"{two['rate'] * 5:,.0f} of {goal_size:,} due ({two['rate']:,.0f} polls/s; 1 process: "
-        f"{capacity[1, goal_size]['rate'] * 5:,.0f})",
+        f"{two['rate'] * 5:,.0f} per 5 s with {goal_size:,} due ({two['rate']:,.0f} polls/s); "
+        f"1 process: {capacity[1, goal_size]['rate'] * 5:,.0f}",
         two["rate"] * 5 >= GOAL_PER_TICK,
     )
     report.goal(
