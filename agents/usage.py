@@ -54,7 +54,9 @@ def _key(org: Organization) -> tuple[str, Any]:
     return ratelimit.budget_key(connection.api_secret), connection
 
 
-def credit_summary(*, org: Organization, fresh: bool = False) -> CreditSummary | None:
+def credit_summary(
+    *, org: Organization, fresh: bool = False, cached_only: bool = False
+) -> CreditSummary | None:
     """The account's balance (GET /v2/credit-summaries), cached briefly; None when bitHuman
     cannot say now (unreachable, refused, or its Read budget is spent)."""
     key, connection = _key(org)
@@ -62,9 +64,16 @@ def credit_summary(*, org: Organization, fresh: bool = False) -> CreditSummary |
     cached = None if fresh else cache.get(name)
     if cached is not None:
         return CreditSummary.model_validate(cached)
-    if not budgets.read_take(key=key):
+    if cached_only:
+        return None
+    # One request per account at a time: concurrent creates do not each ask bitHuman (they go
+    # without the figures meanwhile, and bitHuman's own 402 still stands behind the check).
+    fetching = name + ":fetching"
+    if not cache.add(fetching, 1, 10):
         return None
     try:
+        if not budgets.read_take(key=key):
+            return None
         with connections.client_for(connection=connection, timeout=5, max_retries=0) as client:
             summary = client.credit_summary_get()
     except BithumanError as error:
@@ -72,8 +81,12 @@ def credit_summary(*, org: Organization, fresh: bool = False) -> CreditSummary |
         budgets.read_failed(key=key, error=error)
         connections.connection_outcome_record(connection=connection, error=error)
         return None
+    finally:
+        cache.delete(fetching)
     if summary.user_id:
         ratelimit.account_learn_user(api_secret=connection.api_secret, user_id=summary.user_id)
+        # Learning the account renames the budget: keep the figures under the new name too.
+        name = f"bithuman:credit-summary:{connection.mode}:{_key(org)[0]}"
     cache.set(name, summary.model_dump(mode="json"), SUMMARY_CACHE_SECONDS)
     return summary
 
@@ -260,7 +273,11 @@ def generation_affordable_require(*, org: Organization, model: str) -> None:
     charged. Nothing is billed. When the balance cannot be read, bitHuman decides (402)."""
     from agents.selectors import model_costs  # selectors import services; services import us
 
-    summary = credit_summary(org=org, fresh=True)
+    # The balance as the Usage page, its API or the dashboard last read it (at most
+    # SUMMARY_CACHE_SECONDS ago); what this organization submitted since is counted below. No
+    # request in front of each create: a burst of API creates on the embedded stack (SQLite,
+    # the sandbox in the same process) then failed with 503 (make test-faults, embedded case).
+    summary = credit_summary(org=org, cached_only=True)
     if summary is None:
         return
     costs = model_costs(org=org)

@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import selectors
+from agents import selectors, usage
 from agents.models import Agent, AgentStatus
 from organizations import connections
 from portal.models import BithumanConnection
@@ -157,6 +157,9 @@ def test_a_generation_the_balance_cannot_cover_is_refused_before_anything_is_bil
     sandbox_api, org, member
 ):
     account = _account(org, credits=300)
+    # The check uses the balance as last read (the Usage page or API, the dashboard): no
+    # request to bitHuman in front of each create.
+    assert usage.credit_summary(org=org) is not None
     response = client_for(member).post(
         reverse("agent_new", args=[org.slug]), _form(model="essence-2", name="Too dear")
     )
@@ -200,6 +203,7 @@ def test_pricing_is_cached_per_account_never_across_organizations(sandbox_api, o
 
 def test_a_retry_the_balance_cannot_cover_is_refused_too(sandbox_api, org, member):
     _account(org, credits=100)
+    assert usage.credit_summary(org=org) is not None  # the balance as last read
     failed = AgentFactory(organization=org, model="essence-2", status=AgentStatus.FAILED)
     response = client_for(member).post(
         reverse("agent_retry", args=[org.slug, failed.public_id]), follow=True
