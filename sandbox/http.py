@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -109,6 +110,13 @@ def api_endpoint(
                 response = handler(request, account, **kwargs)
             except SandboxError as error:
                 response = error_response(error)
+            except (OperationalError, InterfaceError):
+                # Its own database unreachable (a restart): bitHuman's transient answer, 503
+                # NO_AVAILABLE_WORKERS (api/errors.md: retry with backoff), not a 500.
+                logger.warning("Sandbox database unreachable: answering 503")
+                response = error_response(
+                    SandboxError(503, "NO_AVAILABLE_WORKERS", "All workers busy, retry later")
+                )
             except Exception:
                 # The real API answers its envelope even for its own bugs; log ours loudly.
                 logger.exception("Sandbox handler failed")
