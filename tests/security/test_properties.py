@@ -606,7 +606,11 @@ upstream_status = st.builds(
     ),
 )
 def test_an_agents_status_never_moves_backwards(org, start, answers):
-    agent = AgentFactory(organization=org, status=start, progress=0.0, code="A01PROP001")
+    # A code of its own per example: Hypothesis runs every example in one test transaction, and
+    # one bitHuman agent belongs to one organization (agent_code_one_org).
+    agent = AgentFactory(
+        organization=org, status=start, progress=0.0, code=f"A01P{uuid.uuid4().hex[:6].upper()}"
+    )
     for answer, source in answers:
         before = Agent.objects.get(pk=agent.pk)
         # The poller's statement, as production runs it (one agent of a batch).
