@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 import time
 
-from redis.exceptions import RedisError
-
 from agents import ratelimit
 from portal.bithuman.client import BithumanClient
 from portal.bithuman.errors import BithumanError, RateLimitedError
@@ -66,27 +64,6 @@ def generate_defer(*, key: str, error: RateLimitedError) -> float:
     return ratelimit.account_defer(
         key=_generate_key(key), seconds=seconds if seconds is not None else DEFAULT_DEFER_SECONDS
     )
-
-
-def read_take(*, key: str) -> bool:
-    """One Read request for a page (usage, credits, pricing) from the account's budget, shared
-    with the poller: False while a 429 defers the account or its bucket is empty (the page
-    then says the figures are not available right now). Also False while Redis, which keeps the
-    budget, is unreachable: a page then goes without the figures rather than failing."""
-    try:
-        if ratelimit.account_deferral_remaining(key=key) > 0:
-            return False
-        per_minute = ratelimit.read_limit(key=key)
-        return ratelimit.tokens_take(key=key, wanted=1, per_minute=per_minute) > 0
-    except RedisError as error:
-        logger.warning("Read budget unknown (Redis unreachable): %s", error)
-        return False
-
-
-def read_failed(*, key: str, error: BithumanError) -> None:
-    """A page's read answered 429: defer the account's reads (the poller's too)."""
-    if isinstance(error, RateLimitedError):
-        ratelimit.account_defer(key=key, seconds=error.retry_after or DEFAULT_DEFER_SECONDS)
 
 
 def generate_release(*, key: str) -> None:

@@ -2,8 +2,10 @@
 turn instead of failing (api/rate-limits.md: Free allows 4 generations a minute).
 
 A 429 is not a failed attempt: the agent stays `submitting`, its `queued_until` says when to send
-it again, and the pages show it as "queued" with its place in line. The place is the number of
-the organization's older agents still submitting (the line is first come, first served); each
+it again, and the pages show it as "queued" with its place in line. The line is the bitHuman
+account's (every organization whose secret is on the same account shares its Generate budget,
+agents.budgets), first come, first served: the place is the number of older agents of those
+organizations still submitting. Each
 queued agent is given its own slot of the plan's refill (60 s / the Generate limit) after the time
 bitHuman named, so a burst does not come back all at once to be refused again.
 """
@@ -13,11 +15,13 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from agents import ratelimit
 from agents.models import Agent, AgentStatus
 from portal.bithuman.errors import RateLimitedError
+from portal.models import BithumanConnection
 
 # Without any hint from bitHuman (no Retry-After, no reset, no limit): the Free plan's refill.
 DEFAULT_SLOT_SECONDS = 15.0
@@ -25,11 +29,40 @@ DEFAULT_SLOT_SECONDS = 15.0
 MAX_WAIT_SECONDS = 15 * 60.0
 
 
+def _submitting() -> QuerySet[Agent]:
+    return Agent.objects.filter(status=AgentStatus.SUBMITTING, archived_at__isnull=True)
+
+
+def _line_organizations(agent: Agent) -> list[int]:
+    """The organizations whose submissions share `agent`'s line: those on its bitHuman account
+    (as far as the portal knows it: ratelimit.budget_key), its own at least."""
+    others = set(_submitting().values_list("organization_id", flat=True)) - {agent.organization_id}
+    if not others:
+        return [agent.organization_id]
+    connections = {
+        c.organization_id: c
+        for c in BithumanConnection.objects.filter(
+            organization_id__in=[agent.organization_id, *others]
+        )
+    }
+    own = connections.get(agent.organization_id)
+    if own is None or not own.api_secret:
+        return [agent.organization_id]
+    key = ratelimit.budget_key(own.api_secret)
+    return [agent.organization_id] + [
+        org_id
+        for org_id in others
+        if (c := connections.get(org_id)) is not None
+        and c.api_secret
+        and ratelimit.budget_key(c.api_secret) == key
+    ]
+
+
 def _ahead_of(agent: Agent) -> int:
-    """How many of the organization's agents are ahead of `agent` in the submission line."""
+    """How many submissions are ahead of `agent` in its account's line."""
     return (
-        Agent.objects.filter(organization_id=agent.organization_id, status=AgentStatus.SUBMITTING)
-        .filter(archived_at__isnull=True)
+        _submitting()
+        .filter(organization_id__in=_line_organizations(agent))
         .filter(
             Q(created_at__lt=agent.created_at) | Q(created_at=agent.created_at, pk__lt=agent.pk)
         )

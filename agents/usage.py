@@ -8,7 +8,7 @@ account's balance and runway; the pre-check before a generation (api/billing.md)
   account". Refunds (`credit_refund_…`) count negative, whatever sign bitHuman gives them.
 - Balance, plan/top-up split and minutes left come from GET /v2/credit-summaries. Runway is the
   balance over the account's average daily spend in the period (None without spend).
-- Both are read through the account's Read budget (agents.budgets.read_take) and cached
+- Both are read through the account's Read budget (agents.readbudget) and cached
   USAGE_CACHE_SECONDS per account (agents.ratelimit.budget_key), never across accounts.
 - Test mode reads the sandbox, whose figures follow from what happened in it.
 """
@@ -25,7 +25,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from activity.charts import Series, bar_chart
-from agents import budgets, ratelimit
+from agents import ratelimit, readbudget
 from agents.models import Agent, AgentModel, AgentStatus
 from organizations import connections
 from portal.bithuman.errors import BithumanError
@@ -72,13 +72,13 @@ def credit_summary(
     if not cache.add(fetching, 1, 10):
         return None
     try:
-        if not budgets.read_take(key=key):
+        if not readbudget.read_take(key=key):
             return None
         with connections.client_for(connection=connection, timeout=5, max_retries=0) as client:
             summary = client.credit_summary_get()
     except BithumanError as error:
         logger.info("credit-summaries failed for org %s: %s", org.pk, error)
-        budgets.read_failed(key=key, error=error)
+        readbudget.rate_limited_record(key=key, error=error)
         connections.connection_outcome_record(connection=connection, error=error)
         return None
     finally:
@@ -112,7 +112,7 @@ def _events(*, org: Organization, start: datetime) -> _Events | None:
     try:
         with connections.client_for(connection=connection, timeout=5, max_retries=0) as client:
             for page_number in range(MAX_PAGES):
-                if not budgets.read_take(key=key):
+                if not readbudget.read_take(key=key):
                     return None
                 page = client.usage_list(
                     limit=PAGE_LIMIT, offset=page_number * PAGE_LIMIT, start=start
@@ -125,7 +125,7 @@ def _events(*, org: Organization, start: datetime) -> _Events | None:
                 truncated = True
     except BithumanError as error:
         logger.info("usage failed for org %s: %s", org.pk, error)
-        budgets.read_failed(key=key, error=error)
+        readbudget.rate_limited_record(key=key, error=error)
         connections.connection_outcome_record(connection=connection, error=error)
         return None
     cache.set(

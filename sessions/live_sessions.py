@@ -4,7 +4,7 @@ embed, their own LiveKit worker): the list with the account's KPIs, Terminate pe
 the owner's emergency "Revoke all runtime keys".
 
 - The list is one `GET /v2/{user_id}/runtime-sessions` (window `all`), cached per account for
-  LIVE_SESSIONS_CACHE_SECONDS and taken from the account's Read budget (agents.ratelimit, shared
+  LIVE_SESSIONS_CACHE_SECONDS and taken from the account's Read budget (agents.readbudget, shared
   with the agent poller). When the budget is spent or bitHuman fails, the last list is shown
   with its age rather than nothing.
 - A row is matched to the organization's own agent (by code) and portal session (by the linked
@@ -30,7 +30,7 @@ from django.utils.dateparse import parse_datetime
 
 from activity import services as activity_services
 from activity.models import AuditAction
-from agents import ratelimit
+from agents import readbudget
 from agents.models import Agent
 from organizations import connections
 from portal.bithuman import errors as bh_errors
@@ -90,23 +90,14 @@ def _fresh_seconds() -> int:
 
 
 def _fetch(connection: BithumanConnection) -> RuntimeSessionPage:
-    key = ratelimit.account_key(connection.api_secret)
-    wait = ratelimit.account_deferral_remaining(key=key)
-    if wait > 0 or not ratelimit.tokens_take(
-        key=key, wanted=1, per_minute=ratelimit.read_limit(key=key)
-    ):
-        raise RateLimited(
-            "This bitHuman account's read budget is used up for the moment: retry in a few "
-            "seconds.",
-            retry_after=max(1.0, wait),
-        )
+    key = readbudget.account_of(connection)
+    readbudget.read_require(key=key)
     try:
         with connections.client_for(connection=connection, timeout=5, max_retries=0) as client:
             user_id = connections.connection_user_id(connection=connection, client=client)
             return client.runtime_session_list(user_id=user_id, window="all", limit=LIST_LIMIT)
     except bh_errors.BithumanError as error:
-        if isinstance(error, bh_errors.RateLimitedError):
-            ratelimit.account_defer(key=key, seconds=error.retry_after or 5)
+        readbudget.rate_limited_record(key=key, error=error, default=5)
         connections.connection_outcome_record(connection=connection, error=error)
         raise upstream_failure(
             error, f"bitHuman did not list the account's sessions: {error.message}"

@@ -4,7 +4,7 @@ session's timeline.
 
 - When: a linked, live session every TRANSCRIPT_PULL_SECONDS (the beat, and the console's poll
   at most as often), and once after the session ended (then no more). Every pull first takes a
-  token from the account's Read budget (agents.ratelimit, shared with the agent poller) and
+  token from the account's Read budget (agents.readbudget, shared with the agent poller) and
   respects a Retry-After: a pull with no budget left simply waits for the next turn.
 - Lines become SessionEvents (`visitor`, `avatar`) at bitHuman's timestamps, so the timeline,
   the exports and the API merge them by time with the operator's lines. Each line's identity
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections import Counter
 from collections.abc import Iterable
 from datetime import timedelta
@@ -28,11 +27,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from agents import ratelimit
+from agents import readbudget
 from organizations import connections
 from portal.bithuman import errors as bh_errors
 from portal.bithuman.types import TranscriptMessage
-from portal.models import BithumanConnection
 from sessions import events
 from sessions.models import AgentSession, EventKind, SessionEvent, SessionStatus
 
@@ -98,15 +96,6 @@ def lines_store(*, session: AgentSession, messages: Iterable[TranscriptMessage])
     return len(added)
 
 
-def _budget_take(connection: BithumanConnection) -> bool:
-    """One read from the account's Read budget (shared with the agent poller), unless a
-    Retry-After still defers the account."""
-    key = ratelimit.account_key(connection.api_secret)
-    if ratelimit.account_deferral_remaining(key=key) > 0:
-        return False
-    return bool(ratelimit.tokens_take(key=key, wanted=1, per_minute=ratelimit.read_limit(key=key)))
-
-
 def transcript_pull(session: AgentSession, *, final: bool = False) -> int | None:
     """Pull the session's transcript now and store new lines; None when nothing was asked
     (not linked, no budget, another mode) or bitHuman failed. `final`: the pull after the end
@@ -120,7 +109,8 @@ def transcript_pull(session: AgentSession, *, final: bool = False) -> int | None
         if final:
             AgentSession.objects.filter(pk=session.pk).update(transcript_final_at=timezone.now())
         return None
-    if not _budget_take(connection):
+    key = readbudget.account_of(connection)
+    if not readbudget.read_take(key=key):
         return None
     try:
         with connections.client_for(connection=connection, timeout=5, max_retries=0) as client:
@@ -129,10 +119,7 @@ def transcript_pull(session: AgentSession, *, final: bool = False) -> int | None
                 user_id=user_id, session_id=session.upstream_session_id
             )
     except bh_errors.RateLimitedError as error:
-        ratelimit.account_defer(
-            key=ratelimit.account_key(connection.api_secret),
-            seconds=math.ceil(error.retry_after or pull_seconds()),
-        )
+        readbudget.rate_limited_record(key=key, error=error, default=pull_seconds())
         return None
     except bh_errors.NotFoundError:
         # bitHuman no longer has the session: there is nothing more to pull.

@@ -11,18 +11,19 @@ import httpx
 import pytest
 from django.urls import reverse
 
-from agents import budgets, poller, ratelimit, services
+from agents import budgets, poller, queue, ratelimit, readbudget, services
 from agents.models import Agent, AgentStatus
 from organizations import connections
 from portal import accountkeys
 from portal.models import BithumanConnection
 from portal.tenancy import Role
 from sandbox.models import SandboxRateBucket
+from sessions import transcripts
 from tests.agents import test_poller
 from tests.agents.test_poller import Tenant, Upstream, agent_in_flight, tenant
 from tests.api.conftest import ApiClient, make_key
 from tests.conftest import client_for
-from tests.factories import MembershipFactory
+from tests.factories import AgentFactory, AgentSessionFactory, MembershipFactory
 
 integration = pytest.mark.django_db(transaction=True)
 # The poller tests' fixtures: the sandbox over HTTP, and every request that reached it.
@@ -126,6 +127,9 @@ def test_two_organizations_on_one_account_share_its_generate_budget(sandbox: Ups
     assert held.status == AgentStatus.SUBMITTING and held.queued_until is not None
     assert len(sandbox.bucket_429s) == refused  # held without a request
     assert held.submit_attempts == 0
+    # One line for the account: the first organization's newest waits behind the other's two.
+    assert queue.queue_position(held) == 3
+    assert queue.queue_position(Agent.objects.get(pk=states[1].pk)) == 1
 
     # Shown as queued with a place in line, on the page and through the API.
     page = client_for(other_member).get(
@@ -143,3 +147,34 @@ def test_two_organizations_on_one_account_share_its_generate_budget(sandbox: Ups
         services.agent_submit(agent_pk=agent.pk)
     waiting = Agent.objects.filter(status__in=[AgentStatus.SUBMITTING, AgentStatus.FAILED])
     assert not waiting.exists()
+
+
+@integration
+def test_live_sessions_and_transcripts_read_from_the_accounts_budget(sandbox: Upstream, settings):
+    """The account-wide pages share the Read budget too: a 429 one organization received holds
+    the other organization's live-sessions list and transcript pulls (same account, other
+    secret), and neither asks bitHuman meanwhile."""
+    first = tenant(plan="free")
+    other = organization_on(second_secret(first, settings.SANDBOX_BASE_URL))
+    admin = MembershipFactory(organization=other.org, role=Role.ADMIN)
+    for member in (MembershipFactory(organization=first.org, role=Role.ADMIN), admin):
+        page = client_for(member).get(f"/o/{member.organization.slug}/sessions/account/")
+        assert page.status_code == 200
+        assert 'data-testid="live-problem"' not in page.content.decode()
+    # Each list asked /v1/me for the user_id: both secrets now name the one account.
+    key = readbudget.account_of(other.connection)
+    assert key == accountkeys.user_key(str(first.account.public_id))
+    assert readbudget.account_of(first.connection) == key
+
+    ratelimit.account_defer(key=key, seconds=60)  # as the first organization's 429 does
+    settings.LIVE_SESSIONS_CACHE_SECONDS = 0
+    before = len(sandbox.requests)
+    page = client_for(admin).get(f"/o/{other.org.slug}/sessions/account/")
+    assert page.status_code == 200 and "read budget" in page.content.decode()
+    session = AgentSessionFactory(
+        organization=other.org,
+        agent=AgentFactory(organization=other.org, status=AgentStatus.READY),
+        upstream_session_id="rs_shared",
+    )
+    assert transcripts.transcript_pull(session) is None
+    assert len(sandbox.requests) == before  # nothing reached bitHuman

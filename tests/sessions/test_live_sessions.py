@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from activity.models import AuditEvent
-from agents import ratelimit
+from agents import ratelimit, readbudget
 from organizations import connections
 from portal.bithuman import BithumanClient
 from sandbox.models import SandboxAccount
@@ -178,7 +178,7 @@ def test_the_list_is_cached_briefly_and_an_older_one_stands_in_without_budget(
 
     settings.LIVE_SESSIONS_CACHE_SECONDS = 0  # the copy is old now
     connection = connections.connection_get(org=org)
-    ratelimit.account_defer(key=ratelimit.account_key(connection.api_secret), seconds=60)
+    ratelimit.account_defer(key=readbudget.account_of(connection), seconds=60)
     html = _page(admin)
     assert listed == ["all"]  # the budget is spent: bitHuman was not asked
     assert 'data-testid="live-stale"' in html and "read budget" in html
@@ -187,7 +187,7 @@ def test_the_list_is_cached_briefly_and_an_older_one_stands_in_without_budget(
 
 def test_no_budget_and_no_earlier_list_says_so_instead_of_failing(scene, org, admin):
     connection = connections.connection_get(org=org)
-    ratelimit.account_defer(key=ratelimit.account_key(connection.api_secret), seconds=60)
+    ratelimit.account_defer(key=readbudget.account_of(connection), seconds=60)
     html = _page(admin)
     assert 'data-testid="live-problem"' in html and "read budget" in html
 

@@ -16,7 +16,7 @@ import pytest
 from django.test import override_settings
 
 from activity.models import OutboundDelivery, WebhookEndpoint
-from agents import ratelimit
+from agents import ratelimit, readbudget
 from organizations import connections
 from sessions import fingerprints, services, transcripts, upstream
 from sessions.models import AgentSession, EventKind
@@ -138,7 +138,7 @@ def test_a_pull_waits_when_the_accounts_read_budget_is_deferred(
     session = _linked_session(member, ready_agent, heartbeat)
     visitor_says(session, "Hello?")
     connection = connections.connection_get(org=org)
-    ratelimit.account_defer(key=ratelimit.account_key(connection.api_secret), seconds=60)
+    ratelimit.account_defer(key=readbudget.account_of(connection), seconds=60)
 
     assert transcripts.transcript_pull(session) is None
     assert _lines(session) == []
