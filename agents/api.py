@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -45,7 +47,7 @@ from portal.apisupport import (
     trusted_response,
 )
 from portal.errors import ApplicationError
-from portal.models import ApiScope
+from portal.models import ApiKey, ApiScope
 
 router = Router(tags=["agents"])
 
@@ -154,22 +156,32 @@ def _keep_client_errors(error: BaseException) -> tuple[int, Any] | None:
 )
 def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
     api_key = scope_require(request, ApiScope.AGENTS_WRITE)  # before any replay
+    return _idempotently(
+        request, api_key=api_key, body=request.body, run=lambda: _create(request, payload)
+    )
+
+
+def _idempotently(
+    request: HttpRequest,
+    *,
+    api_key: ApiKey,
+    body: bytes | Callable[[], bytes],
+    run: Callable[[], tuple[int, dict[str, Any]]],
+) -> HttpResponse:
+    """Run a create once per `Idempotency-Key` (when the request sends one): the same key and
+    body (`body`, or what it returns: called only when there is a key) replay the first answer."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
-        status, body = _create(request, payload)
-        return JsonResponse(body, status=status)
+        status, answer = run()
+        return JsonResponse(answer, status=status)
     if len(key) > 255:
         raise ApiError(422, "validation_error", "Idempotency-Key is longer than 255 characters.")
     fingerprint = idempotency.request_fingerprint(
-        method="POST", path=request.path, body=request.body
+        method="POST", path=request.path, body=body if isinstance(body, bytes) else body()
     )
     try:
         outcome = idempotency.idempotent_run(
-            api_key=api_key,
-            key=key,
-            fingerprint=fingerprint,
-            run=lambda: _create(request, payload),
-            keep=_keep_client_errors,
+            api_key=api_key, key=key, fingerprint=fingerprint, run=run, keep=_keep_client_errors
         )
     except idempotency.IdempotencyConflict as conflict:
         return error_response(409, conflict.code, conflict.message)
@@ -179,13 +191,30 @@ def agent_create(request: HttpRequest, payload: AgentIn) -> HttpResponse:
     return response
 
 
+def _multipart_body(payload: AgentFormIn, files: dict[str, NinjaUploadedFile | None]) -> bytes:
+    """What identifies a multipart create (its boundary differs from one send to the next):
+    the form fields and each file's digest."""
+    digests = {}
+    for name, upload in files.items():
+        if upload is None:
+            continue
+        digest = hashlib.sha256()
+        for chunk in upload.chunks():
+            digest.update(chunk)
+        upload.seek(0)
+        digests[name] = digest.hexdigest()
+    fields = payload.model_dump(mode="json")
+    return json.dumps({"fields": fields, "files": digests}, sort_keys=True).encode()
+
+
 @router.post(
     "/multipart",
     response={202: AgentOut},
     summary="Create an agent, with media as files (multipart/form-data)",
     description="The same as POST /agents with the face image and voice sample as the files "
     "`image` and `audio` (or links in `image_url`, `audio_url`) and the other fields as form "
-    "fields. An error names the field: `image`, `image_url`, ...",
+    "fields. An error names the field: `image`, `image_url`, ... `Idempotency-Key` works as on "
+    "POST /agents (the same fields and files replay the first answer).",
 )
 def agent_create_multipart(
     request: HttpRequest,
@@ -193,7 +222,7 @@ def agent_create_multipart(
     image: NinjaUploadedFile | None = File(None),  # noqa: B008 (ninja's parameter marker)
     audio: NinjaUploadedFile | None = File(None),  # noqa: B008
 ) -> HttpResponse:
-    scope_require(request, ApiScope.AGENTS_WRITE)
+    api_key = scope_require(request, ApiScope.AGENTS_WRITE)
     for kind, upload, url in (
         ("image", image, payload.image_url),
         ("audio", audio, payload.audio_url),
@@ -205,14 +234,18 @@ def agent_create_multipart(
                 f"Give {kind} or {kind}_url, not both.",
                 details={"fields": {kind: ["Give a link or the file, not both."]}},
             )
-    status, body = _create_with(
+    return _idempotently(
         request,
-        payload,
-        image=MediaSource(upload=image, url=payload.image_url or ""),
-        audio=MediaSource(upload=audio, url=payload.audio_url or ""),
-        file_suffix="",
+        api_key=api_key,
+        body=lambda: _multipart_body(payload, {"image": image, "audio": audio}),
+        run=lambda: _create_with(
+            request,
+            payload,
+            image=MediaSource(upload=image, url=payload.image_url or ""),
+            audio=MediaSource(upload=audio, url=payload.audio_url or ""),
+            file_suffix="",
+        ),
     )
-    return JsonResponse(body, status=status)
 
 
 @router.get("", response=AgentList, summary="List agents")

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import respx
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test.client import encode_multipart
 from django.urls import reverse
 
 from agents import preflight, services
@@ -244,3 +245,32 @@ def test_the_api_takes_multipart_files_and_names_the_field(sandbox_api, org):
     upstream = SandboxAgent.objects.get(code=agent.code)
     assert upstream.image_url == agent.image_file_url != ""
     assert upstream.audio_url == agent.audio_file_url != ""
+
+
+def test_a_multipart_create_with_an_idempotency_key_runs_once(sandbox_api, org):
+    """A client retrying a multipart create (a new boundary each time, as HTTP libraries do)
+    gets the first answer back, not a second agent; other files under the key are refused."""
+    api = ApiClient(make_key(org))
+
+    def send(image: bytes, boundary: str):
+        form = {
+            "name": "Kiosk",
+            "prompt": "A helpful kiosk assistant",
+            "image": SimpleUploadedFile("face.png", image, content_type="image/png"),
+            "audio": SimpleUploadedFile("voice.wav", wav_bytes(), content_type="audio/wav"),
+        }
+        return api.client.post(
+            "/api/v1/agents/multipart",
+            encode_multipart(boundary, form),
+            content_type=f"multipart/form-data; boundary={boundary}",
+            headers={**api.headers, "Idempotency-Key": "kiosk-1"},
+        )
+
+    first = send(png_bytes(), "first-boundary")
+    again = send(png_bytes(), "second-boundary")
+    assert first.status_code == again.status_code == 202, first.content
+    assert again.json() == first.json() and again["Idempotency-Replayed"] == "true"
+    assert Agent.objects.count() == 1 and SandboxAgent.objects.count() == 1
+    other = send(png_bytes(size=700), "third-boundary")
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert Agent.objects.count() == 1
