@@ -31,6 +31,7 @@ AGENT_OUT_COLUMNS = (
     "origin",
     "attempt",
     "upstream_deleted_at",
+    "supported_models",
 )
 
 
@@ -62,4 +63,5 @@ def agent_out_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "origin": row["origin"],
         "attempt": row["attempt"],
         "deleted_at_bithuman": row["upstream_deleted_at"],
+        "supported_models": list(row["supported_models"] or []),
     }

@@ -129,6 +129,10 @@ class AgentOut(Schema):
     queued_until: datetime | None = Field(
         description="While queued: when the submission is sent to bitHuman again; null otherwise."
     )
+    supported_models: list[str] = Field(
+        description="The models bitHuman has generated for the agent (its `supported_models`; "
+        "POST .../models adds one); empty until it is ready."
+    )
 
 
 class AgentList(Schema):

@@ -239,7 +239,13 @@ def test_pages_never_overlap_when_agents_share_their_creation_time(org, api):
 
 def test_list_items_are_exactly_the_detail_answers(org, api):
     AgentFactory(organization=org, status=AgentStatus.COMPLETED, progress=0.3, code="A1")
-    AgentFactory(organization=org, status=AgentStatus.READY, progress=0.9, code="A2")
+    AgentFactory(
+        organization=org,
+        status=AgentStatus.READY,
+        progress=0.9,
+        code="A2",
+        supported_models=["essence-1", "expression-2"],
+    )
     AgentFactory(organization=org, status=AgentStatus.FAILED, error_message="No face")
     items = api.get("/agents").json()["items"]
     assert len(items) == 3
@@ -247,6 +253,8 @@ def test_list_items_are_exactly_the_detail_answers(org, api):
         assert api.get(f"/agents/{item['id']}").json() == item
     ready = next(item for item in items if item["status"] == "ready")
     assert ready["progress"] == 1.0 and ready["agent_code"] == "A2"
+    assert ready["supported_models"] == ["essence-1", "expression-2"]
+    assert all(item["supported_models"] == [] for item in items if item is not ready)
 
 
 def test_a_large_count_is_remembered_briefly_a_small_one_is_exact(org, api, monkeypatch):
