@@ -123,7 +123,7 @@ def _kept_get(request: HttpRequest, membership: Membership) -> dict[str, Pending
 def _kept_after_failure(
     request: HttpRequest,
     membership: Membership,
-    form: AgentForm,
+    form: AgentForm | RetryForm,
     kept: dict[str, PendingUpload],
     failed: set[str],
 ) -> dict[str, PendingUpload]:
@@ -277,8 +277,10 @@ def _detail_with_errors(
     prompt_form: PromptForm | None = None,
     delete_form: AgentDeleteForm | None = None,
     retry_form: RetryForm | None = None,
+    kept: dict[str, PendingUpload] | None = None,
 ) -> HttpResponse:
     context = _detail_context(membership, agent) | {
+        "kept": kept or {},
         "prompt_form": prompt_form or PromptForm(initial={"system_prompt": agent.system_prompt}),
         "retry_form": retry_form or RetryForm(initial={"system_prompt": agent.system_prompt}),
         "retry_open": retry_form is not None,
@@ -358,9 +360,19 @@ def agent_retry(request: HttpRequest, membership: Membership, agent_id: UUID) ->
     replaced first (the retry form, checked like the new-agent form)."""
     agent = _agent_get(membership, agent_id)
     form = RetryForm(request.POST, request.FILES)
+    kept = _kept_get(request, membership)  # files chosen on an earlier, refused try
+
+    def refused(failed: set[str]) -> HttpResponse:
+        """The page again with the errors, keeping every file whose own check passed."""
+        still = _kept_after_failure(request, membership, form, kept, failed=failed)
+        return _detail_with_errors(request, membership, agent, retry_form=form, kept=still)
+
     if not form.is_valid():
-        return _detail_with_errors(request, membership, agent, retry_form=form)
+        return refused(set())
     data = form.cleaned_data
+    for kind, pending in kept.items():
+        if not data[kind] and not data[f"{kind}_url"]:
+            data[kind] = uploads.pending_upload_file(pending)
     image = MediaSource(upload=data["image"], url=data["image_url"] or "")
     audio = MediaSource(upload=data["audio"], url=data["audio_url"] or "")
     # The prompt box starts with the current prompt: posted unchanged (or not at all) it is kept.
@@ -372,7 +384,7 @@ def agent_retry(request: HttpRequest, membership: Membership, agent_id: UUID) ->
             if check.field in ("image", "audio") and data[f"{check.field}_url"]:
                 field = f"{check.field}_url"
             form.add_error(field, check.message)
-        return _detail_with_errors(request, membership, agent, retry_form=form)
+        return refused({check.field for check in report.failures})
     try:
         retries.agent_retry(actor=membership, agent=agent, prompt=prompt, image=image, audio=audio)
     except ApplicationError as error:
@@ -383,7 +395,9 @@ def agent_retry(request: HttpRequest, membership: Membership, agent_id: UUID) ->
                 "agent_detail", org_slug=membership.organization.slug, agent_id=agent_id
             )
         error_show(request, error, form=form)
-        return _detail_with_errors(request, membership, agent, retry_form=form)
+        # A file bitHuman refused is not kept (the customer must choose another).
+        return refused({error.field.removesuffix("_url")} if error.field else set())
+    uploads.pending_uploads_discard(list(kept.values()))  # used, or replaced by a new choice
     for check in report.warnings:
         messages.warning(request, check.message)
     agent.refresh_from_db()

@@ -2,12 +2,14 @@
 with the face, the voice or the prompt replaced first if wanted (page and API, the sandbox)."""
 
 import base64
+import re
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from agents import poller, services
-from agents.models import Agent, AgentStatus, GenerationAttempt, PromptRevision
+from agents.models import Agent, AgentStatus, GenerationAttempt, PendingUpload, PromptRevision
 from agents.preflight import MediaSource
 from tests.agents import outside
 from tests.api.conftest import ApiClient, make_key
@@ -135,6 +137,37 @@ def test_retry_checks_a_new_face_like_creation_and_keeps_what_was_typed(sandbox_
     assert 'id="retry-form"' in body and "errorlist" in body
     agent.refresh_from_db()
     assert (agent.status, agent.attempt) == (AgentStatus.FAILED, 1)
+
+
+def test_a_refused_retry_keeps_the_new_voice_for_the_next_try(sandbox_api, org, member):
+    """The face is refused, the new voice chosen beside it is kept (nothing to choose again)."""
+    agent = _failed_agent(org, member)
+    client = client_for(member)
+    url = reverse("agent_retry", args=[org.slug, agent.public_id])
+    response = client.post(
+        url,
+        {
+            "system_prompt": agent.system_prompt,
+            "image": SimpleUploadedFile("face.png", b"not an image at all"),
+            "audio": wav_upload("my-voice.wav"),
+        },
+    )
+    assert response.status_code == 400
+    body = response.content.decode()
+    kept = re.search(r'name="kept_audio_id" value="([^"]+)"', body)
+    assert kept and "Kept: <strong>my-voice.wav</strong>" in body
+    assert 'name="kept_image_id"' not in body  # the refused face is not kept
+
+    response = client.post(
+        url, {"system_prompt": agent.system_prompt, "kept_audio_id": kept.group(1)}
+    )
+    assert response.status_code == 302
+    agent.refresh_from_db()
+    assert agent.attempt == 2 and agent.audio and not agent.audio_url
+    attempt = GenerationAttempt.objects.get(agent=agent, number=2)
+    assert attempt.changes == ["voice"]
+    assert not PendingUpload.objects.exists()  # used, then let go
+    assert _poll(org, agent).status == AgentStatus.READY
 
 
 def test_retry_with_a_new_prompt_records_it_in_the_prompt_history(sandbox_api, org, member):
