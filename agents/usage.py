@@ -16,6 +16,7 @@ account's balance and runway; the pre-check before a generation (api/billing.md)
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 USAGE_CACHE_SECONDS = 60
 SUMMARY_CACHE_SECONDS = 30
+# How old a balance the pre-check before a generation still trusts. An older balance errs on the
+# lenient side (charges since are bitHuman's to refuse, 402); only a top-up in the meantime
+# could make it refuse wrongly, and the Usage page reads the balance anew.
+PRECHECK_MAX_AGE = 300
 PAGE_LIMIT = 200
 MAX_PAGES = 10
 PERIODS = (7, 30, 90)
@@ -57,16 +62,20 @@ def _key(org: Organization) -> tuple[str, Any]:
 def credit_summary(
     *, org: Organization, fresh: bool = False, cached_only: bool = False
 ) -> CreditSummary | None:
-    """The account's balance (GET /v2/credit-summaries), cached briefly; None when bitHuman
-    cannot say now (unreachable, refused, or its Read budget is spent)."""
+    """The account's balance (GET /v2/credit-summaries), read again once it is
+    SUMMARY_CACHE_SECONDS old; None when bitHuman cannot say now (unreachable, refused, or its
+    Read budget is spent). `cached_only`: never ask bitHuman, take the last read if it is at
+    most PRECHECK_MAX_AGE old (the pre-check before a generation)."""
     key, connection = _key(org)
     name = f"bithuman:credit-summary:{connection.mode}:{key}"
     cached = None if fresh else cache.get(name)
-    if cached is not None:
-        return CreditSummary.model_validate(cached)
+    if cached is not None and "at" in cached:
+        age = time.time() - cached["at"]
+        if age < (PRECHECK_MAX_AGE if cached_only else SUMMARY_CACHE_SECONDS):
+            return CreditSummary.model_validate(cached["summary"])
     if cached_only:
         return None
-    # One request per account at a time: concurrent creates do not each ask bitHuman (they go
+    # One request per account at a time: concurrent readers do not each ask bitHuman (they go
     # without the figures meanwhile, and bitHuman's own 402 still stands behind the check).
     fetching = name + ":fetching"
     if not cache.add(fetching, 1, 10):
@@ -87,7 +96,8 @@ def credit_summary(
         ratelimit.account_learn_user(api_secret=connection.api_secret, user_id=summary.user_id)
         # Learning the account renames the budget: keep the figures under the new name too.
         name = f"bithuman:credit-summary:{connection.mode}:{_key(org)[0]}"
-    cache.set(name, summary.model_dump(mode="json"), SUMMARY_CACHE_SECONDS)
+    entry = {"at": time.time(), "summary": summary.model_dump(mode="json")}
+    cache.set(name, entry, PRECHECK_MAX_AGE)
     return summary
 
 
@@ -273,8 +283,8 @@ def generation_affordable_require(*, org: Organization, model: str) -> None:
     charged. Nothing is billed. When the balance cannot be read, bitHuman decides (402)."""
     from agents.selectors import model_costs  # selectors import services; services import us
 
-    # The balance as the Usage page, its API or the dashboard last read it (at most
-    # SUMMARY_CACHE_SECONDS ago); what this organization submitted since is counted below. No
+    # The balance as the new-agent page, the Usage page, its API or the dashboard last read it
+    # (at most PRECHECK_MAX_AGE ago); what this organization submitted since is counted below. No
     # request in front of each create: a burst of API creates on the embedded stack (SQLite,
     # the sandbox in the same process) then failed with 503 (make test-faults, embedded case).
     summary = credit_summary(org=org, cached_only=True)

@@ -33,6 +33,7 @@ from agents import (
     snippets,
     tasks,
     uploads,
+    usage,
     webhooks,
 )
 from agents.forms import AgentDeleteForm, AgentForm, PromptForm, RetryForm
@@ -101,7 +102,10 @@ def _new_page(
     status: int = 200,
     kept: dict[str, PendingUpload] | None = None,
 ) -> HttpResponse:
-    context = {"form": form, "report": report, "kept": kept or {}}
+    # The balance beside the models' prices; reading it here also gives the pre-check before
+    # the generation a recent balance (agents.usage.generation_affordable_require).
+    balance = usage.credit_summary(org=membership.organization)
+    context = {"form": form, "report": report, "kept": kept or {}, "balance": balance}
     return render(request, "agents/new.html", context, status=status)
 
 

@@ -157,9 +157,10 @@ def test_a_generation_the_balance_cannot_cover_is_refused_before_anything_is_bil
     sandbox_api, org, member
 ):
     account = _account(org, credits=300)
-    # The check uses the balance as last read (the Usage page or API, the dashboard): no
-    # request to bitHuman in front of each create.
-    assert usage.credit_summary(org=org) is not None
+    # The check uses the balance as last read (the new-agent page, the Usage page or API, the
+    # dashboard): no request to bitHuman in front of each create.
+    page = client_for(member).get(reverse("agent_new", args=[org.slug])).content.decode()
+    assert "Sandbox balance (simulated): <strong>300 credits</strong>" in page
     response = client_for(member).post(
         reverse("agent_new", args=[org.slug]), _form(model="essence-2", name="Too dear")
     )
