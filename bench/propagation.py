@@ -57,6 +57,7 @@ def bench_propagation(report: Report, count: int) -> None:
     # bitHuman finishes each generation at its moment and sends the webhook then: the sandbox
     # only notices when asked, so this thread asks at each agent's ready moment.
     stop = threading.Event()
+    lags: list[float] = []  # how late the sandbox finished each agent (this thread's own delay)
 
     def finisher() -> None:
         order = sorted(
@@ -68,6 +69,7 @@ def bench_propagation(report: Report, count: int) -> None:
                 time.sleep(0.01)
             if stop.is_set():
                 return
+            lags.append(time.time() - when)
             sandbox_services.agent_refresh(agent=sandbox_agent)
 
     beat = stack.beat_start()
@@ -126,5 +128,8 @@ def bench_propagation(report: Report, count: int) -> None:
             "Polling only: the agent's next poll, due AGENT_POLL_INTERVAL (5 s) after its last "
             "answer, is made by the first tick after that (beat ticks every AGENT_POLL_TICK, "
             "1 s). Webhooks: sandbox delivery task, receiver, agent_poll_one task, one request.",
+            f"The bench's own thread made the sandbox finish {len(lags)} of "
+            f"{len(sandbox_agents)} agents, each at most {max(lags, default=0):.2f} s after its "
+            "moment (the delays above start when the sandbox finished it).",
         ],
     )

@@ -83,6 +83,7 @@ def main() -> None:
             if name not in only:
                 continue
             print(f"\n=== {name} ({time.monotonic() - started:.0f} s so far)", flush=True)
+            print(f"(tasks waiting in the queue: {stack.queue_length()})", flush=True)
             try:
                 benchmark()
             except Exception as error:  # report it, run the others

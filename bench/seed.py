@@ -112,10 +112,15 @@ def agents_create(
 
 
 def agents_park() -> None:
-    """Take every in-flight agent out of the poller's way (between benchmarks)."""
+    """Take every in-flight agent out of the poller's way (between benchmarks), and its
+    sandbox generation out of the sandbox's own advance loop (beat's sandbox-advance walks every
+    unfinished generation each 5 s: 16,000 left over from the poller benchmark kept the worker's
+    processes busy through the benchmarks after it)."""
+    now = timezone.now()
     Agent.objects.exclude(status__in=[AgentStatus.READY, AgentStatus.FAILED]).update(
-        next_poll_at=timezone.now() + timedelta(days=365), lease_until=None
+        next_poll_at=now + timedelta(days=365), lease_until=None
     )
+    SandboxAgent.objects.filter(finished_at__isnull=True).update(finished_at=now)
 
 
 def owner_session(*, org: Organization) -> tuple[str, str]:

@@ -236,3 +236,12 @@ def running(*processes: Process) -> Iterator[None]:
     finally:
         for process in processes:
             process.stop()
+
+
+def queue_length() -> str:
+    """Tasks waiting in the broker's queue and taken but not acknowledged (what a benchmark
+    left behind would make the next one pay for)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    return f"{client.llen('celery')} queued, {client.hlen('unacked')} unacknowledged"
